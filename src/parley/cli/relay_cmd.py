@@ -1,0 +1,94 @@
+"""`parley relay`: run a relay until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from parley.protocol.address import DEFAULT_PORT
+from parley.relay.config import RelayConfig
+from parley.relay.server import RelayServer
+
+ADDRESS_PREFIX = "parley relay address: "
+
+
+def default_store() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "parley" / "relay"
+
+
+def add_parser(commands: Any) -> None:
+    defaults = RelayConfig(store=Path("."))
+    p: argparse.ArgumentParser = commands.add_parser(
+        "relay", help="run a relay", description="Run a parley relay (SQLite store)."
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument("--public-host", help="host name to put in the printed address")
+    p.add_argument(
+        "--store",
+        type=Path,
+        default=default_store(),
+        help="directory for keys, certificates and the queue database "
+        "(default $XDG_DATA_HOME/parley/relay)",
+    )
+    p.add_argument("--quota", type=int, default=defaults.quota, help="messages per queue")
+    p.add_argument(
+        "--message-ttl",
+        type=float,
+        default=defaults.message_ttl,
+        help="seconds a message is kept before it expires (default 21 days)",
+    )
+    p.add_argument(
+        "--max-message-size",
+        type=int,
+        default=defaults.max_message_body,
+        help="largest message body in bytes (at most the protocol's 16000)",
+    )
+    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        help="seconds without traffic before a connection is closed",
+    )
+    p.set_defaults(run=run)
+
+
+def config_from_args(args: argparse.Namespace) -> RelayConfig:
+    return RelayConfig(
+        store=args.store,
+        host=args.host,
+        port=args.port,
+        public_host=args.public_host,
+        quota=args.quota,
+        message_ttl=args.message_ttl,
+        max_message_body=min(args.max_message_size, RelayConfig(store=Path(".")).max_message_body),
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+    )
+
+
+async def serve(config: RelayConfig) -> None:
+    server = RelayServer(config)
+    await server.start()
+    print(ADDRESS_PREFIX + str(server.address), flush=True)
+    print(f"store: {config.store.resolve()}  (Ctrl-C or SIGTERM to stop)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        print("relay stopped", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    asyncio.run(serve(config_from_args(args)))
+    return 0

@@ -1,0 +1,417 @@
+"""The relay client used by agents: one TLS connection per relay, pinned by fingerprint.
+
+Requests are matched to responses by correlation id and batched into blocks; pushed
+messages, subscription ends and the connection going down and up arrive as events on a
+queue. A lost connection is re-established with backoff and every subscription is renewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from parley.protocol import relay as p
+from parley.protocol.address import RelayAddress
+from parley.protocol.relay_auth import AuthKey, authenticator, derive_mac_key
+from parley.relay.errors import (
+    PermanentRelayError,
+    RelayError,
+    RelayIdentityMismatch,
+    TemporaryRelayError,
+    error_from_code,
+)
+from parley.relay.identity import IdentityError, client_context, verify_relay_certificate
+from parley.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class RelayUp:
+    relay: RelayAddress
+
+
+@dataclass(frozen=True)
+class RelayDown:
+    relay: RelayAddress
+    reason: str
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    relay: RelayAddress
+    recipient_id: bytes
+    message: p.Msg
+
+
+@dataclass(frozen=True)
+class SubscriptionEnded:
+    """Another client subscribed to the queue (END), or renewing the subscription failed."""
+
+    relay: RelayAddress
+    recipient_id: bytes
+    error: RelayError | None = None
+
+
+RelayEvent = RelayUp | RelayDown | MessageReceived | SubscriptionEnded
+
+
+@dataclass
+class ClientSettings:
+    connect_timeout: float = 10.0
+    command_timeout: float = 15.0
+    ping_interval: float = 30.0
+    reconnect: Backoff = field(default_factory=lambda: Backoff(0.5, 1.5, 30.0, 0.25))
+
+
+class _Connection:
+    """One live TLS session with a relay."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        hello: p.ServerHello,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.session_id = hello.session_id
+        self.session_key = hello.session_key
+        self.mac_keys: dict[bytes, bytes] = {}
+        self.pending: dict[bytes, asyncio.Future[p.Response]] = {}
+        self.out: list[bytes] = []
+        self.out_ready = asyncio.Event()
+        self.closed = False
+        self.last_received = time.monotonic()
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def mac_key(self, key: AuthKey) -> bytes:
+        mk = self.mac_keys.get(key.public)
+        if mk is None:
+            mk = derive_mac_key(key.private, self.session_key, self.session_id)
+            self.mac_keys[key.public] = mk
+        return mk
+
+    def fail_pending(self, error: RelayError) -> None:
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self.pending.clear()
+
+
+class RelayClient:
+    """A client for one relay.
+
+    `events` receives `RelayEvent`s; several clients may share one queue. Commands raise
+    `TemporaryRelayError` (retry later) or `PermanentRelayError` (do not).
+    """
+
+    def __init__(
+        self,
+        address: RelayAddress | str,
+        *,
+        events: asyncio.Queue[RelayEvent] | None = None,
+        settings: ClientSettings | None = None,
+        connect_to: tuple[str, int] | None = None,
+    ) -> None:
+        self.address = address if isinstance(address, RelayAddress) else RelayAddress.parse(address)
+        self.events: asyncio.Queue[RelayEvent] = events if events is not None else asyncio.Queue()
+        self.settings = settings or ClientSettings()
+        # where to open the TCP connection, if not the address itself (a proxy in tests)
+        self.connect_to = connect_to
+        self._conn: _Connection | None = None
+        self._connect_lock = asyncio.Lock()
+        self._subscriptions: dict[bytes, AuthKey] = {}
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._corr = 0
+        self._was_up = False
+        self.reconnects = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    @property
+    def subscriptions(self) -> frozenset[bytes]:
+        return frozenset(self._subscriptions)
+
+    # ------------------------------------------------------------ connection
+
+    async def connect(self) -> None:
+        """Connect now if not connected (TemporaryRelayError if the relay is unreachable)."""
+        if self._closed:
+            raise TemporaryRelayError("client closed")
+        if self.connected:
+            return
+        async with self._connect_lock:
+            if self.connected:
+                return
+            conn = await self._open()
+            self._conn = conn
+            conn.tasks = [
+                asyncio.create_task(self._read_loop(conn)),
+                asyncio.create_task(self._write_loop(conn)),
+                asyncio.create_task(self._ping_loop(conn)),
+            ]
+        await self._resubscribe(conn)
+        self._was_up = True
+        self.events.put_nowait(RelayUp(self.address))
+
+    async def _open(self) -> _Connection:
+        host, port = self.connect_to or (self.address.host, self.address.port)
+        try:
+            async with asyncio.timeout(self.settings.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=client_context(),
+                    server_hostname=None if self.connect_to else self.address.host,
+                    limit=p.BLOCK_SIZE * 4,
+                )
+                try:
+                    hello = p.decode_server_hello(await reader.readexactly(p.BLOCK_SIZE))
+                    ssl_object = writer.get_extra_info("ssl_object")
+                    leaf = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+                    if leaf is None:
+                        raise RelayIdentityMismatch("relay presented no certificate")
+                    verify_relay_certificate(self.address.fingerprint, hello.ca_certificate, leaf)
+                    version = p.agree_version(hello.min_version, hello.max_version)
+                    if version is None:
+                        raise PermanentRelayError(p.ErrorCode.SESSION, "no common version")
+                    writer.write(p.encode_client_hello(p.ClientHello(version)))
+                    await writer.drain()
+                except BaseException:
+                    writer.transport.abort()
+                    raise
+        except IdentityError as e:
+            raise RelayIdentityMismatch(str(e)) from e
+        except p.ProtocolError as e:
+            raise TemporaryRelayError(f"bad handshake: {e}") from e
+        except TimeoutError as e:
+            raise TemporaryRelayError("connect timeout") from e
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as e:
+            raise TemporaryRelayError(f"cannot connect: {e}") from e
+        return _Connection(reader, writer, hello)
+
+    async def _resubscribe(self, conn: _Connection) -> None:
+        if not self._subscriptions:
+            return
+        results = await asyncio.gather(
+            *(self._command(p.SUB, rid, key, conn) for rid, key in self._subscriptions.items()),
+            return_exceptions=True,
+        )
+        for (rid, _), r in zip(list(self._subscriptions.items()), results, strict=True):
+            if isinstance(r, PermanentRelayError):
+                self._subscriptions.pop(rid, None)
+                self.events.put_nowait(SubscriptionEnded(self.address, rid, r))
+
+    def _lost(self, conn: _Connection, reason: str) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        conn.writer.transport.abort()
+        conn.fail_pending(TemporaryRelayError(f"connection lost: {reason}"))
+        conn.out_ready.set()
+        for t in conn.tasks:
+            if t is not asyncio.current_task():
+                t.cancel()
+        if self._conn is conn:
+            self._conn = None
+        if self._was_up:
+            self._was_up = False
+            self.events.put_nowait(RelayDown(self.address, reason))
+        if not self._closed and self._reconnect_task is None:
+            self._reconnect_task = asyncio.create_task(self._reconnect_loop())
+
+    async def _reconnect_loop(self) -> None:
+        attempt = 0
+        try:
+            while not self._closed and not self.connected:
+                attempt += 1
+                await asyncio.sleep(self.settings.reconnect.delay(attempt))
+                try:
+                    await self.connect()
+                    self.reconnects += 1
+                except PermanentRelayError as e:
+                    log.warning("relay %s: %s", self.address, e)
+                except RelayError:
+                    pass
+        finally:
+            self._reconnect_task = None
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnect_task
+        conn = self._conn
+        if conn is not None:
+            self._lost(conn, "closed")
+            await asyncio.gather(*conn.tasks, return_exceptions=True)
+
+    def drop_connection(self) -> None:
+        """Close the current connection as if the network failed (it will reconnect)."""
+        if self._conn is not None:
+            self._lost(self._conn, "dropped")
+
+    # ------------------------------------------------------------ loops
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        reason = "closed by relay"
+        try:
+            while True:
+                block = await conn.reader.readexactly(p.BLOCK_SIZE)
+                conn.last_received = time.monotonic()
+                for raw in p.decode_block(block):
+                    self._received(conn, raw)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, asyncio.IncompleteReadError, ssl.SSLError) as e:
+            reason = f"network: {e.__class__.__name__}"
+        except p.ProtocolError as e:
+            reason = f"bad block from relay: {e}"
+        self._lost(conn, reason)
+
+    def _received(self, conn: _Connection, raw: bytes) -> None:
+        try:
+            t = p.decode_transmission(raw)
+            resp = p.decode_response(t.command)
+        except p.ProtocolError as e:
+            log.warning("relay %s sent a bad transmission: %s", self.address, e)
+            return
+        if t.corr_id:
+            fut = conn.pending.pop(t.corr_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(resp)
+            return
+        match resp:
+            case p.Msg():
+                self.events.put_nowait(MessageReceived(self.address, t.entity_id, resp))
+            case p.End():
+                self._subscriptions.pop(t.entity_id, None)
+                self.events.put_nowait(SubscriptionEnded(self.address, t.entity_id))
+            case p.Err(code):
+                log.warning("relay %s: error %s", self.address, code)
+            case _:
+                pass
+
+    async def _write_loop(self, conn: _Connection) -> None:
+        try:
+            while not conn.closed:
+                await conn.out_ready.wait()
+                conn.out_ready.clear()
+                out, conn.out = conn.out, []
+                if out:
+                    conn.writer.writelines(p.pack_blocks(out))
+                    await conn.writer.drain()
+        except asyncio.CancelledError:
+            raise
+        except (OSError, ssl.SSLError) as e:
+            self._lost(conn, f"network: {e.__class__.__name__}")
+
+    async def _ping_loop(self, conn: _Connection) -> None:
+        interval = self.settings.ping_interval
+        while not conn.closed:
+            await asyncio.sleep(interval)
+            if time.monotonic() - conn.last_received < interval:
+                continue
+            try:
+                await self._command(p.PING, b"", None, conn)
+            except TemporaryRelayError:
+                self._lost(conn, "ping timeout")
+                return
+            except RelayError:
+                pass
+
+    # ------------------------------------------------------------ commands
+
+    async def _command(
+        self, cmd: p.Command, entity_id: bytes, key: AuthKey | None, conn: _Connection | None = None
+    ) -> p.Response:
+        if conn is None:
+            if not self.connected:
+                await self.connect()
+            conn = self._conn
+            if conn is None:
+                raise TemporaryRelayError("not connected")
+        self._corr += 1
+        corr_id = self._corr.to_bytes(8, "big")
+        signed = p.signed_part(corr_id, entity_id, p.encode_message(cmd))
+        auth = authenticator(conn.mac_key(key), conn.session_id, signed) if key else b""
+        t = p.encode_transmission(auth, signed)
+        fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
+        conn.pending[corr_id] = fut
+        conn.out.append(t)
+        conn.out_ready.set()
+        try:
+            async with asyncio.timeout(self.settings.command_timeout):
+                resp = await fut
+        except TimeoutError as e:
+            conn.pending.pop(corr_id, None)
+            raise TemporaryRelayError("command timeout") from e
+        if isinstance(resp, p.Err):
+            raise error_from_code(resp.code)
+        return resp
+
+    async def create_queue(self, recipient_key: AuthKey) -> p.Ids:
+        """NEW: a queue authenticated by `recipient_key`; returns its two ids."""
+        resp = await self._command(p.New(recipient_key.public), b"", recipient_key)
+        return _expect(resp, p.Ids)
+
+    async def subscribe(self, recipient_id: bytes, key: AuthKey) -> None:
+        """SUB, remembered: renewed after every reconnect until `unsubscribe` or END."""
+        _expect(await self._command(p.SUB, recipient_id, key), p.Ok)
+        self._subscriptions[recipient_id] = key
+
+    def unsubscribe(self, recipient_id: bytes) -> None:
+        self._subscriptions.pop(recipient_id, None)
+
+    async def secure(self, recipient_id: bytes, key: AuthKey, sender_key: bytes) -> None:
+        _expect(await self._command(p.Key(sender_key), recipient_id, key), p.Ok)
+
+    async def send(
+        self, sender_id: bytes, key: AuthKey | None, body: bytes, flags: int = 0
+    ) -> None:
+        """SEND (unauthenticated when `key` is None: only to a queue not yet secured)."""
+        _expect(await self._command(p.Send(flags, body), sender_id, key), p.Ok)
+
+    async def ack(self, recipient_id: bytes, key: AuthKey, msg_id: bytes) -> None:
+        _expect(await self._command(p.Ack(msg_id), recipient_id, key), p.Ok)
+
+    async def get(self, recipient_id: bytes, key: AuthKey) -> p.Msg | None:
+        try:
+            resp = await self._command(p.GET, recipient_id, key)
+        except PermanentRelayError as e:
+            if e.code == p.ErrorCode.NO_MSG:
+                return None
+            raise
+        return _expect(resp, p.Msg)
+
+    async def suspend(self, recipient_id: bytes, key: AuthKey) -> None:
+        _expect(await self._command(p.OFF, recipient_id, key), p.Ok)
+
+    async def delete(self, recipient_id: bytes, key: AuthKey) -> None:
+        _expect(await self._command(p.DEL, recipient_id, key), p.Ok)
+        self._subscriptions.pop(recipient_id, None)
+
+    async def ping(self) -> None:
+        _expect(await self._command(p.PING, b"", None), p.Pong)
+
+
+R = TypeVar("R", p.Ids, p.Msg, p.Ok, p.Pong)
+
+
+def _expect(resp: p.Response, kind: type[R]) -> R:
+    if not isinstance(resp, kind):
+        raise PermanentRelayError(p.ErrorCode.CMD_SYNTAX, f"unexpected response {resp!r}")
+    return resp

@@ -1,0 +1,569 @@
+"""The relay server: one-way queues over TLS, durable, with grouped commits.
+
+The protocol logic lives in `parley.protocol.relay`; this module is the asyncio shell
+around it plus the in-memory queue state that is written through to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from parley.protocol import relay as p
+from parley.protocol.address import RelayAddress
+from parley.protocol.relay_auth import derive_mac_key, verify
+from parley.relay.config import RelayConfig
+from parley.relay.identity import RelayIdentity, load_or_create_identity
+from parley.relay.store import (
+    AddMessage,
+    CreateQueue,
+    DeleteExpired,
+    DeleteMessage,
+    DeleteQueue,
+    Done,
+    GroupCommitter,
+    MessageRecord,
+    QueueRecord,
+    QueueStore,
+    SecureQueue,
+    SqliteQueueStore,
+    StoreOp,
+    SuspendQueue,
+)
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "relay.db"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(slots=True, eq=False)
+class QueueState:
+    recipient_id: bytes
+    sender_id: bytes
+    recipient_key: bytes
+    sender_key: bytes | None
+    status: str
+    messages: deque[p.Msg] = field(default_factory=deque)
+    uncommitted: int = 0  # SENDs accepted, not yet committed
+    subscriber: Session | None = None
+    delivered: bool = False  # the head message was sent to the subscriber, awaiting ACK
+
+
+@dataclass
+class RelayStats:
+    connections: int = 0
+    connections_total: int = 0
+    connections_rejected: int = 0
+    queues: int = 0
+    messages_stored: int = 0
+    messages_sent: int = 0
+    messages_delivered: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class Session:
+    """One client connection: its TLS stream, session keys, output batching."""
+
+    def __init__(
+        self, relay: RelayServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.relay = relay
+        self.reader = reader
+        self.writer = writer
+        self.session_id = secrets.token_bytes(32)
+        self.session_key = X25519PrivateKey.generate()
+        self.mac_keys: dict[bytes, bytes] = {}
+        self.subscriptions: set[bytes] = set()
+        self.last_active = time.monotonic()
+        self.closed = False
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._out_ready = asyncio.Event()
+
+    @property
+    def session_public(self) -> bytes:
+        return self.session_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def authorized(self, key: bytes | None, t: p.Transmission) -> bool:
+        if key is None or len(t.auth) != p.AUTH_SIZE:
+            return False
+        mac_key = self.mac_keys.get(key)
+        if mac_key is None:
+            try:
+                mac_key = derive_mac_key(self.session_key, key, self.session_id)
+            except ValueError:
+                return False
+            self.mac_keys[key] = mac_key
+        return verify(mac_key, self.session_id, t.signed, t.auth)
+
+    def send(self, corr_id: bytes, entity_id: bytes, resp: p.Response) -> None:
+        if self.closed:
+            return
+        t = p.encode_transmission(b"", p.signed_part(corr_id, entity_id, p.encode_message(resp)))
+        self._out.append(t)
+        self._out_bytes += len(t)
+        if self._out_bytes > self.relay.config.max_pending_output:
+            log.warning("closing a client that does not read its responses")
+            self.close()
+            return
+        self._out_ready.set()
+
+    def error(self, corr_id: bytes, entity_id: bytes, code: p.ErrorCode) -> None:
+        errors = self.relay.stats.errors
+        errors[code.value] = errors.get(code.value, 0) + 1
+        self.send(corr_id, entity_id, p.Err(code))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._out_ready.set()
+            self.writer.transport.abort()
+
+    async def write_loop(self) -> None:
+        try:
+            while not self.closed:
+                await self._out_ready.wait()
+                self._out_ready.clear()
+                if self.closed:
+                    break
+                out, self._out, self._out_bytes = self._out, [], 0
+                if out:
+                    self.writer.writelines(p.pack_blocks(out))
+                    await self.writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.close()
+
+
+class RelayServer:
+    """A relay. `await RelayServer(config).start()`, then `.address`; `await .stop()`."""
+
+    def __init__(self, config: RelayConfig, store: QueueStore | None = None) -> None:
+        self.config = config
+        self.stats = RelayStats()
+        self._store = store
+        self.identity: RelayIdentity | None = None
+        self._by_recipient: dict[bytes, QueueState] = {}
+        self._by_sender: dict[bytes, QueueState] = {}
+        self._sessions: set[Session] = set()
+        self._server: asyncio.base_events.Server | None = None
+        self._committer: GroupCommitter | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._maintenance: asyncio.Task[None] | None = None
+        self.port = config.port
+
+    # ------------------------------------------------------------ life cycle
+
+    @property
+    def address(self) -> RelayAddress:
+        assert self.identity is not None, "relay not started"
+        host = self.config.public_host or self.config.host
+        return RelayAddress(self.identity.fingerprint, host, self.port)
+
+    async def start(self) -> None:
+        store_dir = Path(self.config.store)
+        self.identity = await asyncio.to_thread(load_or_create_identity, store_dir)
+        if self._store is None:
+            self._store = await SqliteQueueStore.open(store_dir / DB_FILE)
+        await self._load()
+        self._committer = GroupCommitter(self._store)
+        self._committer.start()
+        self._expire(now_ms())
+        self._server = await asyncio.start_server(
+            self._accept,
+            self.config.host,
+            self.config.port,
+            ssl=self.identity.server_context(),
+            ssl_handshake_timeout=self.config.handshake_timeout,
+            limit=p.BLOCK_SIZE * 4,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._maintenance = asyncio.create_task(self._maintain(), name="relay-maintenance")
+        log.info("relay listening at %s", self.address)
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection, commit what is pending, close the store."""
+        if self._server is not None:
+            self._server.close()
+        for s in list(self._sessions):
+            s.close()
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._committer is not None:
+            await self._committer.stop()
+            self._committer = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def __aenter__(self) -> RelayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _load(self) -> None:
+        assert self._store is not None
+        queues, messages = await self._store.load()
+        for q in queues:
+            self._add_queue(
+                QueueState(q.recipient_id, q.sender_id, q.recipient_key, q.sender_key, q.status)
+            )
+        for m in messages:
+            qs = self._by_recipient.get(m.recipient_id)
+            if qs is not None:
+                qs.messages.append(p.Msg(m.msg_id, m.ts, m.flags, m.body))
+                self.stats.messages_stored += 1
+
+    def _add_queue(self, q: QueueState) -> None:
+        self._by_recipient[q.recipient_id] = q
+        self._by_sender[q.sender_id] = q
+        self.stats.queues = len(self._by_recipient)
+
+    async def _maintain(self) -> None:
+        interval = min(self.config.expire_interval, max(self.config.idle_timeout / 4, 0.05))
+        next_expiry = time.monotonic() + self.config.expire_interval
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for s in list(self._sessions):
+                if now - s.last_active > self.config.idle_timeout:
+                    log.info("closing an idle connection")
+                    s.close()
+            if now >= next_expiry:
+                next_expiry = now + self.config.expire_interval
+                self._expire(now_ms())
+
+    def _expire(self, now: int) -> None:
+        """Drop messages older than the TTL from memory and (in one commit) from the store."""
+        cutoff = now - int(self.config.message_ttl * 1000)
+        dropped = 0
+        for q in self._by_recipient.values():
+            head_dropped = False
+            while q.messages and q.messages[0].timestamp_ms < cutoff:
+                q.messages.popleft()
+                dropped += 1
+                head_dropped = True
+            if head_dropped:
+                q.delivered = False
+                self._deliver(q)
+        self.stats.messages_stored -= dropped
+        if dropped and self._committer is not None:
+            log.info("expired %d messages", dropped)
+        if self._committer is not None:
+            self._committer.submit(DeleteExpired(cutoff))
+
+    # ------------------------------------------------------------ connections
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._sessions) >= self.config.max_connections:
+            self.stats.connections_rejected += 1
+            writer.transport.abort()
+            return
+        self._tasks.add(task)
+        session = Session(self, reader, writer)
+        self._sessions.add(session)
+        self.stats.connections = len(self._sessions)
+        self.stats.connections_total += 1
+        writer_task: asyncio.Task[None] | None = None
+        try:
+            if not await self._handshake(session):
+                return
+            writer_task = asyncio.create_task(session.write_loop())
+            await self._read_loop(session)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("relay connection failed")
+        finally:
+            session.close()
+            if writer_task is not None:
+                writer_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await writer_task
+            self._drop_session(session)
+            self._tasks.discard(task)
+
+    async def _handshake(self, s: Session) -> bool:
+        assert self.identity is not None
+        hello = p.ServerHello(
+            p.MIN_VERSION, p.MAX_VERSION, s.session_id, s.session_public, self.identity.ca_der
+        )
+        s.writer.write(p.encode_server_hello(hello))
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout):
+                await s.writer.drain()
+                block = await s.reader.readexactly(p.BLOCK_SIZE)
+            client = p.decode_client_hello(block)
+        except (TimeoutError, p.ProtocolError):
+            return False
+        return p.MIN_VERSION <= client.version <= p.MAX_VERSION
+
+    async def _read_loop(self, s: Session) -> None:
+        while not s.closed:
+            block = await s.reader.readexactly(p.BLOCK_SIZE)
+            s.last_active = time.monotonic()
+            try:
+                transmissions = p.decode_block(block)
+            except p.ProtocolError:
+                s.error(b"", b"", p.ErrorCode.BLOCK)
+                await asyncio.sleep(0)  # let the writer send the error before closing
+                s.close()
+                return
+            for raw in transmissions:
+                self._handle(s, raw)
+
+    def _drop_session(self, s: Session) -> None:
+        self._sessions.discard(s)
+        self.stats.connections = len(self._sessions)
+        for rid in s.subscriptions:
+            q = self._by_recipient.get(rid)
+            if q is not None and q.subscriber is s:
+                q.subscriber = None
+                q.delivered = False
+        s.subscriptions.clear()
+
+    # ------------------------------------------------------------ commands
+
+    def _handle(self, s: Session, raw: bytes) -> None:
+        try:
+            t = p.decode_transmission(raw)
+        except p.ProtocolError as e:
+            s.error(b"", b"", e.code)
+            return
+        try:
+            cmd = p.decode_command(t.command)
+        except p.ProtocolError as e:
+            s.error(t.corr_id, t.entity_id, e.code)
+            return
+        match cmd:
+            case p.Send():
+                self._send(s, t, cmd)
+            case p.Ack():
+                self._ack(s, t, cmd)
+            case p.Ping():
+                if t.entity_id or t.auth:
+                    s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_PROHIBITED)
+                else:
+                    s.send(t.corr_id, b"", p.PONG)
+            case p.New():
+                self._new(s, t, cmd)
+            case _:
+                q = self._recipient_queue(s, t)
+                if q is None:
+                    return
+                match cmd:
+                    case p.Sub():
+                        self._sub(s, t, q)
+                    case p.Key():
+                        self._key(s, t, q, cmd)
+                    case p.Get():
+                        self._get(s, t, q)
+                    case p.Off():
+                        self._off(s, t, q)
+                    case p.Del():
+                        self._del(s, t, q)
+
+    def _recipient_queue(self, s: Session, t: p.Transmission) -> QueueState | None:
+        """The queue a recipient command is for, if it exists and the command is authorized."""
+        if not t.entity_id:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_ENTITY)
+            return None
+        if not t.auth:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_AUTH)
+            return None
+        q = self._by_recipient.get(t.entity_id)
+        if q is None:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.NO_QUEUE)
+            return None
+        if not s.authorized(q.recipient_key, t):
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
+            return None
+        return q
+
+    def _after_commit(self, s: Session, t: p.Transmission, resp: p.Response) -> Done:
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                s.send(t.corr_id, t.entity_id, resp)
+            else:
+                s.error(t.corr_id, t.entity_id, p.ErrorCode.INTERNAL)
+
+        return done
+
+    def _commit(self, op: StoreOp, done: Done | None = None) -> None:
+        assert self._committer is not None
+        self._committer.submit(op, done)
+
+    def _new(self, s: Session, t: p.Transmission, cmd: p.New) -> None:
+        if t.entity_id:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_PROHIBITED)
+            return
+        if not t.auth:
+            s.error(t.corr_id, b"", p.ErrorCode.CMD_NO_AUTH)
+            return
+        if len(cmd.recipient_key) != p.KEY_SIZE or not s.authorized(cmd.recipient_key, t):
+            s.error(t.corr_id, b"", p.ErrorCode.AUTH)
+            return
+        rid, sid = secrets.token_bytes(p.QUEUE_ID_SIZE), secrets.token_bytes(p.QUEUE_ID_SIZE)
+        while rid in self._by_recipient or sid in self._by_sender or rid == sid:
+            rid, sid = secrets.token_bytes(p.QUEUE_ID_SIZE), secrets.token_bytes(p.QUEUE_ID_SIZE)
+        record = QueueRecord(rid, sid, cmd.recipient_key, None, "active", now_ms())
+        q = QueueState(rid, sid, cmd.recipient_key, None, "active")
+        self._add_queue(q)  # ids are unknown to anyone until IDS is sent after the commit
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                s.send(t.corr_id, b"", p.Ids(rid, sid))
+            else:
+                self._forget(q)
+                s.error(t.corr_id, b"", p.ErrorCode.INTERNAL)
+
+        self._commit(CreateQueue(record), done)
+
+    def _forget(self, q: QueueState) -> None:
+        self._by_recipient.pop(q.recipient_id, None)
+        self._by_sender.pop(q.sender_id, None)
+        self.stats.queues = len(self._by_recipient)
+        self.stats.messages_stored -= len(q.messages)
+        q.messages.clear()
+        if q.subscriber is not None:
+            q.subscriber.subscriptions.discard(q.recipient_id)
+            q.subscriber = None
+
+    def _sub(self, s: Session, t: p.Transmission, q: QueueState) -> None:
+        old = q.subscriber
+        if old is not None and old is not s:
+            old.subscriptions.discard(q.recipient_id)
+            old.send(b"", q.recipient_id, p.END)
+        q.subscriber = s
+        s.subscriptions.add(q.recipient_id)
+        q.delivered = False
+        s.send(t.corr_id, t.entity_id, p.OK)
+        self._deliver(q)
+
+    def _deliver(self, q: QueueState) -> None:
+        """Push the head message to the subscriber unless one is already awaiting ACK."""
+        s = q.subscriber
+        if s is None or q.delivered or not q.messages:
+            return
+        q.delivered = True
+        self.stats.messages_delivered += 1
+        s.send(b"", q.recipient_id, q.messages[0])
+
+    def _key(self, s: Session, t: p.Transmission, q: QueueState, cmd: p.Key) -> None:
+        if len(cmd.sender_key) != p.KEY_SIZE:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_SYNTAX)
+        elif q.sender_key == cmd.sender_key:
+            s.send(t.corr_id, t.entity_id, p.OK)
+        elif q.sender_key is not None:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
+        else:
+            q.sender_key = cmd.sender_key
+            self._commit(
+                SecureQueue(q.recipient_id, cmd.sender_key), self._after_commit(s, t, p.OK)
+            )
+
+    def _get(self, s: Session, t: p.Transmission, q: QueueState) -> None:
+        if not q.messages:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.NO_MSG)
+            return
+        q.delivered = True
+        s.send(t.corr_id, t.entity_id, q.messages[0])
+
+    def _off(self, s: Session, t: p.Transmission, q: QueueState) -> None:
+        q.status = "off"
+        self._commit(SuspendQueue(q.recipient_id), self._after_commit(s, t, p.OK))
+
+    def _del(self, s: Session, t: p.Transmission, q: QueueState) -> None:
+        self._forget(q)
+        self._commit(DeleteQueue(q.recipient_id), self._after_commit(s, t, p.OK))
+
+    def _send(self, s: Session, t: p.Transmission, cmd: p.Send) -> None:
+        if not t.entity_id:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_ENTITY)
+            return
+        q = self._by_sender.get(t.entity_id)
+        if q is None:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.NO_QUEUE)
+            return
+        if q.sender_key is None:
+            if t.auth:  # an unsecured queue takes only unauthenticated confirmations
+                s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
+                return
+        elif not t.auth:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_AUTH)
+            return
+        elif not s.authorized(q.sender_key, t):
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
+            return
+        if q.status != "active":
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
+            return
+        if len(cmd.body) > self.config.max_message_body:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.LARGE_MSG)
+            return
+        if len(q.messages) + q.uncommitted >= self.config.quota:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.QUOTA)
+            return
+        msg = p.Msg(secrets.token_bytes(p.QUEUE_ID_SIZE), now_ms(), cmd.flags, cmd.body)
+        q.uncommitted += 1
+        self.stats.messages_sent += 1
+
+        def done(error: BaseException | None) -> None:
+            q.uncommitted -= 1
+            if error is not None:
+                s.error(t.corr_id, t.entity_id, p.ErrorCode.INTERNAL)
+                return
+            if self._by_recipient.get(q.recipient_id) is q:
+                q.messages.append(msg)
+                self.stats.messages_stored += 1
+                self._deliver(q)
+            s.send(t.corr_id, t.entity_id, p.OK)
+
+        record = MessageRecord(q.recipient_id, msg.msg_id, msg.timestamp_ms, msg.flags, msg.body)
+        self._commit(AddMessage(record), done)
+
+    def _ack(self, s: Session, t: p.Transmission, cmd: p.Ack) -> None:
+        q = self._recipient_queue(s, t)
+        if q is None:
+            return
+        if not q.messages or q.messages[0].msg_id != cmd.msg_id:
+            s.error(t.corr_id, t.entity_id, p.ErrorCode.NO_MSG)
+            return
+        q.messages.popleft()
+        q.delivered = False
+        self.stats.messages_stored -= 1
+        # An ACK lost in a crash only means the message is delivered again, and receivers
+        # dedupe by message id, so the ACK is answered without waiting for its commit.
+        self._commit(DeleteMessage(q.recipient_id, cmd.msg_id))
+        s.send(t.corr_id, t.entity_id, p.OK)
+        self._deliver(q)

@@ -1,0 +1,260 @@
+"""Durable queue storage for the relay: SQLite (WAL) with grouped commits.
+
+The relay keeps its queues in memory and writes every change through a `GroupCommitter`:
+changes submitted while a commit is in flight are written together in the next
+transaction, so a thousand SENDs cost a handful of fsyncs, and each SEND is answered only
+after the transaction holding it has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+
+from parley.store import Database
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = [
+    """
+    CREATE TABLE queues (
+        recipient_id BLOB PRIMARY KEY,
+        sender_id BLOB NOT NULL UNIQUE,
+        recipient_key BLOB NOT NULL,
+        sender_key BLOB,
+        status TEXT NOT NULL DEFAULT 'active',
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE messages (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient_id BLOB NOT NULL REFERENCES queues(recipient_id) ON DELETE CASCADE,
+        msg_id BLOB NOT NULL,
+        ts INTEGER NOT NULL,
+        flags INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE INDEX messages_by_queue ON messages(recipient_id, seq);
+    CREATE INDEX messages_by_time ON messages(ts);
+    """,
+]
+
+
+class QueueRecord(msgspec.Struct):
+    recipient_id: bytes
+    sender_id: bytes
+    recipient_key: bytes
+    sender_key: bytes | None
+    status: str
+    created_at: int
+
+
+class MessageRecord(msgspec.Struct):
+    recipient_id: bytes
+    msg_id: bytes
+    ts: int
+    flags: int
+    body: bytes
+
+
+# ---------------------------------------------------------------- store operations
+
+
+class CreateQueue(msgspec.Struct):
+    queue: QueueRecord
+
+
+class SecureQueue(msgspec.Struct):
+    recipient_id: bytes
+    sender_key: bytes
+
+
+class SuspendQueue(msgspec.Struct):
+    recipient_id: bytes
+
+
+class DeleteQueue(msgspec.Struct):
+    recipient_id: bytes
+
+
+class AddMessage(msgspec.Struct):
+    message: MessageRecord
+
+
+class DeleteMessage(msgspec.Struct):
+    recipient_id: bytes
+    msg_id: bytes
+
+
+class DeleteExpired(msgspec.Struct):
+    before_ts: int
+
+
+StoreOp = (
+    CreateQueue
+    | SecureQueue
+    | SuspendQueue
+    | DeleteQueue
+    | AddMessage
+    | DeleteMessage
+    | DeleteExpired
+)
+
+
+class QueueStore(Protocol):
+    """What the relay needs from its storage (SQLite here; PostgreSQL can follow)."""
+
+    async def load(self) -> tuple[list[QueueRecord], list[MessageRecord]]: ...
+
+    async def apply(self, ops: Sequence[StoreOp]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteQueueStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteQueueStore:
+        return cls(await Database.open(path, MIGRATIONS))
+
+    async def load(self) -> tuple[list[QueueRecord], list[MessageRecord]]:
+        def read(c: sqlite3.Connection) -> tuple[list[QueueRecord], list[MessageRecord]]:
+            queues = [
+                QueueRecord(*row)
+                for row in c.execute(
+                    "SELECT recipient_id, sender_id, recipient_key, sender_key, status, "
+                    "created_at FROM queues"
+                )
+            ]
+            messages = [
+                MessageRecord(*row)
+                for row in c.execute(
+                    "SELECT recipient_id, msg_id, ts, flags, body FROM messages ORDER BY seq"
+                )
+            ]
+            return queues, messages
+
+        return await self._db.run(read)
+
+    async def apply(self, ops: Sequence[StoreOp]) -> None:
+        await self._db.run(lambda c: _apply(c, ops))
+
+    async def close(self) -> None:
+        await self._db.close()
+
+
+def _apply(c: sqlite3.Connection, ops: Sequence[StoreOp]) -> None:
+    for op in ops:
+        match op:
+            case AddMessage(m):
+                c.execute(
+                    "INSERT INTO messages (recipient_id, msg_id, ts, flags, body) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (m.recipient_id, m.msg_id, m.ts, m.flags, m.body),
+                )
+            case DeleteMessage(rid, mid):
+                c.execute("DELETE FROM messages WHERE recipient_id = ? AND msg_id = ?", (rid, mid))
+            case CreateQueue(q):
+                c.execute(
+                    "INSERT INTO queues (recipient_id, sender_id, recipient_key, sender_key, "
+                    "status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        q.recipient_id,
+                        q.sender_id,
+                        q.recipient_key,
+                        q.sender_key,
+                        q.status,
+                        q.created_at,
+                    ),
+                )
+            case SecureQueue(rid, key):
+                c.execute("UPDATE queues SET sender_key = ? WHERE recipient_id = ?", (key, rid))
+            case SuspendQueue(rid):
+                c.execute("UPDATE queues SET status = 'off' WHERE recipient_id = ?", (rid,))
+            case DeleteQueue(rid):
+                c.execute("DELETE FROM messages WHERE recipient_id = ?", (rid,))
+                c.execute("DELETE FROM queues WHERE recipient_id = ?", (rid,))
+            case DeleteExpired(before):
+                c.execute("DELETE FROM messages WHERE ts < ?", (before,))
+
+
+Done = Callable[[BaseException | None], None]
+
+
+class GroupCommitter:
+    """Batches store operations: at most one transaction in flight, the next one takes all.
+
+    `submit(op, done)` queues an operation; `done(None)` is called, in submission order,
+    once the transaction holding it has committed (`done(error)` if it failed).
+    """
+
+    def __init__(self, store: QueueStore) -> None:
+        self._store = store
+        self._ops: list[StoreOp] = []
+        self._callbacks: list[Done | None] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.ops_committed = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-group-commit")
+
+    def submit(self, op: StoreOp, done: Done | None = None) -> None:
+        self._ops.append(op)
+        self._callbacks.append(done)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far has been committed (or has failed)."""
+        while self._ops or not self._idle.is_set():
+            await self._idle.wait()
+
+    async def stop(self) -> None:
+        await self.flush()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._ops:
+                self._idle.set()
+                continue
+            ops, callbacks = self._ops, self._callbacks
+            self._ops, self._callbacks = [], []
+            error: BaseException | None = None
+            try:
+                await self._store.apply(ops)
+                self.commits += 1
+                self.ops_committed += len(ops)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.error("relay store commit of %d operations failed: %s", len(ops), e)
+                error = e
+            for cb in callbacks:
+                if cb is not None:
+                    try:
+                        cb(error)
+                    except Exception:
+                        log.exception("commit callback failed")
+            if self._ops:
+                self._wake.set()
+            else:
+                self._idle.set()
