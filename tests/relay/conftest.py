@@ -21,7 +21,8 @@ FAST = ClientSettings(
 
 
 def relay_config(store: Path, **kw: object) -> RelayConfig:
-    return RelayConfig(store=store, host="127.0.0.1", port=0, **kw)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"host": "127.0.0.1", "port": 0, **kw}
+    return RelayConfig(store=store, **settings)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -162,9 +162,9 @@ class RelayClient:
                 asyncio.create_task(self._write_loop(conn)),
                 asyncio.create_task(self._ping_loop(conn)),
             ]
-        await self._resubscribe(conn)
         self._was_up = True
         self.events.put_nowait(RelayUp(self.address))
+        await self._resubscribe(conn)
 
     async def _open(self) -> _Connection:
         host, port = self.connect_to or (self.address.host, self.address.port)
