@@ -131,6 +131,7 @@ class RelayClient:
         self._connect_lock = asyncio.Lock()
         self._subscriptions: dict[bytes, AuthKey] = {}
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._closed = False
         self._corr = 0
         self._was_up = False
@@ -232,12 +233,13 @@ class RelayClient:
         if not self._closed and self._reconnect_task is None:
             self._reconnect_task = asyncio.create_task(self._reconnect_loop())
 
-    async def _reconnect_loop(self) -> None:
+    async def _reconnect_loop(self, immediate: bool = False) -> None:
         attempt = 0
         try:
             while not self._closed and not self.connected:
                 attempt += 1
-                await asyncio.sleep(self.settings.reconnect.delay(attempt))
+                if not (immediate and attempt == 1):
+                    await asyncio.sleep(self.settings.reconnect.delay(attempt))
                 try:
                     await self.connect()
                     self.reconnects += 1
@@ -250,6 +252,8 @@ class RelayClient:
 
     async def close(self) -> None:
         self._closed = True
+        for task in list(self._background):
+            task.cancel()
         if self._reconnect_task is not None:
             self._reconnect_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -372,6 +376,37 @@ class RelayClient:
         """SUB, remembered: renewed after every reconnect until `unsubscribe` or END."""
         _expect(await self._command(p.SUB, recipient_id, key), p.Ok)
         self._subscriptions[recipient_id] = key
+
+    def keep_subscribed(self, recipient_id: bytes, key: AuthKey) -> None:
+        """Subscribe in the background and renew after every reconnect (no waiting, no errors).
+
+        If the relay is unreachable the client keeps trying to connect, with backoff; a
+        permanent refusal arrives as `SubscriptionEnded` with the error.
+        """
+        known = self._subscriptions.get(recipient_id)
+        self._subscriptions[recipient_id] = key
+        if known is not None and self.connected:
+            return
+        if self.connected:
+            task = asyncio.create_task(self._subscribe_one(recipient_id, key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            self.keep_connected()
+
+    async def _subscribe_one(self, recipient_id: bytes, key: AuthKey) -> None:
+        try:
+            await self._command(p.SUB, recipient_id, key)
+        except PermanentRelayError as e:
+            self._subscriptions.pop(recipient_id, None)
+            self.events.put_nowait(SubscriptionEnded(self.address, recipient_id, e))
+        except RelayError:
+            pass  # renewed on the next reconnect
+
+    def keep_connected(self) -> None:
+        """Connect in the background, retrying with backoff until connected or closed."""
+        if not self._closed and not self.connected and self._reconnect_task is None:
+            self._reconnect_task = asyncio.create_task(self._reconnect_loop(immediate=True))
 
     def unsubscribe(self, recipient_id: bytes) -> None:
         self._subscriptions.pop(recipient_id, None)

@@ -1,0 +1,103 @@
+"""What the agent tells its client: `AgentEvent(corr_id, conn_id, event)`.
+
+Completion events (INV, OK, ERR) carry the corr id of the command they complete and are
+kept until `ack_command_event(corr_id)`; spontaneous events carry an empty corr id.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Inv(msgspec.Struct, frozen=True, tag="INV"):
+    """create_connection finished: the invitation link to give to the other side."""
+
+    link: str
+
+
+class Conf(msgspec.Struct, frozen=True, tag="CONF"):
+    """The joiner confirmed: decide, then call allow_connection with `conf_id`."""
+
+    conf_id: str
+    info: bytes
+
+
+class Info(msgspec.Struct, frozen=True, tag="INFO"):
+    """The initiator allowed the connection; its connection info."""
+
+    info: bytes
+
+
+class Con(msgspec.Struct, frozen=True, tag="CON"):
+    """Both queues of the connection are active: messages can flow both ways."""
+
+
+class Msg(msgspec.Struct, frozen=True, tag="MSG"):
+    """A received message, shown until `ack_message(conn_id, msg_id)`.
+
+    `integrity` is "ok", or says what is wrong: "skipped N" (N messages never arrived),
+    "bad hash" (the chain of message hashes is broken).
+    """
+
+    msg_id: int
+    sender_msg_id: int
+    body: bytes
+    integrity: str = "ok"
+
+
+class Sent(msgspec.Struct, frozen=True, tag="SENT"):
+    msg_id: int
+
+
+class MErr(msgspec.Struct, frozen=True, tag="MERR"):
+    """A message could not be delivered (its time to live passed, or a permanent error)."""
+
+    msg_id: int
+    reason: str
+
+
+class Ok(msgspec.Struct, frozen=True, tag="OK"):
+    pass
+
+
+class Err(msgspec.Struct, frozen=True, tag="ERR"):
+    """A command failed permanently."""
+
+    reason: str
+    code: str = ""
+
+
+class End(msgspec.Struct, frozen=True, tag="END"):
+    """Another client subscribed to this connection's queue: this agent gets no more."""
+
+
+class Down(msgspec.Struct, frozen=True, tag="DOWN"):
+    relay: str
+    conn_ids: list[str]
+
+
+class Up(msgspec.Struct, frozen=True, tag="UP"):
+    relay: str
+    conn_ids: list[str]
+
+
+Event = Inv | Conf | Info | Con | Msg | Sent | MErr | Ok | Err | End | Down | Up
+
+
+class AgentEvent(msgspec.Struct, frozen=True):
+    corr_id: str
+    conn_id: str
+    event: Event
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Event)
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    event: Event = _decoder.decode(data)
+    return event

@@ -1,0 +1,214 @@
+"""Agent envelopes and invitation links (sans-I/O): what agents put inside relay messages.
+
+docs/agent-protocol.md describes the bytes. A queue message is
+
+    version (u16) | kind (1 byte) | kind-specific fields
+
+- kind `C`, a confirmation, the first message on a queue, sent before it is secured:
+  the sender's per-queue box public key (32 bytes), then a box ciphertext of a
+  `ConfirmationBody` (the key the recipient must secure the queue with, the joiner's X3DH
+  keys, and a ratchet message).
+- kind `M`, every later message: a box ciphertext of a ratchet message.
+
+The ratchet plaintext is an `AgentMessage`, msgpack-encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+
+import msgspec
+
+from parley.protocol.address import AddressError, RelayAddress
+
+AGENT_VERSION = 1
+MIN_AGENT_VERSION = 1
+
+# Sizes chosen so that the largest envelope fits a relay message body (16000 bytes):
+# ratchet plaintext padded to 15000 -> ratchet message 15108 -> inside the box plaintext,
+# padded to 15400 -> box ciphertext 15440 -> envelope 15475 (confirmation).
+RATCHET_PAD = 15000
+BOX_PAD = 15400
+# what send_message accepts: the ratchet plaintext less the message framing
+MAX_MESSAGE_SIZE = 14800
+
+KIND_CONFIRMATION = b"C"
+KIND_MESSAGE = b"M"
+_HEADER = struct.Struct(">Hc")
+LINK_PREFIX = "parley:/invite#"
+
+
+class EnvelopeError(ValueError):
+    """A queue message, agent message or link that cannot be parsed."""
+
+
+class QueueAddress(msgspec.Struct, frozen=True, array_like=True):
+    """Where to send: a relay, the queue's sender id, and its recipient's box key."""
+
+    relay: str
+    sender_id: bytes
+    box_public: bytes
+
+
+class Invitation(msgspec.Struct, frozen=True, array_like=True):
+    """What a one-time invitation link carries."""
+
+    min_version: int
+    max_version: int
+    queue: QueueAddress
+    x3dh: bytes  # the initiator's two X3DH public keys (64 bytes)
+
+
+class ConfirmationBody(msgspec.Struct, frozen=True, array_like=True):
+    sender_key: bytes  # X25519 key the recipient secures its queue with (KEY)
+    x3dh: bytes | None  # the joiner's X3DH public keys; None in the initiator's reply
+    ratchet_message: bytes
+
+
+# ---------------------------------------------------------------- ratchet plaintexts
+
+
+class JoinConfirmation(msgspec.Struct, frozen=True, tag="join", array_like=True):
+    """The joiner's confirmation: its reply queue and its connection info."""
+
+    reply_queue: QueueAddress
+    info: bytes
+
+
+class AllowConfirmation(msgspec.Struct, frozen=True, tag="allow", array_like=True):
+    """The initiator's confirmation, sent to the reply queue once it allowed the joiner."""
+
+    info: bytes
+
+
+class Hello(msgspec.Struct, frozen=True, tag="hello", array_like=True):
+    pass
+
+
+class UserMessage(msgspec.Struct, frozen=True, tag="msg", array_like=True):
+    body: bytes
+
+
+class Sequenced(msgspec.Struct, frozen=True, tag="seq", array_like=True):
+    """A message after the confirmations: numbered, chained to the previous one by hash."""
+
+    msg_id: int
+    prev_hash: bytes
+    content: Hello | UserMessage
+
+
+AgentMessage = JoinConfirmation | AllowConfirmation | Sequenced
+
+_agent_encoder = msgspec.msgpack.Encoder()
+_agent_decoder = msgspec.msgpack.Decoder(AgentMessage)
+_conf_decoder = msgspec.msgpack.Decoder(ConfirmationBody)
+_invitation_decoder = msgspec.msgpack.Decoder(Invitation)
+_queue_decoder = msgspec.msgpack.Decoder(QueueAddress)
+
+
+def encode_agent_message(msg: AgentMessage) -> bytes:
+    return _agent_encoder.encode(msg)
+
+
+def decode_agent_message(data: bytes) -> AgentMessage:
+    try:
+        message: AgentMessage = _agent_decoder.decode(data)
+        return message
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError(f"bad agent message: {e}") from e
+
+
+def message_hash(encoded: bytes) -> bytes:
+    """What the next message's `prev_hash` must equal."""
+    return hashlib.sha256(encoded).digest()
+
+
+def encode_confirmation_body(body: ConfirmationBody) -> bytes:
+    return _agent_encoder.encode(body)
+
+
+def decode_confirmation_body(data: bytes) -> ConfirmationBody:
+    try:
+        body = _conf_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError(f"bad confirmation: {e}") from e
+    if len(body.sender_key) != 32 or (body.x3dh is not None and len(body.x3dh) != 64):
+        raise EnvelopeError("bad key sizes in confirmation")
+    return body
+
+
+def encode_queue_address(q: QueueAddress) -> bytes:
+    return _agent_encoder.encode(q)
+
+
+def decode_queue_address(data: bytes) -> QueueAddress:
+    try:
+        return _queue_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError(f"bad queue address: {e}") from e
+
+
+# ---------------------------------------------------------------- queue messages
+
+
+def encode_confirmation(sender_box_public: bytes, box_ciphertext: bytes) -> bytes:
+    return _HEADER.pack(AGENT_VERSION, KIND_CONFIRMATION) + sender_box_public + box_ciphertext
+
+
+def encode_message(box_ciphertext: bytes) -> bytes:
+    return _HEADER.pack(AGENT_VERSION, KIND_MESSAGE) + box_ciphertext
+
+
+class QueueMessage(msgspec.Struct, frozen=True):
+    version: int
+    kind: bytes
+    sender_box_public: bytes | None  # confirmations only
+    box_ciphertext: bytes
+
+
+def decode_queue_message(data: bytes) -> QueueMessage:
+    if len(data) < _HEADER.size:
+        raise EnvelopeError("queue message too short")
+    version, kind = _HEADER.unpack_from(data)
+    if not MIN_AGENT_VERSION <= version <= AGENT_VERSION:
+        raise EnvelopeError(f"unsupported agent version {version}")
+    rest = data[_HEADER.size :]
+    if kind == KIND_CONFIRMATION:
+        if len(rest) < 32:
+            raise EnvelopeError("truncated confirmation")
+        return QueueMessage(version, kind, rest[:32], rest[32:])
+    if kind == KIND_MESSAGE:
+        return QueueMessage(version, kind, None, rest)
+    raise EnvelopeError(f"unknown queue message kind {kind!r}")
+
+
+# ---------------------------------------------------------------- links
+
+
+def encode_invitation_link(inv: Invitation) -> str:
+    payload = base64.urlsafe_b64encode(_agent_encoder.encode(inv)).rstrip(b"=").decode()
+    return LINK_PREFIX + payload
+
+
+def decode_invitation_link(link: str) -> Invitation:
+    """Parse a link; EnvelopeError with a plain reason if it is not a valid invitation."""
+    text = link.strip()
+    if not text.startswith(LINK_PREFIX):
+        raise EnvelopeError(f"not a parley invitation link (it starts with {LINK_PREFIX})")
+    payload = text[len(LINK_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        inv = _invitation_decoder.decode(raw)
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError("corrupt invitation link (damaged or truncated)") from e
+    if len(inv.x3dh) != 64 or len(inv.queue.box_public) != 32 or not inv.queue.sender_id:
+        raise EnvelopeError("corrupt invitation link (bad key sizes)")
+    if inv.min_version > AGENT_VERSION or inv.max_version < MIN_AGENT_VERSION:
+        raise EnvelopeError("invitation link from an incompatible version")
+    try:
+        RelayAddress.parse(inv.queue.relay)
+    except AddressError as e:
+        raise EnvelopeError(f"invitation link with a bad relay address: {e}") from e
+    return inv

@@ -1,0 +1,29 @@
+"""The full handshake and messages both ways, through a real relay."""
+
+from __future__ import annotations
+
+from parley.agent import events as ev
+from parley.relay.server import RelayServer
+from tests.agent.conftest import MakeAgent, connect_pair, expect
+
+
+async def test_handshake_and_messages_both_ways(relay: RelayServer, make_agent: MakeAgent) -> None:
+    a = await make_agent("alice", [str(relay.address)])
+    b = await make_agent("bob", [str(relay.address)])
+    a_conn, b_conn = await connect_pair(a, b)
+
+    mid = await a.send_message(a_conn, b"hello bob")
+    _, sent = await expect(a, ev.Sent, a_conn)
+    assert sent.msg_id == mid
+    _, msg = await expect(b, ev.Msg, b_conn)
+    assert (msg.body, msg.integrity) == (b"hello bob", "ok")
+    await b.ack_message(b_conn, msg.msg_id)
+
+    for i in range(5):
+        await b.send_message(b_conn, b"reply %d" % i)
+    for i in range(5):
+        _, msg = await expect(a, ev.Msg, a_conn)
+        assert msg.body == b"reply %d" % i and msg.integrity == "ok"
+        await a.ack_message(a_conn, msg.msg_id)
+    statuses = {s.conn_id: s for s in await a.subscribe_all()}
+    assert statuses[a_conn].status == "ready"
