@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         public_host=args.public_host,
         quota=args.quota,
         message_ttl=args.message_ttl,
-        max_message_body=min(args.max_message_size, RelayConfig(store=Path(".")).max_message_body),
+        max_message_body=args.max_message_size,
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
     )
@@ -90,5 +91,10 @@ async def serve(config: RelayConfig) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    asyncio.run(serve(config_from_args(args)))
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        print(f"parley relay: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config))
     return 0

@@ -204,16 +204,22 @@ class RelayClient:
         return _Connection(reader, writer, hello)
 
     async def _resubscribe(self, conn: _Connection) -> None:
-        if not self._subscriptions:
+        items = list(self._subscriptions.items())
+        if not items:
             return
         results = await asyncio.gather(
-            *(self._command(p.SUB, rid, key, conn) for rid, key in self._subscriptions.items()),
+            *(self._command(p.SUB, rid, key, conn) for rid, key in items),
             return_exceptions=True,
         )
-        for (rid, _), r in zip(list(self._subscriptions.items()), results, strict=True):
+        retry = False
+        for (rid, _), r in zip(items, results, strict=True):
             if isinstance(r, PermanentRelayError):
                 self._subscriptions.pop(rid, None)
                 self.events.put_nowait(SubscriptionEnded(self.address, rid, r))
+            elif isinstance(r, BaseException):
+                retry = True
+        if retry:  # renewing failed on the way: reconnect and renew them all again
+            self._lost(conn, "renewing subscriptions failed")
 
     def _lost(self, conn: _Connection, reason: str) -> None:
         if conn.closed:

@@ -25,3 +25,9 @@ class RelayConfig:
     idle_timeout: float = 300.0
     # how much unsent output a slow client may accumulate before it is disconnected
     max_pending_output: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_message_body <= MAX_MESSAGE_BODY:
+            raise ValueError(f"max_message_body must be between 1 and {MAX_MESSAGE_BODY}")
+        if self.quota < 1:
+            raise ValueError("quota must be at least 1")

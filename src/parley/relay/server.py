@@ -61,6 +61,8 @@ class QueueState:
     uncommitted: int = 0  # SENDs accepted, not yet committed
     subscriber: Session | None = None
     delivered: bool = False  # the head message was sent to the subscriber, awaiting ACK
+    securing: bytes | None = None  # a KEY whose commit is in flight
+    deleting: bool = False  # a DEL whose commit is in flight
 
 
 @dataclass
@@ -102,13 +104,17 @@ class Session:
         if key is None or len(t.auth) != p.AUTH_SIZE:
             return False
         mac_key = self.mac_keys.get(key)
-        if mac_key is None:
-            try:
-                mac_key = derive_mac_key(self.session_key, key, self.session_id)
-            except ValueError:
-                return False
-            self.mac_keys[key] = mac_key
-        return verify(mac_key, self.session_id, t.signed, t.auth)
+        if mac_key is not None:
+            return verify(mac_key, self.session_id, t.signed, t.auth)
+        try:
+            mac_key = derive_mac_key(self.session_key, key, self.session_id)
+        except ValueError:
+            return False
+        if not verify(mac_key, self.session_id, t.signed, t.auth):
+            return False
+        # cached only once proven, so garbage authenticators cannot grow the cache
+        self.mac_keys[key] = mac_key
+        return True
 
     def send(self, corr_id: bytes, entity_id: bytes, resp: p.Response) -> None:
         if self.closed:
@@ -126,6 +132,18 @@ class Session:
         errors = self.relay.stats.errors
         errors[code.value] = errors.get(code.value, 0) + 1
         self.send(corr_id, entity_id, p.Err(code))
+
+    async def flush_and_close(self, error: p.Err) -> None:
+        """Send what is queued and a final error, then close (for fatal protocol errors)."""
+        errors = self.relay.stats.errors
+        errors[error.code.value] = errors.get(error.code.value, 0) + 1
+        t = p.encode_transmission(b"", p.signed_part(b"", b"", p.encode_message(error)))
+        out, self._out = [*self._out, t], []
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            self.writer.writelines(p.pack_blocks(out))
+            async with asyncio.timeout(2):
+                await self.writer.drain()
+        self.close()
 
     def close(self) -> None:
         if not self.closed:
@@ -326,7 +344,10 @@ class RelayServer:
             client = p.decode_client_hello(block)
         except (TimeoutError, p.ProtocolError):
             return False
-        return p.MIN_VERSION <= client.version <= p.MAX_VERSION
+        if p.MIN_VERSION <= client.version <= p.MAX_VERSION:
+            return True
+        await s.flush_and_close(p.Err(p.ErrorCode.SESSION))
+        return False
 
     async def _read_loop(self, s: Session) -> None:
         while not s.closed:
@@ -335,9 +356,7 @@ class RelayServer:
             try:
                 transmissions = p.decode_block(block)
             except p.ProtocolError:
-                s.error(b"", b"", p.ErrorCode.BLOCK)
-                await asyncio.sleep(0)  # let the writer send the error before closing
-                s.close()
+                await s.flush_and_close(p.Err(p.ErrorCode.BLOCK))
                 return
             for raw in transmissions:
                 self._handle(s, raw)
@@ -402,7 +421,7 @@ class RelayServer:
             s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_AUTH)
             return None
         q = self._by_recipient.get(t.entity_id)
-        if q is None:
+        if q is None or q.deleting:
             s.error(t.corr_id, t.entity_id, p.ErrorCode.NO_QUEUE)
             return None
         if not s.authorized(q.recipient_key, t):
@@ -480,17 +499,30 @@ class RelayServer:
         s.send(b"", q.recipient_id, q.messages[0])
 
     def _key(self, s: Session, t: p.Transmission, q: QueueState, cmd: p.Key) -> None:
-        if len(cmd.sender_key) != p.KEY_SIZE:
+        key = cmd.sender_key
+        if len(key) != p.KEY_SIZE:
             s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_SYNTAX)
-        elif q.sender_key == cmd.sender_key:
-            s.send(t.corr_id, t.entity_id, p.OK)
-        elif q.sender_key is not None:
+            return
+        if q.sender_key not in (None, key) or q.securing not in (None, key):
             s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
-        else:
-            q.sender_key = cmd.sender_key
-            self._commit(
-                SecureQueue(q.recipient_id, cmd.sender_key), self._after_commit(s, t, p.OK)
-            )
+            return
+        if q.sender_key == key:
+            s.send(t.corr_id, t.entity_id, p.OK)
+            return
+        # the key takes effect in memory only once it is committed; a repeat while the
+        # first is in flight is answered after its own (later) commit
+        q.securing = key
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                q.sender_key = key
+                s.send(t.corr_id, t.entity_id, p.OK)
+            else:
+                s.error(t.corr_id, t.entity_id, p.ErrorCode.INTERNAL)
+            if q.securing == key and (error is None or q.sender_key is None):
+                q.securing = None
+
+        self._commit(SecureQueue(q.recipient_id, key), done)
 
     def _get(self, s: Session, t: p.Transmission, q: QueueState) -> None:
         if not q.messages:
@@ -500,19 +532,34 @@ class RelayServer:
         s.send(t.corr_id, t.entity_id, q.messages[0])
 
     def _off(self, s: Session, t: p.Transmission, q: QueueState) -> None:
-        q.status = "off"
-        self._commit(SuspendQueue(q.recipient_id), self._after_commit(s, t, p.OK))
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                q.status = "off"
+                s.send(t.corr_id, t.entity_id, p.OK)
+            else:
+                s.error(t.corr_id, t.entity_id, p.ErrorCode.INTERNAL)
+
+        self._commit(SuspendQueue(q.recipient_id), done)
 
     def _del(self, s: Session, t: p.Transmission, q: QueueState) -> None:
-        self._forget(q)
-        self._commit(DeleteQueue(q.recipient_id), self._after_commit(s, t, p.OK))
+        q.deleting = True  # SENDs from now on get NO_QUEUE; undone if the commit fails
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                self._forget(q)
+                s.send(t.corr_id, t.entity_id, p.OK)
+            else:
+                q.deleting = False
+                s.error(t.corr_id, t.entity_id, p.ErrorCode.INTERNAL)
+
+        self._commit(DeleteQueue(q.recipient_id), done)
 
     def _send(self, s: Session, t: p.Transmission, cmd: p.Send) -> None:
         if not t.entity_id:
             s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_ENTITY)
             return
         q = self._by_sender.get(t.entity_id)
-        if q is None:
+        if q is None or q.deleting:
             s.error(t.corr_id, t.entity_id, p.ErrorCode.NO_QUEUE)
             return
         if q.sender_key is None:

@@ -155,10 +155,12 @@ def _apply(c: sqlite3.Connection, ops: Sequence[StoreOp]) -> None:
     for op in ops:
         match op:
             case AddMessage(m):
+                # a queue deleted earlier in the same batch simply gets nothing
                 c.execute(
                     "INSERT INTO messages (recipient_id, msg_id, ts, flags, body) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (m.recipient_id, m.msg_id, m.ts, m.flags, m.body),
+                    "SELECT ?, ?, ?, ?, ? WHERE EXISTS "
+                    "(SELECT 1 FROM queues WHERE recipient_id = ?)",
+                    (m.recipient_id, m.msg_id, m.ts, m.flags, m.body, m.recipient_id),
                 )
             case DeleteMessage(rid, mid):
                 c.execute("DELETE FROM messages WHERE recipient_id = ? AND msg_id = ?", (rid, mid))
