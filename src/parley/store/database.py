@@ -47,9 +47,7 @@ class Database:
         self._conn = conn
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(
-            target=self._serve, name=f"sqlite:{path.name}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name=f"sqlite:{path.name}", daemon=True)
         self._thread.start()
 
     @classmethod
