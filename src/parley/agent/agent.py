@@ -114,6 +114,7 @@ class ConnectionStatus:
     status: str
     rcv_queue: str | None  # status of the receive queue, if there is one
     snd_queue: str | None
+    peer_info: bytes | None = None  # the other side's connection info (from CONF or INFO)
 
 
 @dataclass(frozen=True)
@@ -497,7 +498,7 @@ class Agent:
 
         def read(c: sqlite3.Connection) -> tuple[list[ConnectionStatus], list[RcvQueueRow]]:
             rows = c.execute(
-                "SELECT c.conn_id, c.status, r.status, s.status FROM connections c "
+                "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info FROM connections c "
                 "LEFT JOIN rcv_queues r ON r.conn_id = c.conn_id "
                 "LEFT JOIN snd_queues s ON s.conn_id = c.conn_id ORDER BY c.created_at"
             ).fetchall()
@@ -514,8 +515,13 @@ class Agent:
             if conn is None:
                 return None
             rq, sq = get_rcv_queue(c, conn_id), get_snd_queue(c, conn_id)
+            info = c.execute("SELECT peer_info FROM connections WHERE conn_id = ?", (conn_id,))
             return ConnectionStatus(
-                conn_id, conn.status, rq.status if rq else None, sq.status if sq else None
+                conn_id,
+                conn.status,
+                rq.status if rq else None,
+                sq.status if sq else None,
+                info.fetchone()[0],
             )
 
         return await self._db.run(read)
@@ -1078,6 +1084,11 @@ class Agent:
             "WHERE conn_id = ?",
             (state.to_bytes(), now(), conn.conn_id),
         )
+        if isinstance(message, ap.JoinConfirmation | ap.AllowConfirmation):
+            c.execute(
+                "UPDATE connections SET peer_info = ? WHERE conn_id = ?",
+                (message.info, conn.conn_id),
+            )
         if conn.role == "initiator" and isinstance(message, ap.JoinConfirmation):
             conf_id = _new_id()
             c.execute(

@@ -30,6 +30,7 @@ MIGRATIONS = [
         rcv_msg_id INTEGER NOT NULL DEFAULT 0,
         rcv_prev_hash BLOB NOT NULL DEFAULT x'',
         last_rcv_internal_id INTEGER NOT NULL DEFAULT 0,
+        peer_info BLOB,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
