@@ -491,6 +491,14 @@ class Agent:
         )
         return msg_id
 
+    async def wait_delivered(self, conn_id: str, timeout: float) -> bool:
+        """Wait until nothing is pending for delivery on `conn_id`; False on timeout."""
+        task = self._delivery_tasks.get(conn_id)
+        if task is None or task.done():
+            return True
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        return bool(done)
+
     # ------------------------------------------------------------ status
 
     async def subscribe_all(self) -> list[ConnectionStatus]:

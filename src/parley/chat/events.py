@@ -1,0 +1,224 @@
+"""What the chat tells its front ends (terminal, bot API, demo): views and events."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Contact(msgspec.Struct, frozen=True):
+    contact_id: int
+    name: str
+    display_name: str
+    full_name: str
+    status: str
+
+
+class Group(msgspec.Struct, frozen=True):
+    group_id: int
+    name: str
+    display_name: str
+    full_name: str
+    status: str
+
+
+class Member(msgspec.Struct, frozen=True):
+    group_id: int
+    member_row: int
+    member_id: str
+    name: str
+    full_name: str
+    role: str
+    category: str
+    status: str
+    connection: str | None  # the member's group connection status, if there is one
+    last_error: str | None
+    contact_id: int | None
+
+
+class ChatItem(msgspec.Struct, frozen=True):
+    item_id: int
+    direction: str  # "snd" or "rcv"
+    text: str
+    status: str
+    created_at: float
+    contact: Contact | None = None
+    group: Group | None = None
+    author: Member | None = None
+    shared_msg_id: str | None = None
+
+
+# ---------------------------------------------------------------- events
+
+
+class InvitationReady(msgspec.Struct, frozen=True, tag="invitationReady"):
+    connection_id: int
+    link: str
+
+
+class ContactConnected(msgspec.Struct, frozen=True, tag="contactConnected"):
+    contact: Contact
+
+
+class ContactDeleted(msgspec.Struct, frozen=True, tag="contactDeleted"):
+    contact: Contact
+
+
+class ReceivedGroupInvitation(msgspec.Struct, frozen=True, tag="receivedGroupInvitation"):
+    group: Group
+    contact: Contact
+    role: str
+
+
+class UserJoinedGroup(msgspec.Struct, frozen=True, tag="userJoinedGroup"):
+    group: Group
+
+
+class JoinedGroupMember(msgspec.Struct, frozen=True, tag="joinedGroupMember"):
+    """(host) the invited member connected to us and joined the group."""
+
+    group: Group
+    member: Member
+
+
+class MemberAnnounced(msgspec.Struct, frozen=True, tag="memberAnnounced"):
+    """The host added a new member; we will connect to it."""
+
+    group: Group
+    member: Member
+
+
+class ConnectedToGroupMember(msgspec.Struct, frozen=True, tag="connectedToGroupMember"):
+    group: Group
+    member: Member
+
+
+class MemberConnecting(msgspec.Struct, frozen=True, tag="memberConnecting"):
+    """Progress on a member connection (introduced, links sent, ...)."""
+
+    group: Group
+    member: Member
+
+
+class MemberFailed(msgspec.Struct, frozen=True, tag="memberFailed"):
+    group: Group
+    member: Member
+    reason: str
+
+
+class MemberLeft(msgspec.Struct, frozen=True, tag="leftMember"):
+    group: Group
+    member: Member
+
+
+class MemberRemoved(msgspec.Struct, frozen=True, tag="deletedMember"):
+    group: Group
+    member: Member
+    by: Member | None
+
+
+class UserRemoved(msgspec.Struct, frozen=True, tag="deletedMemberUser"):
+    group: Group
+    by: Member | None
+
+
+class GroupDeleted(msgspec.Struct, frozen=True, tag="groupDeleted"):
+    group: Group
+    by: Member | None
+
+
+class NewChatItem(msgspec.Struct, frozen=True, tag="newChatItem"):
+    item: ChatItem
+
+
+class ChatItemStatus(msgspec.Struct, frozen=True, tag="chatItemStatus"):
+    item_id: int
+    status: str
+    reason: str = ""
+
+
+class ConnectionFailed(msgspec.Struct, frozen=True, tag="connectionFailed"):
+    connection_id: int
+    reason: str
+
+
+class RelayStatus(msgspec.Struct, frozen=True, tag="relayStatus"):
+    relay: str
+    up: bool
+    connections: int
+
+
+ChatEvent = (
+    InvitationReady
+    | ContactConnected
+    | ContactDeleted
+    | ReceivedGroupInvitation
+    | UserJoinedGroup
+    | JoinedGroupMember
+    | MemberAnnounced
+    | ConnectedToGroupMember
+    | MemberConnecting
+    | MemberFailed
+    | MemberLeft
+    | MemberRemoved
+    | UserRemoved
+    | GroupDeleted
+    | NewChatItem
+    | ChatItemStatus
+    | ConnectionFailed
+    | RelayStatus
+)
+
+
+def describe(event: ChatEvent) -> str:
+    """The event in plain words, as the terminal shows it."""
+    match event:
+        case InvitationReady(_, link):
+            return f"pass this invitation link to your contact: {link}"
+        case ContactConnected(contact):
+            return f"{contact.name}: contact is connected"
+        case ContactDeleted(contact):
+            return f"{contact.name}: contact deleted"
+        case ReceivedGroupInvitation(group, contact, role):
+            return (
+                f"#{group.name}: {contact.name} invites you to join the group as {role}; "
+                f"to join: /j {group.name}"
+            )
+        case UserJoinedGroup(group):
+            return f"#{group.name}: you joined the group"
+        case JoinedGroupMember(group, member):
+            return f"#{group.name}: {member.name} joined the group"
+        case MemberAnnounced(group, member):
+            return f"#{group.name}: new member {member.name} is connecting"
+        case ConnectedToGroupMember(group, member):
+            return f"#{group.name}: member {member.name} is connected"
+        case MemberConnecting(group, member):
+            return f"#{group.name}: member {member.name} is connecting ({member.status})"
+        case MemberFailed(group, member, reason):
+            return f"#{group.name}: connection to {member.name} failed: {reason}"
+        case MemberLeft(group, member):
+            return f"#{group.name}: {member.name} left the group"
+        case MemberRemoved(group, member, by):
+            who = by.name if by else "you"
+            return f"#{group.name}: {who} removed {member.name} from the group"
+        case UserRemoved(group, by):
+            return f"#{group.name}: {by.name if by else 'the host'} removed you from the group"
+        case GroupDeleted(group, by):
+            return f"#{group.name}: {by.name if by else 'you'} deleted the group"
+        case NewChatItem(item):
+            return describe_item(item)
+        case ChatItemStatus(item_id, status, reason):
+            return f"message {item_id}: {status}" + (f" ({reason})" if reason else "")
+        case ConnectionFailed(connection_id, reason):
+            return f"connection {connection_id} failed: {reason}"
+        case RelayStatus(relay, up, n):
+            state = "reachable again" if up else "unreachable"
+            return f"relay {relay} is {state} ({n} connections)"
+    return repr(event)
+
+
+def describe_item(item: ChatItem) -> str:
+    if item.group is not None:
+        who = "you" if item.direction == "snd" else (item.author.name if item.author else "?")
+        return f"#{item.group.name} {who}> {item.text}"
+    name = item.contact.name if item.contact else "?"
+    return f"{name}> {item.text}" if item.direction == "rcv" else f"@{name} {item.text}"

@@ -1,0 +1,549 @@
+"""The chat protocol (sans-I/O): the JSON messages chat clients send each other.
+
+docs/chat-protocol.md describes the wire format, every event, which connection it travels
+on, and the group-joining sequence. A chat message is the opaque body of one agent message
+(or the connection info of an agent confirmation):
+
+    {"v": 1, "msgId": "<16 base64url chars>", "event": "<name>", "params": {...}}
+
+In Python a message is a `ChatMessage(msg_id, params)`; its event name follows from the
+type of `params` (one `msgspec.Struct` per event, see `PARAMS_TYPES`). Use
+`encode_chat_message` and `decode_chat_message`; both raise only `ChatMessageError`.
+Building a params struct or a `ChatMessage` with an invalid id or name raises
+`ChatMessageError` at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal, TypeAlias
+
+import msgspec
+
+CHAT_VERSION: Final = 1
+
+# The agent carries at most 14800 bytes per message, so no chat message may be larger.
+MAX_CHAT_MESSAGE: Final = 14800
+# Room kept for the x.grp.msg.forward envelope around a forwarded message (about 110 bytes
+# today), so that every message a member sends can be forwarded by the host.
+FORWARD_RESERVE: Final = 200
+# The limit for every message that is not itself an x.grp.msg.forward.
+MAX_ORIGINAL_MESSAGE: Final = MAX_CHAT_MESSAGE - FORWARD_RESERVE
+
+MAX_NAME_LENGTH: Final = 100  # displayName, in characters (code points)
+MAX_FULL_NAME_LENGTH: Final = 200
+
+# ---------------------------------------------------------------- event names
+
+X_INFO: Final = "x.info"
+X_OK: Final = "x.ok"
+X_MSG_NEW: Final = "x.msg.new"
+X_GRP_INV: Final = "x.grp.inv"
+X_GRP_ACPT: Final = "x.grp.acpt"
+X_GRP_MEM_NEW: Final = "x.grp.mem.new"
+X_GRP_MEM_INTRO: Final = "x.grp.mem.intro"
+X_GRP_MEM_INV: Final = "x.grp.mem.inv"
+X_GRP_MEM_FWD: Final = "x.grp.mem.fwd"
+X_GRP_MEM_INFO: Final = "x.grp.mem.info"
+X_GRP_MEM_CON: Final = "x.grp.mem.con"
+X_GRP_MEM_CON_ALL: Final = "x.grp.mem.con.all"
+X_GRP_MSG_FORWARD: Final = "x.grp.msg.forward"
+X_GRP_LEAVE: Final = "x.grp.leave"
+X_GRP_MEM_DEL: Final = "x.grp.mem.del"
+X_GRP_DEL: Final = "x.grp.del"
+
+# Events a member broadcasts to the whole group, which the host therefore forwards (inside
+# x.grp.msg.forward) to members not yet connected to the author. The codec accepts any
+# non-forward event inside a forward; receivers act only on these and ignore the rest.
+FORWARDABLE_EVENTS: Final = frozenset({X_MSG_NEW, X_GRP_LEAVE, X_GRP_MEM_DEL, X_GRP_DEL})
+
+MemberRole: TypeAlias = Literal["owner", "admin", "member", "observer"]
+# from the least to the most powerful
+MEMBER_ROLES: Final[tuple[MemberRole, ...]] = ("observer", "member", "admin", "owner")
+
+
+class ChatMessageError(ValueError):
+    """A chat message that cannot be decoded or encoded; `reason` says why, plainly.
+
+    `event` and `msg_id` are set when the message got far enough to show them (an unknown
+    event, invalid params), so the caller can answer or ignore it deliberately.
+    """
+
+    def __init__(self, reason: str, *, event: str | None = None, msg_id: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.event = event
+        self.msg_id = msg_id
+
+
+# ---------------------------------------------------------------- ids and names
+
+_ID_RE: Final = re.compile(r"[A-Za-z0-9_-]{16}")
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators
+_CONTROL_RE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _new_id() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(12)).decode("ascii")
+
+
+def new_msg_id() -> str:
+    """A fresh random message id: 12 random bytes, base64url (16 characters, no padding)."""
+    return _new_id()
+
+
+def new_member_id() -> str:
+    """A fresh random member id, in the same form as a message id."""
+    return _new_id()
+
+
+def is_valid_id(value: object) -> bool:
+    """True for a well-formed msgId or memberId: exactly 16 base64url characters."""
+    return isinstance(value, str) and _ID_RE.fullmatch(value) is not None
+
+
+def _check_id(value: object, what: str) -> None:
+    if not is_valid_id(value):
+        raise ChatMessageError(f"bad {what}: expected 16 base64url characters (12 bytes)")
+
+
+def _check_display_name(value: str, what: str) -> None:
+    if not value:
+        raise ChatMessageError(f"{what} is empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ChatMessageError(f"{what} is longer than {MAX_NAME_LENGTH} characters")
+    if value.isspace():
+        raise ChatMessageError(f"{what} is only whitespace")
+    if _CONTROL_RE.search(value):
+        raise ChatMessageError(f"{what} contains a control character")
+
+
+def _check_full_name(value: str, what: str) -> None:
+    if len(value) > MAX_FULL_NAME_LENGTH:
+        raise ChatMessageError(f"{what} is longer than {MAX_FULL_NAME_LENGTH} characters")
+    if _CONTROL_RE.search(value):
+        raise ChatMessageError(f"{what} contains a control character")
+
+
+# ---------------------------------------------------------------- parts
+
+
+class _Wire(msgspec.Struct, frozen=True, rename="camel"):
+    """Base of every struct below: immutable, camelCase on the wire."""
+
+
+class Profile(_Wire, frozen=True):
+    display_name: str
+    full_name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_display_name(self.display_name, "displayName")
+        _check_full_name(self.full_name, "fullName")
+
+
+class GroupProfile(_Wire, frozen=True):
+    display_name: str
+    full_name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_display_name(self.display_name, "group displayName")
+        _check_full_name(self.full_name, "group fullName")
+
+
+class MemberIdRole(_Wire, frozen=True):
+    member_id: str
+    member_role: MemberRole
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class MemberInfo(_Wire, frozen=True):
+    member_id: str
+    member_role: MemberRole
+    profile: Profile
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class IntroInvitation(_Wire, frozen=True):
+    """The two invitation links a newcomer makes for one introduced member."""
+
+    group_conn_req: str
+    direct_conn_req: str
+
+    def __post_init__(self) -> None:
+        if not self.group_conn_req or not self.direct_conn_req:
+            raise ChatMessageError("empty invitation link in memberIntro")
+
+
+class TextContent(_Wire, frozen=True, tag_field="type", tag="text"):
+    """`{"type": "text", "text": ...}`; the text may be empty and may hold newlines."""
+
+    text: str
+
+
+# A union once more content types exist; every member carries a "type" tag.
+MsgContent: TypeAlias = TextContent
+
+
+# ---------------------------------------------------------------- params, one per event
+
+
+class XInfo(_Wire, frozen=True):
+    """A contact's profile: the joiner's connection info on a contact connection."""
+
+    event: ClassVar[str] = X_INFO
+    profile: Profile
+
+
+class XOk(_Wire, frozen=True):
+    """The inviter's profile: its connection info when it allows a connection."""
+
+    event: ClassVar[str] = X_OK
+    profile: Profile
+
+
+class XMsgNew(_Wire, frozen=True):
+    event: ClassVar[str] = X_MSG_NEW
+    content: MsgContent
+
+
+class XGrpInv(_Wire, frozen=True):
+    """The host invites a contact to a group (on the contact connection)."""
+
+    event: ClassVar[str] = X_GRP_INV
+    from_member: MemberIdRole
+    invited_member: MemberIdRole
+    conn_request: str
+    group_profile: GroupProfile
+
+    def __post_init__(self) -> None:
+        if not self.conn_request:
+            raise ChatMessageError("empty connRequest")
+        if self.from_member.member_id == self.invited_member.member_id:
+            raise ChatMessageError("fromMember and invitedMember have the same memberId")
+
+
+class XGrpAcpt(_Wire, frozen=True):
+    """The invitee's connection info when it joins the group link; its own member id."""
+
+    event: ClassVar[str] = X_GRP_ACPT
+    member_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpMemNew(_Wire, frozen=True):
+    event: ClassVar[str] = X_GRP_MEM_NEW
+    member_info: MemberInfo
+
+
+class XGrpMemIntro(_Wire, frozen=True):
+    event: ClassVar[str] = X_GRP_MEM_INTRO
+    member_info: MemberInfo
+
+
+class XGrpMemInv(_Wire, frozen=True):
+    """The newcomer's two links for the introduced member `member_id`, sent to the host."""
+
+    event: ClassVar[str] = X_GRP_MEM_INV
+    member_id: str
+    member_intro: IntroInvitation
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpMemFwd(_Wire, frozen=True):
+    """The host forwards the newcomer's info and links to an existing member."""
+
+    event: ClassVar[str] = X_GRP_MEM_FWD
+    member_info: MemberInfo
+    member_intro: IntroInvitation
+
+
+class XGrpMemInfo(_Wire, frozen=True):
+    """Connection info on both member connections; `member_id` is the sender's own id."""
+
+    event: ClassVar[str] = X_GRP_MEM_INFO
+    member_id: str
+    profile: Profile
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpMemCon(_Wire, frozen=True):
+    """To the host: the sender is now connected to `member_id`."""
+
+    event: ClassVar[str] = X_GRP_MEM_CON
+    member_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpMemConAll(_Wire, frozen=True):
+    """To the host: the sender (`member_id`, its own id) is connected to everyone."""
+
+    event: ClassVar[str] = X_GRP_MEM_CON_ALL
+    member_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpMsgForward(_Wire, frozen=True):
+    """The host forwards `msg`, written by member `member_id`, to a member not yet
+    connected to that author. `msg` keeps its own msgId; it cannot be a forward itself."""
+
+    event: ClassVar[str] = X_GRP_MSG_FORWARD
+    member_id: str
+    msg: ChatMessage
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+        if isinstance(self.msg.params, XGrpMsgForward):
+            raise ChatMessageError("x.grp.msg.forward cannot be forwarded")
+
+
+class XGrpLeave(_Wire, frozen=True):
+    event: ClassVar[str] = X_GRP_LEAVE
+
+
+class XGrpMemDel(_Wire, frozen=True):
+    event: ClassVar[str] = X_GRP_MEM_DEL
+    member_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpDel(_Wire, frozen=True):
+    event: ClassVar[str] = X_GRP_DEL
+
+
+Params: TypeAlias = (
+    XInfo
+    | XOk
+    | XMsgNew
+    | XGrpInv
+    | XGrpAcpt
+    | XGrpMemNew
+    | XGrpMemIntro
+    | XGrpMemInv
+    | XGrpMemFwd
+    | XGrpMemInfo
+    | XGrpMemCon
+    | XGrpMemConAll
+    | XGrpMsgForward
+    | XGrpLeave
+    | XGrpMemDel
+    | XGrpDel
+)
+
+_PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
+    XInfo,
+    XOk,
+    XMsgNew,
+    XGrpInv,
+    XGrpAcpt,
+    XGrpMemNew,
+    XGrpMemIntro,
+    XGrpMemInv,
+    XGrpMemFwd,
+    XGrpMemInfo,
+    XGrpMemCon,
+    XGrpMemConAll,
+    XGrpMsgForward,
+    XGrpLeave,
+    XGrpMemDel,
+    XGrpDel,
+)
+
+# event name -> params type
+PARAMS_TYPES: Final[Mapping[str, type[Params]]] = MappingProxyType(
+    {cls.event: cls for cls in _PARAMS_CLASSES}
+)
+EVENTS: Final = frozenset(PARAMS_TYPES)
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    """One chat message. Encode it with `encode_chat_message`, not with msgspec directly."""
+
+    msg_id: str
+    params: Params
+
+    def __post_init__(self) -> None:
+        _check_id(self.msg_id, "msgId")
+
+    @property
+    def event(self) -> str:
+        return self.params.event
+
+
+def make(params: Params, msg_id: str | None = None) -> ChatMessage:
+    """A message with these params and a fresh msgId (or the one given)."""
+    return ChatMessage(new_msg_id() if msg_id is None else msg_id, params)
+
+
+def forward(author_member_id: str, msg: ChatMessage) -> ChatMessage:
+    """The host's x.grp.msg.forward of `msg`, written by `author_member_id`."""
+    return make(XGrpMsgForward(author_member_id, msg))
+
+
+# ---------------------------------------------------------------- encoding
+
+
+class _Envelope(msgspec.Struct, rename="camel"):
+    v: int
+    msg_id: str
+    event: str
+    params: Any
+
+
+class _WireForward(msgspec.Struct, rename="camel"):
+    member_id: str
+    msg: _Envelope
+
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def _to_wire(msg: ChatMessage) -> _Envelope:
+    params: Any = msg.params
+    if isinstance(params, XGrpMsgForward):
+        params = _WireForward(params.member_id, _to_wire(params.msg))
+    return _Envelope(CHAT_VERSION, msg.msg_id, msg.event, params)
+
+
+def _size_limit(event: object) -> int:
+    return MAX_CHAT_MESSAGE if event == X_GRP_MSG_FORWARD else MAX_ORIGINAL_MESSAGE
+
+
+def encode_chat_message(msg: ChatMessage) -> bytes:
+    """The UTF-8 JSON of `msg`. Raises ChatMessageError if it is too large or invalid:
+    the output is decoded again and compared, so whatever encodes also decodes, to the
+    same message."""
+    try:
+        data = _encoder.encode(_to_wire(msg))
+    except (TypeError, ValueError, OverflowError) as e:  # e.g. a lone surrogate in a str
+        raise ChatMessageError(f"cannot encode {msg.event}: {e}", event=msg.event) from None
+    limit = _size_limit(msg.event)
+    if len(data) > limit:
+        raise ChatMessageError(
+            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
+            event=msg.event,
+            msg_id=msg.msg_id,
+        )
+    if decode_chat_message(data) != msg:  # e.g. bytes where a str belongs
+        raise ChatMessageError(
+            f"cannot encode {msg.event}: a field has the wrong type", event=msg.event
+        )
+    return data
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _show(value: object) -> str:
+    """A short printable form of an untrusted value for an error message."""
+    text = value if isinstance(value, str) and value.isprintable() else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def decode_chat_message(data: bytes) -> ChatMessage:
+    """Parse one chat message. Raises only ChatMessageError, with a plain reason."""
+    if len(data) > MAX_CHAT_MESSAGE:
+        raise ChatMessageError(f"message too large: {len(data)} bytes (limit {MAX_CHAT_MESSAGE})")
+    try:
+        obj = msgspec.json.decode(data)
+    except (msgspec.MsgspecError, ValueError, RecursionError) as e:
+        raise ChatMessageError(f"invalid JSON: {e}") from None
+    msg = _from_object(obj, forwarded=False)
+    limit = _size_limit(msg.event)
+    if len(data) > limit:
+        raise ChatMessageError(
+            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
+            event=msg.event,
+            msg_id=msg.msg_id,
+        )
+    return msg
+
+
+def _from_object(obj: object, *, forwarded: bool) -> ChatMessage:
+    what = "forwarded message" if forwarded else "message"
+    if not isinstance(obj, dict):
+        raise ChatMessageError(f"{what} is not a JSON object")
+    if "v" not in obj:
+        raise ChatMessageError(f"{what} has no version (v)")
+    v = obj["v"]
+    if type(v) is not int or v != CHAT_VERSION:
+        raise ChatMessageError(f"unknown version {_show(v)}")
+    if "msgId" not in obj:
+        raise ChatMessageError(f"{what} has no msgId")
+    msg_id = obj["msgId"]
+    if not is_valid_id(msg_id):
+        raise ChatMessageError("bad msgId: expected 16 base64url characters (12 bytes)")
+    event = obj.get("event")
+    if not isinstance(event, str):
+        raise ChatMessageError(f"{what} has no event name", msg_id=msg_id)
+    cls = PARAMS_TYPES.get(event)
+    if cls is None:
+        raise ChatMessageError(f"unknown event {_show(event)}", event=event, msg_id=msg_id)
+    if forwarded and cls is XGrpMsgForward:
+        raise ChatMessageError(f"{event} cannot be forwarded", event=event, msg_id=msg_id)
+    if "params" not in obj:
+        raise ChatMessageError(f"missing params for {event}", event=event, msg_id=msg_id)
+    raw = obj["params"]
+    if not isinstance(raw, dict):
+        raise ChatMessageError(
+            f"params of {event} is not a JSON object", event=event, msg_id=msg_id
+        )
+    params = _params_from_object(cls, raw, event=event, msg_id=msg_id)
+    return ChatMessage(msg_id, params)
+
+
+def _params_from_object(
+    cls: type[Params], raw: dict[str, Any], *, event: str, msg_id: str
+) -> Params:
+    def invalid(reason: str) -> ChatMessageError:
+        return ChatMessageError(f"invalid params for {event}: {reason}", event=event, msg_id=msg_id)
+
+    if cls is XGrpMsgForward:
+        # the nested message is validated as a whole chat message, not by msgspec
+        if "msg" not in raw:
+            raise invalid("missing msg")
+        try:
+            head = msgspec.convert(raw, _ForwardHead)
+        except msgspec.ValidationError as e:
+            raise invalid(str(e)) from None
+        try:
+            inner = _from_object(raw["msg"], forwarded=True)
+        except ChatMessageError as e:
+            raise ChatMessageError(
+                f"forwarded message: {e.reason}", event=event, msg_id=msg_id
+            ) from None
+        return XGrpMsgForward(head.member_id, inner)
+    if cls is XMsgNew:
+        content = raw.get("content")
+        if isinstance(content, dict) and "type" not in content:
+            raise invalid("missing content type - at `$.content`")
+    try:
+        return msgspec.convert(raw, cls)
+    except msgspec.ValidationError as e:
+        raise invalid(str(e)) from None
+
+
+class _ForwardHead(_Wire, frozen=True):
+    member_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
