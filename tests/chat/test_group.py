@@ -7,7 +7,7 @@ from tests.chat.conftest import MakeChat, expect, make_contacts
 
 
 async def full_mesh(chats: dict[str, ChatController], group: str) -> bool:
-    for name, chat in chats.items():
+    for _name, chat in chats.items():
         members = await chat.members(group)
         others = [m for m in members if m.category != "user"]
         if len(others) != len(chats) - 1:

@@ -30,6 +30,7 @@ from parley.agent import events as aev
 from parley.agent.agent import Agent, AgentConfig, AgentError, PendingReport
 from parley.chat import events as cev
 from parley.chat import store as s
+from parley.chat.crash import crash_point
 from parley.chat.store import C_ACCEPTED, C_FAILED, C_JOINED, C_READY, C_REQUESTED, C_SND_READY
 from parley.protocol import chat as cp
 from parley.store import Database
@@ -61,6 +62,7 @@ class _After:
     events: list[cev.ChatEvent] = field(default_factory=list)
     waiters: list[tuple[str, object]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)  # agent connections to delete
+    label: str = ""  # names the step, for crash points in tests
 
     def merge(self, other: _After) -> None:
         self.deletes += other.deletes
@@ -750,6 +752,8 @@ class ChatController:
 
     async def _perform(self, after: _After) -> None:
         """Send the outbox rows, issue the agent calls, publish the events of a commit."""
+        if after.label:
+            crash_point(after.label)
         for outbox_id in after.outbox:
             await self._send_outbox(outbox_id)
         for command_id in after.commands:
@@ -777,6 +781,7 @@ class ChatController:
         except AgentError as e:
             log.warning("message to %s not sent: %s", agent_conn, e)
             msg_id = None
+        crash_point("outbox:sent")
 
         def tx(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
@@ -927,6 +932,7 @@ class ChatController:
             ok = not isinstance(event, aev.Err)
             if handler is not None:
                 after = handler(self, c, s.UserRow(*user), connection_id, json.loads(data), event)
+            after.label = f"k:{function}"
             c.execute(
                 "UPDATE commands SET status = ?, result = ?, updated_at = ? WHERE command_id = ?",
                 (
@@ -1146,7 +1152,8 @@ class ChatController:
                 "info": _b64(self._encode(cp.make(reply))),
             }
             return _After(
-                commands=[self._command(c, user, conn.connection_id, "allowed", {}, call)]
+                commands=[self._command(c, user, conn.connection_id, "allowed", {}, call)],
+                label=f"conf:{msg.event}",
             )
 
         await self._perform(await self._db.run(tx))
@@ -1216,9 +1223,13 @@ class ChatController:
                 )
                 contact = s.contact_by_id(c, conn.contact_id)
                 assert contact is not None
-                return _After(events=[cev.ContactConnected(_contact_view(contact))])
+                return _After(
+                    events=[cev.ContactConnected(_contact_view(contact))], label="con:contact"
+                )
             assert conn.member_row is not None
-            return self._member_connection_ready(c, user, conn)
+            after = self._member_connection_ready(c, user, conn)
+            after.label = after.label or "con:member"
+            return after
 
         await self._perform(await self._db.run(tx))
 
@@ -1239,6 +1250,7 @@ class ChatController:
             s.set_member(c, me.member_row, status=s.M_CONNECTED)
             c.execute("UPDATE groups SET status = 'active' WHERE group_id = ?", (group.group_id,))
             after.events.append(cev.UserJoinedGroup(self._group_view(c, group.group_id)))
+            after.label = "con:host"
             return after
         # an introduced member (pre) or one who joined after us (post): both connections
         conns = s.member_connections(c, m.member_row)
@@ -1313,6 +1325,7 @@ class ChatController:
             after.outbox.append(self._introduce(c, group.group_id, b, other, b_conn.agent_conn_id))
         if not others:
             s.set_member(c, b.member_row, status=s.M_COMPLETE)
+        after.label = "con:invitee"
         return after
 
     def _introduce(
@@ -1388,7 +1401,9 @@ class ChatController:
             if conn.kind == s.K_CONTACT:
                 if not s.first_seen(c, f"conn:{agent_conn}", chat_msg.msg_id):
                     return _After()
-                return self._contact_message(c, user, conn, chat_msg)
+                after = self._contact_message(c, user, conn, chat_msg)
+                after.label = f"msg:{chat_msg.event}"
+                return after
             assert conn.member_row is not None
             sender = s.member(c, conn.member_row)
             if sender is None:
@@ -1396,7 +1411,9 @@ class ChatController:
             scope = f"group:{sender.group_id}:{sender.member_id}"
             if not s.first_seen(c, scope, chat_msg.msg_id):
                 return _After()
-            return self._group_message(c, user, conn, sender, chat_msg)
+            after = self._group_message(c, user, conn, sender, chat_msg)
+            after.label = f"msg:{chat_msg.event}"
+            return after
 
         try:
             after = await self._db.run(tx)
