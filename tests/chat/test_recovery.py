@@ -4,6 +4,7 @@ relay restarts; every group message arrives exactly once at every member."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -168,6 +169,54 @@ async def test_relay_restart_while_six_members_form(
         await assert_exactly_once(procs, "team", sent)
         joined = [e for e in host.history if isinstance(e, cev.JoinedGroupMember)]
         assert sorted(e.member.name for e in joined) == names[1:]
+    finally:
+        for p in procs.values():
+            await p.kill()
+
+
+def _intro_statuses(db: Path) -> list[str]:
+    """The host's introductions, read from its database file (as an operator could)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT status FROM introductions WHERE side = 'host' ORDER BY intro_id"
+            )
+        ]
+
+
+async def test_stale_introduction_is_sent_again(relay: RelayServer, tmp_path: Path) -> None:
+    procs = clients(tmp_path, [str(relay.address)], ["A", "B", "C"])
+    a, b, c = procs["A"], procs["B"], procs["C"]
+    host_db = tmp_path / "A_chat.db"
+    try:
+        for p in procs.values():
+            await p.start()
+        await contacts(a, b)
+        await contacts(a, c)
+        await a.call("create_group", name="team")
+        await invite(a, c, "team")
+        await wait_mesh({"A": a, "C": c}, "team")
+
+        await c.kill()  # C misses the first forward of B's links
+        await invite(a, b, "team")
+        await wait_for_condition(lambda: _intro_statuses(host_db) == ["fwd"], 30, 0.1)
+
+        assert await a.call("reintroduce_stale", older_than=0) == 1
+        # B makes new links (dropping the first ones) and the host forwards them again
+        await wait_for_condition(lambda: _intro_statuses(host_db) == ["fwd"], 30, 0.1)
+
+        with sqlite3.connect(f"file:{tmp_path / 'B_chat.db'}?mode=ro", uri=True) as bdb:
+            dropped = bdb.execute(
+                "SELECT count(*) FROM connections WHERE status = 'deleted'"
+            ).fetchone()[0]
+        assert dropped == 2  # the first pair of links was replaced
+        await c.start()  # C sees both forwards; only the second pair of links works
+        await wait_mesh(procs, "team", 60)
+        sent = {n: [f"{n} after the re-introduction"] for n in procs}
+        for n, p in procs.items():
+            await p.call("send_group_message", group_name="team", text=sent[n][0])
+        await assert_exactly_once(procs, "team", sent)
     finally:
         for p in procs.values():
             await p.kill()

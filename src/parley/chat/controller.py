@@ -954,8 +954,10 @@ class ChatController:
     ) -> _After:
         reason = event.reason if isinstance(event, aev.Err) else "failed"
         after = _After()
-        if connection_id is None:
-            return after
+        existing = s.connection(c, connection_id) if connection_id is not None else None
+        if existing is None or existing.status == s.C_DELETED:
+            return after  # replaced already (a re-introduction): its failure no longer matters
+        assert connection_id is not None
         s.set_connection(c, connection_id, status=C_FAILED, last_error=reason)
         conn = s.connection(c, connection_id)
         if conn is not None and conn.member_row is not None:
