@@ -1019,12 +1019,18 @@ class Agent:
         if outcome.ack:
             rq = outcome.queue
             assert rq is not None
-            try:
-                await self._relays.client(relay).ack(
-                    rid, AuthKey.from_bytes(rq.recipient_key), msg.msg_id
-                )
-            except RelayError as e:  # the relay delivers it again; we dedupe and ack again
-                log.info("ack to %s failed: %s", relay, e)
+            # in the background: a slow relay must not hold up messages from the others
+            task = asyncio.create_task(self._ack_relay(relay, rq, msg.msg_id))
+            self._tasks.append(task)
+            task.add_done_callback(self._forget_task)
+
+    async def _ack_relay(self, relay: str, rq: RcvQueueRow, relay_msg_id: bytes) -> None:
+        try:
+            await self._relays.client(relay).ack(
+                rq.recipient_id, AuthKey.from_bytes(rq.recipient_key), relay_msg_id
+            )
+        except RelayError as e:  # the relay delivers it again; we dedupe and ack again
+            log.info("ack to %s failed: %s", relay, e)
 
     def _receive(self, c: sqlite3.Connection, conn_id: str, msg: RelayMsg) -> _Received:
         """Process one relay message in one transaction (runs on the database thread)."""
