@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,12 @@ def add_parser(commands: Any) -> None:
         default=defaults.idle_timeout,
         help="seconds without traffic before a connection is closed",
     )
+    p.add_argument(
+        "--stats-interval",
+        type=float,
+        default=300.0,
+        help="seconds between stats lines and stats.json updates (0 turns them off)",
+    )
     p.set_defaults(run=run)
 
 
@@ -74,7 +83,30 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
     )
 
 
-async def serve(config: RelayConfig) -> None:
+STATS_FILE = "stats.json"
+
+
+async def report_stats(server: RelayServer, store: Path, interval: float) -> None:
+    """Every `interval` seconds: one summary line on stdout and `stats.json` in the store."""
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        st = server.snapshot()
+        data = dataclasses.asdict(st)
+        print(
+            f"stats: {st.connections} connections, {st.queues} queues, "
+            f"{st.messages_stored} messages stored, {st.messages_sent} sent and "
+            f"{st.messages_delivered} delivered since start, {st.commits} commits, "
+            f"errors {st.errors or 'none'}",
+            flush=True,
+        )
+        tmp = store / (STATS_FILE + ".tmp")
+        tmp.write_text(json.dumps({"time": time.time(), **data}, indent=1))
+        tmp.replace(store / STATS_FILE)
+
+
+async def serve(config: RelayConfig, interval: float = 300.0) -> None:
     server = RelayServer(config)
     await server.start()
     print(ADDRESS_PREFIX + str(server.address), flush=True)
@@ -83,9 +115,11 @@ async def serve(config: RelayConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reporter = asyncio.create_task(report_stats(server, config.store, interval))
     try:
         await stop.wait()
     finally:
+        reporter.cancel()
         await server.stop()
         print("relay stopped", flush=True)
 
@@ -96,5 +130,5 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"parley relay: {e}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, args.stats_interval))
     return 0

@@ -75,6 +75,8 @@ class RelayStats:
     messages_sent: int = 0
     messages_delivered: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    commits: int = 0
+    operations_committed: int = 0
 
 
 class Session:
@@ -186,6 +188,14 @@ class RelayServer:
         self.port = config.port
 
     # ------------------------------------------------------------ life cycle
+
+    def snapshot(self) -> RelayStats:
+        """A copy of the counters, with the store's commit counts filled in."""
+        st = RelayStats(**{**self.stats.__dict__, "errors": dict(self.stats.errors)})
+        if self._committer is not None:
+            st.commits = self._committer.commits
+            st.operations_committed = self._committer.ops_committed
+        return st
 
     @property
     def address(self) -> RelayAddress:
