@@ -27,3 +27,19 @@ async def test_handshake_and_messages_both_ways(relay: RelayServer, make_agent: 
         await a.ack_message(a_conn, msg.msg_id)
     statuses = {s.conn_id: s for s in await a.subscribe_all()}
     assert statuses[a_conn].status == "ready"
+
+
+async def test_corr_ids_are_unique(relay: RelayServer, make_agent: MakeAgent) -> None:
+    import pytest
+
+    from parley.agent.agent import AgentError, DuplicateCommand
+
+    a = await make_agent("alice", [str(relay.address)])
+    conn = await a.create_connection_async("same")
+    with pytest.raises(DuplicateCommand):
+        await a.create_connection_async("same")
+    with pytest.raises(DuplicateCommand):
+        await a.delete_connection_async("same", conn)
+    with pytest.raises(AgentError, match="corr id"):
+        await a.create_connection_async("")
+    assert [c.corr_id for c in (await a.pending()).commands] in ([], ["same"])

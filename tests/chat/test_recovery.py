@@ -37,8 +37,10 @@ CRASH_POINTS = [
     ("A", "msg:x.grp.mem.inv"),  # step 5: links stored, x.grp.mem.fwd not yet sent
     ("C", "msg:x.grp.mem.new"),  # C learns of B
     ("C", "msg:x.grp.mem.fwd"),  # step 6: joins not yet issued
+    ("C", "issued:join"),  # step 6: the agent has the join, the chat has not noted it
     ("C", "k:joined"),  # step 6: one join done
     ("B", "conf:x.grp.mem.info"),  # step 7: allow not yet issued
+    ("B", "issued:allow"),  # step 7: the agent has the allow, the chat has not noted it
     ("B", "k:allowed"),  # step 7: allowed
     ("B", "con:member"),  # step 7: connected, x.grp.mem.con not yet sent
     ("C", "con:member"),

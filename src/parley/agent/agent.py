@@ -96,6 +96,10 @@ class AgentError(Exception):
     """A call the agent refuses at once: unknown connection, bad link, wrong state."""
 
 
+class DuplicateCommand(AgentError):
+    """A command with this corr id exists already (it was issued before, e.g. before a crash)."""
+
+
 @dataclass
 class AgentConfig:
     database: Path
@@ -273,7 +277,7 @@ class Agent:
             _insert_conn(c, conn_id, "initiator", x3dh.to_bytes(), None)
             return insert_command(c, corr_id, conn_id, "NEW", None, args)
 
-        await self._add_command(tx)
+        await self._add_command(corr_id, tx)
         return conn_id
 
     async def join_connection_async(self, corr_id: str, link: str, info: bytes) -> str:
@@ -297,7 +301,7 @@ class Agent:
             _insert_conn(c, conn_id, "joiner", x3dh.to_bytes(), link.strip())
             return insert_command(c, corr_id, conn_id, "JOIN", None, args)
 
-        await self._add_command(tx)
+        await self._add_command(corr_id, tx)
         return conn_id
 
     async def allow_connection_async(
@@ -326,7 +330,7 @@ class Agent:
             )
             return insert_command(c, corr_id, conn_id, "ALLOW", rq.relay, args)
 
-        await self._add_command(tx)
+        await self._add_command(corr_id, tx)
 
     async def ack_message_async(self, corr_id: str, conn_id: str, msg_id: int) -> None:
         """Acknowledge a received message: the relay may then deliver the next one."""
@@ -343,12 +347,13 @@ class Agent:
             assert rq is not None
             return insert_command(c, corr_id, conn_id, "ACK", rq.relay, CommandArgs(msg_id=msg_id))
 
-        await self._add_command(tx)
+        await self._add_command(corr_id, tx)
 
     async def delete_connection_async(self, corr_id: str, conn_id: str) -> None:
         """Delete the connection and its queue; pending commands for it end with ERR."""
 
         def tx(c: sqlite3.Connection) -> tuple[CommandRow, list[tuple[str, bool]]]:
+            _check_new_corr_id(c, corr_id)
             _live_conn(c, conn_id)
             cancelled = [
                 (corr, bool(internal))
@@ -424,8 +429,11 @@ class Agent:
             raise AgentError(result.reason)
         return result
 
-    async def _add_command(self, tx: Callable[[sqlite3.Connection], CommandRow]) -> None:
+    async def _add_command(
+        self, corr_id: str, tx: Callable[[sqlite3.Connection], CommandRow]
+    ) -> None:
         def run(c: sqlite3.Connection) -> CommandRow:
+            _check_new_corr_id(c, corr_id)
             cmd = tx(c)
             if cmd.corr_id.startswith("sync:"):
                 cmd.args.once = True
@@ -436,10 +444,7 @@ class Agent:
                 )
             return cmd
 
-        try:
-            cmd = await self._db.run(run)
-        except sqlite3.IntegrityError as e:
-            raise AgentError(f"corr id already used: {e}") from e
+        cmd = await self._db.run(run)
         if cmd.args.once:
             self._waiters[cmd.corr_id] = asyncio.get_running_loop().create_future()
         self._commands[cmd.corr_id] = cmd
@@ -1301,6 +1306,13 @@ class _Received(msgspec.Struct):
 
 
 # ---------------------------------------------------------------- transaction helpers
+
+
+def _check_new_corr_id(c: sqlite3.Connection, corr_id: str) -> None:
+    if not corr_id:
+        raise AgentError("a corr id is required")
+    if c.execute("SELECT 1 FROM commands WHERE corr_id = ?", (corr_id,)).fetchone():
+        raise DuplicateCommand(f"corr id already used: {corr_id}")
 
 
 def _check_size(body: bytes) -> None:

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from parley.agent import events as aev
-from parley.agent.agent import Agent, AgentConfig, AgentError, PendingReport
+from parley.agent.agent import Agent, AgentConfig, AgentError, DuplicateCommand, PendingReport
 from parley.chat import events as cev
 from parley.chat import store as s
 from parley.chat.crash import crash_point
@@ -817,10 +817,12 @@ class ChatController:
                     await self.agent.allow_connection_async(
                         command_id, call["conn"], call["conf"], _unb64(call["info"])
                     )
+        except DuplicateCommand:
+            pass  # issued before a crash: its completion event will come
         except AgentError as e:
-            if "corr id already used" not in str(e):  # else: issued before a crash
-                await self._command_failed(command_id, str(e))
-                return
+            await self._command_failed(command_id, str(e))
+            return
+        crash_point(f"issued:{call['op']}")
 
         def tx(c: sqlite3.Connection) -> None:
             c.execute(

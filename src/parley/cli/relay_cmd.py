@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from parley.protocol.address import DEFAULT_PORT
-from parley.relay.config import RelayConfig
+from parley.relay.config import ADDRESS_PREFIX, RelayConfig
 from parley.relay.server import RelayServer
-
-ADDRESS_PREFIX = "parley relay address: "
 
 
 def default_store() -> Path:

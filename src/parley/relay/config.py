@@ -8,6 +8,9 @@ from pathlib import Path
 from parley.protocol.address import DEFAULT_PORT
 from parley.protocol.relay import MAX_MESSAGE_BODY
 
+# `parley relay` prints this, then the address, when it is ready (tools wait for it)
+ADDRESS_PREFIX = "parley relay address: "
+
 
 @dataclass
 class RelayConfig:

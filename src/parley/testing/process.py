@@ -9,8 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from parley.cli.relay_cmd import ADDRESS_PREFIX
 from parley.protocol.address import RelayAddress
+from parley.relay.config import ADDRESS_PREFIX
 
 
 class ProcessError(RuntimeError):
