@@ -1,0 +1,600 @@
+"""Parse the bot API's requests: the JSON envelope and the command strings in it (no I/O).
+
+A client sends ``{"corrId": "7", "cmd": "/_send @3 json [...]"}``. `parse_request` checks
+the envelope and `parse_command` turns the command string into one of the typed commands
+below, an `Unsupported` command (one simplex-chat has and parley does not: the server
+answers it with an error that says why), or a `ParseError`.
+
+The command strings are those of the simplex-chat CLI's WebSocket API, as the official
+``simplex-chat`` npm client (0.2.x) writes them; a few newer optional arguments (``live=``,
+``ttl=``, a user id in ``/_group``) are accepted too, and refused when they ask for
+something parley cannot do.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ChatType = Literal["direct", "group"]
+Role = Literal["owner", "admin", "member", "observer"]
+
+ROLES: tuple[Role, ...] = ("owner", "admin", "member", "observer")
+MAX_ID = 2**63 - 1
+MAX_COUNT = 10_000  # the most chat items one /_get chat returns
+
+
+# ---------------------------------------------------------------- the envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    corr_id: str | int | None
+    cmd: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestError:
+    """The frame is not a usable request; `corr_id` is echoed if it could be read."""
+
+    corr_id: str | int | None
+    message: str
+
+
+def parse_request(frame: str | bytes) -> Request | RequestError:
+    """Check the envelope ``{"corrId": ..., "cmd": "..."}``."""
+    if isinstance(frame, bytes):
+        return RequestError(None, "binary frames are not accepted: send the request as text")
+    try:
+        data: Any = json.loads(frame)
+    except (ValueError, RecursionError) as e:
+        return RequestError(None, f"the request is not valid JSON: {e}")
+    if not isinstance(data, dict):
+        return RequestError(None, 'the request must be a JSON object {"corrId": ..., "cmd": ...}')
+    corr_id = data.get("corrId")
+    if corr_id is not None and (isinstance(corr_id, bool) or not isinstance(corr_id, str | int)):
+        return RequestError(None, "corrId must be a string")
+    cmd = data.get("cmd")
+    if cmd is None:
+        return RequestError(corr_id, 'the request has no "cmd"')
+    if not isinstance(cmd, str):
+        return RequestError(corr_id, '"cmd" must be a string')
+    return Request(corr_id, cmd)
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """``@<contactId>`` or ``#<groupId>``."""
+
+    type: ChatType
+    chat_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NamedChatRef:
+    """``@name`` or ``#name`` (the CLI's text forms)."""
+
+    type: ChatType
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowActiveUser:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CreateActiveUser:
+    display_name: str
+    full_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartChat:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetChats:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetChat:
+    chat: ChatRef
+    count: int
+    before: int | None = None
+    after: int | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessages:
+    chat: ChatRef | NamedChatRef
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddContact:
+    """``/connect`` without a link: make a one-time invitation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewGroup:
+    display_name: str
+    full_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AddMember:
+    group_id: int
+    contact_id: int
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroup:
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListMembers:
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroup:
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveMember:
+    group_id: int
+    member_id: int  # groupMemberId
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteChat:
+    chat: ChatRef
+
+
+@dataclass(frozen=True, slots=True)
+class ContactInfo:
+    contact_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemberInfo:
+    group_id: int
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRead:
+    chat: ChatRef
+
+
+@dataclass(frozen=True, slots=True)
+class ShowMyAddress:
+    """parley has no contact addresses: the answer is always "no address"."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A simplex-chat command parley does not do; `reason` says why or what to use."""
+
+    command: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParseError:
+    message: str
+
+
+Command = (
+    ShowActiveUser
+    | CreateActiveUser
+    | StartChat
+    | GetChats
+    | GetChat
+    | SendMessages
+    | AddContact
+    | Connect
+    | NewGroup
+    | AddMember
+    | JoinGroup
+    | ListMembers
+    | LeaveGroup
+    | RemoveMember
+    | DeleteChat
+    | ContactInfo
+    | GroupMemberInfo
+    | ChatRead
+    | ShowMyAddress
+    | Unsupported
+)
+
+
+class _Bad(Exception):
+    """Raised inside the parser; becomes a ParseError."""
+
+
+_NO_ADDRESSES = (
+    "parley has no long-term contact addresses: connect with one-time invitation links "
+    "(/connect, then /connect LINK on the other side)"
+)
+_NO_FILES = "parley does not transfer files"
+_NO_USERS = "a parley chat has one user (see /u)"
+
+# simplex-chat commands parley knows but cannot do: their first word(s) and the reason
+_UNSUPPORTED: dict[str, str] = {
+    "/address": _NO_ADDRESSES,
+    "/_address": _NO_ADDRESSES,
+    "/delete_address": _NO_ADDRESSES,
+    "/_delete_address": _NO_ADDRESSES,
+    "/auto_accept": _NO_ADDRESSES,
+    "/_auto_accept": _NO_ADDRESSES,
+    "/profile_address": _NO_ADDRESSES,
+    "/_profile_address": _NO_ADDRESSES,
+    "/_accept": "parley has no contact requests (they come with contact addresses, which "
+    "parley does not have)",
+    "/_reject": "parley has no contact requests (they come with contact addresses, which "
+    "parley does not have)",
+    "/simplex": "parley cannot connect to the SimpleX team: it is a separate network",
+    "/_stop": "the chat cannot be stopped over the API: stop the parley process instead",
+    "/users": _NO_USERS,
+    "/_user": _NO_USERS,
+    "/_hide": _NO_USERS,
+    "/_unhide": _NO_USERS,
+    "/_mute": _NO_USERS,
+    "/_unmute": _NO_USERS,
+    "/_profile": "changing the profile is not supported yet",
+    "/_set": "aliases and group link roles are not supported",
+    "/_update": "editing sent messages is not supported",
+    "/_clear": "clearing a chat is not supported",
+    "/_create": "group links are not supported (to create a user: /_create user {...})",
+    "/_delete": "only /_delete @<contactId> and /_delete #<groupId> are supported: deleting "
+    "users, single messages and group links is not",
+    "/_get": "only /_get chats and /_get chat are supported",
+    "/_servers": "relays are set when parley starts (parley chat --relay ...)",
+    "/_verify": "security code verification is not supported",
+    "/_group_profile": "changing a group profile is not supported",
+    "/freceive": _NO_FILES,
+    "/fcancel": _NO_FILES,
+    "/fstatus": _NO_FILES,
+    "/_temp_folder": _NO_FILES,
+    "/_files_folder": _NO_FILES,
+    "/_db": "database export and import are not supported over the API",
+    "/_parse": "markdown parsing is not supported",
+    "/incognito": "incognito profiles are not supported",
+}
+
+
+def parse_command(text: str) -> Command | ParseError:
+    """The typed command for a command string, or why it cannot be read."""
+    try:
+        return _parse(text.strip())
+    except _Bad as e:
+        return ParseError(str(e))
+
+
+def _parse(text: str) -> Command:
+    if not text:
+        raise _Bad("empty command")
+    if text[0] in "@#":
+        return _send_by_name(text)
+    head, _, rest = text.partition(" ")
+    rest = rest.strip()
+    word = head.lower()
+    match word:
+        case "/u" | "/user":
+            _no_args(word, rest)
+            return ShowActiveUser()
+        case "/_create" if rest.split(" ", 1)[0] == "user":
+            return _create_user(rest[len("user") :])
+        case "/_start":
+            _flags(rest, {"subscribe", "expire", "xftp", "main"})
+            return StartChat()
+        case "/_get" if rest.split(" ", 1)[0] == "chats":
+            return _get_chats(rest[len("chats") :])
+        case "/_get" if rest.split(" ", 1)[0] == "chat":
+            return _get_chat(rest[len("chat") :].strip())
+        case "/_send":
+            return _send(rest)
+        case "/connect" | "/c":
+            return Connect(rest) if rest else AddContact()
+        case "/_connect":
+            return _api_connect(rest)
+        case "/_group":
+            return _new_group(rest)
+        case "/_add":
+            return _add_member(rest)
+        case "/_join":
+            return JoinGroup(_only_group(word, rest))
+        case "/_members":
+            return ListMembers(_only_group(word, rest))
+        case "/_leave":
+            return LeaveGroup(_only_group(word, rest))
+        case "/_remove":
+            return _remove_member(rest)
+        case "/_delete" if rest[:1] in ("@", "#"):
+            words = rest.split()
+            if len(words) > 1 and words[1:] != ["notify=off"]:
+                raise _Bad(f"unexpected {' '.join(words[1:])!r} after /_delete {words[0]}")
+            return DeleteChat(chat_ref(words[0]))
+        case "/_info":
+            return _info(rest)
+        case "/_read":
+            words = rest.split()
+            if len(words) < 2 or words[0] != "chat":
+                raise _Bad("usage: /_read chat @<contactId>|#<groupId>")
+            return ChatRead(chat_ref(words[1]))
+        case "/show_address" | "/_show_address":
+            return ShowMyAddress()
+        case _ if word in _UNSUPPORTED:
+            return Unsupported(word, _UNSUPPORTED[word])
+    raise _Bad(f"unknown command {head!r}")
+
+
+def _no_args(word: str, rest: str) -> None:
+    if rest:
+        raise _Bad(f"{word} takes no arguments")
+
+
+def _flags(rest: str, known: set[str]) -> dict[str, bool]:
+    """``key=on key=off ...``."""
+    out: dict[str, bool] = {}
+    for token in rest.split():
+        key, eq, value = token.partition("=")
+        if not eq or key not in known or value not in ("on", "off"):
+            raise _Bad(f"unexpected {token!r} (expected {'/'.join(sorted(known))}=on|off)")
+        out[key] = value == "on"
+    return out
+
+
+def parse_id(token: str, what: str) -> int:
+    if not token.isascii() or not token.isdigit():
+        raise _Bad(f"{what} must be a number, not {token!r}")
+    value = int(token)
+    if value > MAX_ID:
+        raise _Bad(f"{what} {token} is too large")
+    return value
+
+
+def chat_ref(token: str) -> ChatRef:
+    """``@3`` (contact 3) or ``#5`` (group 5)."""
+    if token.startswith("<@"):
+        raise _Bad("contact requests (<@id) do not exist in parley: it has no contact addresses")
+    if token.startswith(":"):
+        raise _Bad("pending connections (:id) cannot be addressed")
+    if token[:1] == "@":
+        return ChatRef("direct", parse_id(token[1:], "a contact id"))
+    if token[:1] == "#":
+        return ChatRef("group", parse_id(token[1:], "a group id"))
+    raise _Bad(f"expected a chat (@<contactId> or #<groupId>), not {token!r}")
+
+
+def _only_group(word: str, rest: str) -> int:
+    words = rest.split()
+    if len(words) != 1 or not words[0].startswith("#"):
+        raise _Bad(f"usage: {word} #<groupId>")
+    return parse_id(words[0][1:], "a group id")
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value: Any = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise _Bad(f"{what} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise _Bad(f"{what} must be a JSON object")
+    return value
+
+
+def _profile(obj: Any, what: str) -> tuple[str, str]:
+    if not isinstance(obj, dict):
+        raise _Bad(f"{what} must be a JSON object with displayName and fullName")
+    name, full = obj.get("displayName"), obj.get("fullName", "")
+    if not isinstance(name, str) or not name:
+        raise _Bad(f"{what} needs a displayName (a non-empty string)")
+    if not isinstance(full, str):
+        raise _Bad(f"{what}: fullName must be a string")
+    if obj.get("image"):
+        raise _Bad(f"{what}: images are not supported")
+    return name, full
+
+
+def _create_user(rest: str) -> CreateActiveUser:
+    """``/_create user {"profile": {...}, "sameServers": true, "pastTimestamp": false}``."""
+    body = rest.strip()
+    if not body:
+        raise _Bad('usage: /_create user {"profile": {"displayName": ..., "fullName": ...}}')
+    obj = _json_object(body, "the new user")
+    if "profile" not in obj or obj["profile"] is None:
+        raise _Bad("the new user needs a profile (parley does not make random ones)")
+    return CreateActiveUser(*_profile(obj["profile"], "the profile"))
+
+
+def _get_chats(rest: str) -> GetChats:
+    """``/_get chats [<userId>] [pcc=on|off]``."""
+    words = rest.split()
+    if words and words[0].isdigit():
+        words = words[1:]
+    _flags(" ".join(words), {"pcc"})
+    return GetChats()
+
+
+_PAGE = re.compile(r"(count|before|after)=(\S+)")
+
+
+def _get_chat(rest: str) -> GetChat:
+    """``/_get chat @3 [before=<itemId>|after=<itemId>] count=20 [search=text]``."""
+    ref_token, _, rest = rest.partition(" ")
+    if not ref_token:
+        raise _Bad("usage: /_get chat @<contactId>|#<groupId> count=<n>")
+    ref = chat_ref(ref_token)
+    search: str | None = None
+    before_search, marker, found = rest.partition("search=")
+    if marker:
+        search, rest = found, before_search
+    values: dict[str, int] = {}
+    for token in rest.split():
+        m = _PAGE.fullmatch(token)
+        if m is None or m.group(1) in values:
+            raise _Bad(f"unexpected {token!r} (expected [before=<id>|after=<id>] count=<n>)")
+        values[m.group(1)] = parse_id(m.group(2), m.group(1))
+    if "count" not in values:
+        raise _Bad("/_get chat needs count=<n>")
+    if "before" in values and "after" in values:
+        raise _Bad("use before= or after=, not both")
+    count = values["count"]
+    if not 0 < count <= MAX_COUNT:
+        raise _Bad(f"count must be from 1 to {MAX_COUNT}")
+    return GetChat(ref, count, values.get("before"), values.get("after"), search or None)
+
+
+def _send(rest: str) -> SendMessages:
+    """``/_send @3 [live=off] [ttl=default] json [{"msgContent": {...}}, ...]`` or
+    ``/_send @3 text hello``."""
+    ref_token, _, rest = rest.partition(" ")
+    if not ref_token:
+        raise _Bad("usage: /_send @<contactId>|#<groupId> json [<composed messages>]")
+    ref = chat_ref(ref_token)
+    rest = rest.lstrip(" ")
+    while True:
+        token, _, after = rest.partition(" ")
+        if token.startswith("live="):
+            if token != "live=off":
+                raise _Bad("live messages are not supported")
+        elif token.startswith("ttl="):
+            if token != "ttl=default":
+                raise _Bad("disappearing messages (ttl=) are not supported")
+        else:
+            break
+        rest = after.lstrip(" ")
+    if token == "text":
+        if not after:
+            raise _Bad("the message text is empty")
+        return SendMessages(ref, (after,))
+    if token != "json":
+        raise _Bad("expected json [...] or text <message> after the chat")
+    try:
+        value: Any = json.loads(after)
+    except (ValueError, RecursionError) as e:
+        raise _Bad(f"the messages are not valid JSON: {e}") from e
+    messages = value if isinstance(value, list) else [value]
+    if not messages:
+        raise _Bad("no messages to send")
+    return SendMessages(ref, tuple(_composed_text(m) for m in messages))
+
+
+def _composed_text(m: Any) -> str:
+    """The text of one ComposedMessage ``{"msgContent": {"type": "text", "text": ...}}``."""
+    if not isinstance(m, dict) or not isinstance(m.get("msgContent"), dict):
+        raise _Bad('each message must be an object {"msgContent": {"type": "text", "text": ...}}')
+    if m.get("filePath"):
+        raise _Bad("parley does not transfer files (filePath)")
+    if m.get("quotedItemId") is not None:
+        raise _Bad("replies to a message (quotedItemId) are not supported")
+    content = m["msgContent"]
+    kind, text = content.get("type"), content.get("text")
+    if kind != "text":
+        raise _Bad(f"only text messages are supported, not {kind!r}")
+    if not isinstance(text, str):
+        raise _Bad("msgContent.text must be a string")
+    return text
+
+
+def _send_by_name(text: str) -> SendMessages:
+    """``@bob hello`` / ``#team hello``; a name with spaces goes in single quotes."""
+    kind: ChatType = "direct" if text[0] == "@" else "group"
+    body = text[1:]
+    if body.startswith("'"):
+        name, quote, message = body[1:].partition("'")
+        if not quote:
+            raise _Bad("unterminated quoted name")
+    else:
+        name, _, message = body.partition(" ")
+    message = message.removeprefix(" ")
+    if not name or not message:
+        raise _Bad(f"usage: {text[0]}name message")
+    return SendMessages(NamedChatRef(kind, name), (message,))
+
+
+def _api_connect(rest: str) -> AddContact | Connect:
+    """``/_connect <userId> [incognito=on|off] [link]``."""
+    words = rest.split()
+    if not words or not words[0].isdigit():
+        raise _Bad("usage: /_connect <userId> [link]")
+    words = words[1:]
+    if words and words[0].startswith("incognito="):
+        if _flags(words[0], {"incognito"})["incognito"]:
+            raise _Bad("incognito profiles are not supported")
+        words = words[1:]
+    if len(words) > 1:
+        raise _Bad("a link has no spaces")
+    return Connect(words[0]) if words else AddContact()
+
+
+def _new_group(rest: str) -> NewGroup:
+    """``/_group [<userId>] [incognito=off] {"displayName": ..., "fullName": ...}``."""
+    body = rest
+    if body[:1].isdigit():
+        _, _, body = body.partition(" ")
+        body = body.lstrip()
+    if body.startswith("incognito="):
+        flag, _, body = body.partition(" ")
+        if _flags(flag, {"incognito"})["incognito"]:
+            raise _Bad("incognito profiles are not supported")
+        body = body.lstrip()
+    if not body:
+        raise _Bad('usage: /_group {"displayName": ..., "fullName": ...}')
+    return NewGroup(*_profile(_json_object(body, "the group profile"), "the group profile"))
+
+
+def _add_member(rest: str) -> AddMember:
+    """``/_add #<groupId> <contactId> [role]``."""
+    words = rest.split()
+    if len(words) not in (2, 3) or not words[0].startswith("#"):
+        raise _Bad("usage: /_add #<groupId> <contactId> [member|admin|observer]")
+    role = words[2] if len(words) == 3 else "member"
+    if role not in ROLES:
+        raise _Bad(f"unknown role {role!r} (member, admin or observer)")
+    return AddMember(
+        parse_id(words[0][1:], "a group id"),
+        parse_id(words[1], "a contact id"),
+        role,
+    )
+
+
+def _remove_member(rest: str) -> RemoveMember:
+    """``/_remove #<groupId> <groupMemberId>``."""
+    words = rest.split()
+    if words[2:] == ["messages=off"]:
+        words = words[:2]
+    if len(words) != 2 or not words[0].startswith("#"):
+        raise _Bad("usage: /_remove #<groupId> <groupMemberId>")
+    return RemoveMember(parse_id(words[0][1:], "a group id"), parse_id(words[1], "a member id"))
+
+
+def _info(rest: str) -> ContactInfo | GroupMemberInfo:
+    """``/_info @<contactId>`` or ``/_info #<groupId> <groupMemberId>``."""
+    words = rest.split()
+    if len(words) == 1 and words[0].startswith("@"):
+        return ContactInfo(parse_id(words[0][1:], "a contact id"))
+    if len(words) == 2 and words[0].startswith("#"):
+        return GroupMemberInfo(
+            parse_id(words[0][1:], "a group id"), parse_id(words[1], "a member id")
+        )
+    raise _Bad("usage: /_info @<contactId> or /_info #<groupId> <groupMemberId>")

@@ -1,0 +1,495 @@
+"""simplex-chat shaped JSON from parley's views and events (no I/O).
+
+The shapes follow the types of the official ``simplex-chat`` npm client (0.2.x,
+``response.d.ts``): the same ``type`` tags and field names. parley fills in the fields it
+has; internal simplex-chat fields it has no equivalent for (profile ids, agent user ids,
+connection ids, creation times of contacts and groups) are left out rather than invented.
+docs/bot-api.md lists what each object carries.
+
+Builders take the views of `parley.chat.events` and whatever else they need (the group's
+members, for ``membership`` and ``hostMember``) as arguments: the server fetches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal, NotRequired, TypedDict
+
+import msgspec
+
+from parley.chat import events as cev
+from parley.chat.store import UserRow
+
+JsonObject = dict[str, Any]
+
+
+# ---------------------------------------------------------------- objects
+
+
+class ProfileJson(TypedDict):
+    displayName: str
+    fullName: str
+    localAlias: NotRequired[str]
+
+
+class GroupProfileJson(TypedDict):
+    displayName: str
+    fullName: str
+
+
+class UserJson(TypedDict):
+    userId: int
+    localDisplayName: str
+    profile: ProfileJson
+    activeUser: bool
+
+
+class ConnJson(TypedDict):
+    connStatus: str
+
+
+class ContactJson(TypedDict):
+    contactId: int
+    localDisplayName: str
+    profile: ProfileJson
+    contactStatus: str
+    activeConn: ConnJson
+
+
+class MemberJson(TypedDict):
+    groupMemberId: int
+    groupId: int
+    memberId: str
+    memberRole: str
+    memberCategory: str
+    memberStatus: str
+    localDisplayName: str
+    memberProfile: ProfileJson
+    memberContactId: NotRequired[int]
+    activeConn: NotRequired[ConnJson]
+
+
+class GroupInfoJson(TypedDict):
+    groupId: int
+    localDisplayName: str
+    groupProfile: GroupProfileJson
+    membership: NotRequired[MemberJson]
+
+
+class DirectInfoJson(TypedDict):
+    type: Literal["direct"]
+    contact: ContactJson
+
+
+class GroupChatInfoJson(TypedDict):
+    type: Literal["group"]
+    groupInfo: GroupInfoJson
+
+
+ChatInfoJson = DirectInfoJson | GroupChatInfoJson
+
+
+class ChatDirJson(TypedDict):
+    type: str  # directSnd, directRcv, groupSnd, groupRcv
+    groupMember: NotRequired[MemberJson]
+
+
+class ItemStatusJson(TypedDict):
+    type: str  # sndNew, sndSent, sndError, rcvNew
+    agentError: NotRequired[JsonObject]
+
+
+class ItemMetaJson(TypedDict):
+    itemId: int
+    itemTs: str
+    itemText: str
+    itemStatus: ItemStatusJson
+    itemSharedMsgId: NotRequired[str]
+    itemDeleted: bool
+    itemEdited: bool
+    editable: bool
+    createdAt: str
+    updatedAt: str
+
+
+class MsgContentJson(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ItemContentJson(TypedDict):
+    type: str  # sndMsgContent, rcvMsgContent
+    msgContent: MsgContentJson
+
+
+class ChatItemJson(TypedDict):
+    chatDir: ChatDirJson
+    meta: ItemMetaJson
+    content: ItemContentJson
+
+
+class AChatItemJson(TypedDict):
+    chatInfo: ChatInfoJson
+    chatItem: ChatItemJson
+
+
+class ChatStatsJson(TypedDict):
+    unreadCount: int
+    minUnreadItemId: int
+    unreadChat: bool
+
+
+class ChatJson(TypedDict):
+    chatInfo: ChatInfoJson
+    chatItems: list[ChatItemJson]
+    chatStats: ChatStatsJson
+
+
+class GroupJson(TypedDict):
+    groupInfo: GroupInfoJson
+    members: list[MemberJson]
+
+
+# ---------------------------------------------------------------- object builders
+
+
+def timestamp(t: float) -> str:
+    """Seconds since the epoch as simplex-chat writes times: ISO 8601 in UTC with a Z."""
+    text = datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")
+    return text.removesuffix("+00:00") + "Z"
+
+
+def user_json(user: UserRow) -> UserJson:
+    return {
+        "userId": user.user_id,
+        "localDisplayName": user.display_name,
+        "profile": {
+            "displayName": user.display_name,
+            "fullName": user.full_name,
+            "localAlias": "",
+        },
+        "activeUser": True,
+    }
+
+
+def contact_json(contact: cev.Contact) -> ContactJson:
+    return {
+        "contactId": contact.contact_id,
+        "localDisplayName": contact.name,
+        "profile": {
+            "displayName": contact.display_name,
+            "fullName": contact.full_name,
+            "localAlias": "",
+        },
+        "contactStatus": "deleted" if contact.status == "deleted" else "active",
+        # a contact exists once the profiles are exchanged; "ready" once it is connected
+        "activeConn": {"connStatus": "ready" if contact.status == "ready" else "accepted"},
+    }
+
+
+def member_json(member: cev.Member) -> MemberJson:
+    out: MemberJson = {
+        "groupMemberId": member.member_row,
+        "groupId": member.group_id,
+        "memberId": member.member_id,
+        "memberRole": member.role,
+        "memberCategory": member.category,
+        "memberStatus": member.status,
+        "localDisplayName": member.name,
+        "memberProfile": {
+            "displayName": member.name,
+            "fullName": member.full_name,
+            "localAlias": "",
+        },
+    }
+    if member.contact_id is not None:
+        out["memberContactId"] = member.contact_id
+    if member.connection is not None:
+        out["activeConn"] = {"connStatus": member.connection}
+    return out
+
+
+def membership(members: Sequence[cev.Member]) -> cev.Member | None:
+    """The user's own member record in a group."""
+    return next((m for m in members if m.category == "user"), None)
+
+
+def host_member(members: Sequence[cev.Member]) -> cev.Member | None:
+    return next((m for m in members if m.category == "host"), None)
+
+
+def group_info_json(group: cev.Group, members: Sequence[cev.Member] = ()) -> GroupInfoJson:
+    out: GroupInfoJson = {
+        "groupId": group.group_id,
+        "localDisplayName": group.name,
+        "groupProfile": {"displayName": group.display_name, "fullName": group.full_name},
+    }
+    me = membership(members)
+    if me is not None:
+        out["membership"] = member_json(me)
+    return out
+
+
+def direct_info(contact: cev.Contact) -> DirectInfoJson:
+    return {"type": "direct", "contact": contact_json(contact)}
+
+
+def group_chat_info(group: cev.Group, members: Sequence[cev.Member] = ()) -> GroupChatInfoJson:
+    return {"type": "group", "groupInfo": group_info_json(group, members)}
+
+
+_ITEM_STATUS = {"sending": "sndNew", "sent": "sndSent", "error": "sndError", "received": "rcvNew"}
+
+
+def chat_item_json(item: cev.ChatItem) -> ChatItemJson:
+    snd = item.direction == "snd"
+    chat_dir: ChatDirJson
+    if item.group is not None:
+        chat_dir = {"type": "groupSnd" if snd else "groupRcv"}
+        if not snd and item.author is not None:
+            chat_dir["groupMember"] = member_json(item.author)
+    else:
+        chat_dir = {"type": "directSnd" if snd else "directRcv"}
+    status: ItemStatusJson = {"type": _ITEM_STATUS.get(item.status, "sndNew" if snd else "rcvNew")}
+    if status["type"] == "sndError":
+        status["agentError"] = {"type": "INTERNAL", "internalErr": "delivery failed"}
+    ts = timestamp(item.created_at)
+    meta: ItemMetaJson = {
+        "itemId": item.item_id,
+        "itemTs": ts,
+        "itemText": item.text,
+        "itemStatus": status,
+        "itemDeleted": False,
+        "itemEdited": False,
+        "editable": snd,
+        "createdAt": ts,
+        "updatedAt": ts,
+    }
+    if item.shared_msg_id is not None:
+        meta["itemSharedMsgId"] = item.shared_msg_id
+    return {
+        "chatDir": chat_dir,
+        "meta": meta,
+        "content": {
+            "type": "sndMsgContent" if snd else "rcvMsgContent",
+            "msgContent": {"type": "text", "text": item.text},
+        },
+    }
+
+
+def item_chat_info(item: cev.ChatItem, members: Sequence[cev.Member] = ()) -> ChatInfoJson | None:
+    if item.group is not None:
+        return group_chat_info(item.group, members)
+    if item.contact is not None:
+        return direct_info(item.contact)
+    return None
+
+
+def a_chat_item(chat_info: ChatInfoJson, item: cev.ChatItem) -> AChatItemJson:
+    return {"chatInfo": chat_info, "chatItem": chat_item_json(item)}
+
+
+def chat_json(chat_info: ChatInfoJson, items: Sequence[cev.ChatItem]) -> ChatJson:
+    return {
+        "chatInfo": chat_info,
+        "chatItems": [chat_item_json(i) for i in items],
+        # parley does not track what was read
+        "chatStats": {"unreadCount": 0, "minUnreadItemId": 0, "unreadChat": False},
+    }
+
+
+def group_json(group: cev.Group, members: Sequence[cev.Member]) -> GroupJson:
+    """simplex-chat's Group: the group info (with the user's membership) and the other
+    members."""
+    return {
+        "groupInfo": group_info_json(group, members),
+        "members": [member_json(m) for m in members if m.category != "user"],
+    }
+
+
+# ---------------------------------------------------------------- responses and errors
+
+
+def response(kind: str, user: UserRow | None = None, **fields: Any) -> JsonObject:
+    """``{"type": kind, "user": ..., **fields}``: the "resp" of a reply or an event."""
+    out: JsonObject = {"type": kind}
+    if user is not None:
+        out["user"] = user_json(user)
+    out.update(fields)
+    return out
+
+
+def command_error(message: str) -> JsonObject:
+    """chatCmdError with simplex-chat's generic ``commandError``."""
+    return {
+        "type": "chatCmdError",
+        "chatError": {"type": "error", "errorType": {"type": "commandError", "message": message}},
+    }
+
+
+def no_active_user() -> JsonObject:
+    return {
+        "type": "chatCmdError",
+        "chatError": {"type": "error", "errorType": {"type": "noActiveUser"}},
+    }
+
+
+def store_error(kind: str, message: str, **fields: Any) -> JsonObject:
+    """chatCmdError with an ``errorStore`` (something the command names does not exist)."""
+    return {
+        "type": "chatCmdError",
+        "chatError": {
+            "type": "errorStore",
+            "storeError": {"type": kind, **fields, "message": message},
+        },
+    }
+
+
+def agent_error(reason: str) -> JsonObject:
+    """The chatError of a failure that happened later, in the agent."""
+    return {"type": "errorAgent", "agentError": {"type": "INTERNAL", "internalErr": reason}}
+
+
+def envelope(resp: JsonObject, corr_id: str | int | None = None) -> bytes:
+    """A frame for the client: ``{"corrId": ..., "resp": ...}`` (no corrId for events)."""
+    frame: JsonObject = {"resp": resp} if corr_id is None else {"corrId": corr_id, "resp": resp}
+    return msgspec.json.encode(frame)
+
+
+# ---------------------------------------------------------------- events
+
+
+def event_response(
+    user: UserRow | None,
+    event: cev.ChatEvent,
+    members: Sequence[cev.Member] = (),
+    item: cev.ChatItem | None = None,
+) -> JsonObject | None:
+    """The simplex-chat event for a chat event, or None if it has none.
+
+    `members` are the current members of the event's group (for ``membership`` and
+    ``hostMember``); `item` is the chat item a ChatItemStatus is about, if it was found.
+    Events about the user's own actions (deleting a contact or a group, removing a member)
+    have none: the command's reply reports them, as in simplex-chat.
+    """
+    match event:
+        case cev.ContactConnected(contact):
+            return response("contactConnected", user, contact=contact_json(contact))
+        case cev.ReceivedGroupInvitation(group, contact, role):
+            return response(
+                "receivedGroupInvitation",
+                user,
+                groupInfo=group_info_json(group, members),
+                contact=contact_json(contact),
+                memberRole=role,
+            )
+        case cev.UserJoinedGroup(group):
+            out = response("userJoinedGroup", user, groupInfo=group_info_json(group, members))
+            host = host_member(members)
+            if host is not None:
+                out["hostMember"] = member_json(host)
+            return out
+        case cev.JoinedGroupMember(group, member):
+            return response(
+                "joinedGroupMember",
+                user,
+                groupInfo=group_info_json(group, members),
+                member=member_json(member),
+            )
+        case cev.MemberAnnounced(group, member):
+            out = response(
+                "joinedGroupMemberConnecting",
+                user,
+                groupInfo=group_info_json(group, members),
+                member=member_json(member),
+            )
+            host = host_member(members)
+            if host is not None:
+                out["hostMember"] = member_json(host)
+            return out
+        case cev.ConnectedToGroupMember(group, member):
+            return response(
+                "connectedToGroupMember",
+                user,
+                groupInfo=group_info_json(group, members),
+                member=member_json(member),
+            )
+        case cev.MemberFailed(group, member, reason):
+            return response(
+                "memberSubError",
+                user,
+                groupInfo=group_info_json(group, members),
+                member=member_json(member),
+                chatError=agent_error(reason),
+            )
+        case cev.MemberLeft(group, member):
+            return response(
+                "leftMember",
+                user,
+                groupInfo=group_info_json(group, members),
+                member=member_json(member),
+            )
+        case cev.MemberRemoved(group, member, by) if by is not None:
+            return response(
+                "deletedMember",
+                user,
+                groupInfo=group_info_json(group, members),
+                byMember=member_json(by),
+                deletedMember=member_json(member),
+            )
+        case cev.UserRemoved(group, by):
+            out = response("deletedMemberUser", user, groupInfo=group_info_json(group, members))
+            remover = by if by is not None else host_member(members)
+            if remover is not None:
+                out["member"] = member_json(remover)
+            return out
+        case cev.GroupDeleted(group, by) if by is not None:
+            return response(
+                "groupDeleted",
+                user,
+                groupInfo=group_info_json(group, members),
+                member=member_json(by),
+            )
+        case cev.NewChatItem(new):
+            info = item_chat_info(new, members)
+            if info is None:
+                return None
+            return response("newChatItems", user, chatItems=[a_chat_item(info, new)])
+        case cev.ChatItemStatus() if item is not None:
+            info = item_chat_info(item, members)
+            if info is None:
+                return None
+            return response("chatItemStatusUpdated", user, chatItem=a_chat_item(info, item))
+        case cev.ConnectionFailed(connection_id, reason):
+            return response(
+                "chatError", user, chatError=agent_error(f"connection {connection_id}: {reason}")
+            )
+        case cev.RelayStatus(relay, up, _):
+            return {
+                "type": "hostConnected" if up else "hostDisconnected",
+                "protocol": "smp",
+                "transportHost": relay,
+            }
+    return None
+
+
+def event_group(event: cev.ChatEvent) -> cev.Group | None:
+    """The group whose members `event_response` needs for this event, if any."""
+    match event:
+        case cev.NewChatItem(item):
+            return item.group
+        case (
+            cev.ReceivedGroupInvitation(group=group)
+            | cev.UserJoinedGroup(group=group)
+            | cev.JoinedGroupMember(group=group)
+            | cev.MemberAnnounced(group=group)
+            | cev.ConnectedToGroupMember(group=group)
+            | cev.MemberFailed(group=group)
+            | cev.MemberLeft(group=group)
+            | cev.MemberRemoved(group=group)
+            | cev.UserRemoved(group=group)
+            | cev.GroupDeleted(group=group)
+        ):
+            return group
+    return None

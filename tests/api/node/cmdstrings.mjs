@@ -1,0 +1,62 @@
+// Prints, as JSON, the command string the simplex-chat npm client sends for each of its
+// commands (its own cmdString), so tests/api/test_commands.py can check parley reads them.
+import command from "simplex-chat/dist/command.js";
+
+const { cmdString } = command;
+const text = { type: "text", text: "hello" };
+const profile = { displayName: "bot", fullName: "A Bot" };
+const commands = [
+  { type: "showActiveUser" },
+  { type: "createActiveUser", profile, sameServers: true, pastTimestamp: false },
+  { type: "listUsers" },
+  { type: "apiSetActiveUser", userId: 1 },
+  { type: "startChat" },
+  { type: "startChat", subscribeConnections: true, enableExpireChatItems: true },
+  { type: "apiStopChat" },
+  { type: "setIncognito", incognito: true },
+  { type: "apiGetChats", userId: 1 },
+  { type: "apiGetChats", userId: 1, pendingConnections: true },
+  { type: "apiGetChat", chatType: "@", chatId: 3, pagination: { count: 100 } },
+  { type: "apiGetChat", chatType: "#", chatId: 2, pagination: { count: 5, before: 10 } },
+  { type: "apiGetChat", chatType: "#", chatId: 2, pagination: { count: 5, after: 10 } },
+  { type: "apiSendMessage", chatType: "@", chatId: 3, messages: [{ msgContent: text }] },
+  {
+    type: "apiSendMessage",
+    chatType: "#",
+    chatId: 2,
+    messages: [{ msgContent: text }, { msgContent: { type: "text", text: "two" } }],
+  },
+  { type: "apiUpdateChatItem", chatType: "@", chatId: 3, chatItemId: 1, msgContent: text },
+  { type: "apiDeleteChatItem", chatType: "@", chatId: 3, chatItemId: 1, deleteMode: "broadcast" },
+  { type: "apiChatRead", chatType: "@", chatId: 3 },
+  { type: "apiChatRead", chatType: "#", chatId: 2, itemRange: { fromItem: 1, toItem: 4 } },
+  { type: "apiDeleteChat", chatType: "@", chatId: 3 },
+  { type: "apiDeleteChat", chatType: "#", chatId: 2 },
+  { type: "apiClearChat", chatType: "@", chatId: 3 },
+  { type: "apiAcceptContact", contactReqId: 4 },
+  { type: "apiRejectContact", contactReqId: 4 },
+  { type: "apiUpdateProfile", userId: 1, profile },
+  { type: "apiSetContactAlias", contactId: 3, localAlias: "friend" },
+  { type: "newGroup", groupProfile: { displayName: "team", fullName: "The Team" } },
+  { type: "apiAddMember", groupId: 2, contactId: 3, memberRole: "member" },
+  { type: "apiAddMember", groupId: 2, contactId: 3, memberRole: "admin" },
+  { type: "apiJoinGroup", groupId: 2 },
+  { type: "apiRemoveMember", groupId: 2, memberId: 5 },
+  { type: "apiLeaveGroup", groupId: 2 },
+  { type: "apiListMembers", groupId: 2 },
+  { type: "apiUpdateGroupProfile", groupId: 2, groupProfile: { displayName: "t", fullName: "" } },
+  { type: "apiCreateGroupLink", groupId: 2, memberRole: "member" },
+  { type: "apiGetGroupLink", groupId: 2 },
+  { type: "apiContactInfo", contactId: 3 },
+  { type: "apiGroupMemberInfo", groupId: 2, memberId: 5 },
+  { type: "addContact" },
+  { type: "connect", connReq: "parley:/invite#abc" },
+  { type: "createMyAddress" },
+  { type: "deleteMyAddress" },
+  { type: "showMyAddress" },
+  { type: "addressAutoAccept", autoAccept: { acceptIncognito: false } },
+  { type: "apiCreateMyAddress", userId: 1 },
+  { type: "apiShowMyAddress", userId: 1 },
+  { type: "receiveFile", fileId: 1 },
+];
+console.log(JSON.stringify(commands.map((c) => ({ type: c.type, cmd: cmdString(c) }))));

@@ -1,0 +1,60 @@
+"""parley's bot API driven by the official simplex-chat npm client (tests/api/node)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from parley.api import commands as c
+from parley.chat.controller import ChatController
+from parley.relay.server import RelayServer
+from tests.api.conftest import Serve, run_node
+from tests.chat.conftest import chat_config
+
+
+@pytest.fixture
+async def bare_chats(tmp_path: Path, relay: RelayServer) -> AsyncIterator[list[ChatController]]:
+    """Two chats with no user yet, not started: the npm client does both."""
+    chats = [
+        await ChatController.open(chat_config(tmp_path / name, [str(relay.address)]))
+        for name in ("alice", "bob")
+    ]
+    yield chats
+    for chat in chats:
+        await chat.close()
+
+
+async def test_npm_client_drives_two_chats(
+    node_client: Path, bare_chats: list[ChatController], serve: Serve
+) -> None:
+    a, b = [await serve(chat) for chat in bare_chats]
+    code, out, err = await run_node(
+        node_client / "compat.mjs", f"ws://127.0.0.1:{a.port}", f"ws://127.0.0.1:{b.port}"
+    )
+    assert code == 0, f"compat.mjs failed ({code}):\n{out}\n{err}"
+    assert "all checks passed" in out
+
+
+async def test_every_command_string_of_the_npm_client_is_understood(node_client: Path) -> None:
+    """The package's own cmdString output: each is parsed to a command (maybe one parley
+    refuses with a reason), never "unknown command" or a parse error."""
+    code, out, err = await run_node(node_client / "cmdstrings.mjs")
+    assert code == 0, err
+    pairs = json.loads(out)
+    assert len(pairs) > 40
+    refused = {"listUsers", "apiSetActiveUser", "apiStopChat", "setIncognito"}
+    refused |= {"apiUpdateChatItem", "apiDeleteChatItem", "apiClearChat", "apiAcceptContact"}
+    refused |= {"apiRejectContact", "apiUpdateProfile", "apiSetContactAlias"}
+    refused |= {"apiUpdateGroupProfile", "apiCreateGroupLink", "apiGetGroupLink"}
+    refused |= {"createMyAddress", "deleteMyAddress", "addressAutoAccept", "apiCreateMyAddress"}
+    refused |= {"receiveFile"}
+    for pair in pairs:
+        parsed = c.parse_command(pair["cmd"])
+        assert not isinstance(parsed, c.ParseError), (pair, parsed)
+        if pair["type"] in refused:
+            assert isinstance(parsed, c.Unsupported), (pair, parsed)
+        else:
+            assert not isinstance(parsed, c.Unsupported), (pair, parsed)
