@@ -102,4 +102,6 @@ async def test_bad_links_and_unknown_names_are_refused(
         await alice.send_contact_message("nobody", "hi")
     with pytest.raises(ChatError, match="no group"):
         await alice.send_group_message("nothing", "hi")
+    with pytest.raises(ChatError, match="cannot send"):
+        await alice.send_group_message("nothing", "x" * 20_000)
     assert await alice.contacts() == []

@@ -237,8 +237,7 @@ class ChatController:
 
     async def send_contact_message(self, name: str, text: str) -> cev.ChatItem:
         user = await self._user()
-        msg = cp.make(cp.XMsgNew(cp.TextContent(text)))
-        body = self._encode(msg)
+        msg, body = self._text_message(text)
         async with self._lock:
 
             def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, _After]:
@@ -427,8 +426,7 @@ class ChatController:
 
     async def send_group_message(self, group_name: str, text: str) -> cev.ChatItem:
         user = await self._user()
-        msg = cp.make(cp.XMsgNew(cp.TextContent(text)))
-        body = self._encode(msg)
+        msg, body = self._text_message(text)
         async with self._lock:
 
             def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, _After]:
@@ -632,6 +630,14 @@ class ChatController:
         )
         assert cur.lastrowid is not None
         return cur.lastrowid
+
+    @staticmethod
+    def _text_message(text: str) -> tuple[cp.ChatMessage, bytes]:
+        try:
+            msg = cp.make(cp.XMsgNew(cp.TextContent(text)))
+            return msg, cp.encode_chat_message(msg)
+        except cp.ChatMessageError as e:
+            raise ChatError(f"cannot send this message: {e.reason}") from e
 
     @staticmethod
     def _encode(msg: cp.ChatMessage) -> bytes:
