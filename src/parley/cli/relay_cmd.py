@@ -38,6 +38,11 @@ def add_parser(commands: Any) -> None:
         help="directory for keys, certificates and the queue database "
         "(default $XDG_DATA_HOME/parley/relay)",
     )
+    p.add_argument(
+        "--database-url",
+        help="keep queues and messages in PostgreSQL (postgresql://...; needs parley[postgres]) "
+        "instead of SQLite in the store directory",
+    )
     p.add_argument("--quota", type=int, default=defaults.quota, help="messages per queue")
     p.add_argument(
         "--message-ttl",
@@ -73,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         host=args.host,
         port=args.port,
         public_host=args.public_host,
+        database_url=args.database_url,
         quota=args.quota,
         message_ttl=args.message_ttl,
         max_message_body=args.max_message_size,

@@ -19,6 +19,8 @@ class RelayConfig:
     port: int = DEFAULT_PORT
     # the host name put in the printed address (defaults to `host`)
     public_host: str | None = None
+    # queues and messages in PostgreSQL instead of SQLite (keys stay in `store`)
+    database_url: str | None = None
     quota: int = 128
     message_ttl: float = 21 * 24 * 3600.0
     expire_interval: float = 600.0

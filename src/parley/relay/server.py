@@ -206,6 +206,10 @@ class RelayServer:
     async def start(self) -> None:
         store_dir = Path(self.config.store)
         self.identity = await asyncio.to_thread(load_or_create_identity, store_dir)
+        if self._store is None and self.config.database_url:
+            from parley.relay.postgres import PostgresQueueStore
+
+            self._store = await PostgresQueueStore.open(self.config.database_url)
         if self._store is None:
             self._store = await SqliteQueueStore.open(store_dir / DB_FILE)
         await self._load()
