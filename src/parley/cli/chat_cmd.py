@@ -1,0 +1,260 @@
+"""`parley chat`: chat in the terminal, as a line-based client, or behind the WebSocket API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from parley.agent.agent import AgentError
+from parley.chat.controller import ChatConfig, ChatController, ChatError
+from parley.protocol.address import AddressError, RelayAddress
+
+API_PREFIX = "parley chat api: "
+USER_PREFIX = "parley chat: you are "
+
+
+class ApiServer(Protocol):
+    """What `parley.api.server.serve_api` returns."""
+
+    @property
+    def port(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+ServeApi = Callable[[ChatController, str, int], Awaitable[ApiServer]]
+
+
+def default_db_prefix() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "parley" / "chat" / "parley"
+
+
+DESCRIPTION = """\
+Chat from the terminal. Type /help once it runs.
+
+Modes:
+  (default)   an interactive terminal: events are shown above the prompt.
+  --headless  no terminal: events are printed as plain lines on stdout and, when stdin
+              is not a terminal, each line read from stdin is run as a command (a
+              scriptable client; the end of stdin does not stop it, /q or a signal does).
+  --ws PORT   also serve the WebSocket bot API. The API server then owns the chat's
+              event stream: with --headless, events go to API clients only and nothing
+              is read from stdin; the interactive terminal still shows events (it reads
+              a copy of the stream).
+"""
+
+
+def add_parser(commands: Any) -> None:
+    p: argparse.ArgumentParser = commands.add_parser(
+        "chat",
+        help="chat from the terminal (or run headless, or serve the bot API)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "-d",
+        "--db",
+        dest="db_prefix",
+        type=Path,
+        default=default_db_prefix(),
+        metavar="DBPREFIX",
+        help="database file prefix: DBPREFIX_chat.db and DBPREFIX_agent.db "
+        "(default $XDG_DATA_HOME/parley/chat/parley)",
+    )
+    p.add_argument(
+        "-s",
+        "--relay",
+        dest="relays",
+        action="append",
+        required=True,
+        metavar="RELAY_ADDRESS",
+        help="a relay address (parley://FINGERPRINT@host[:port]) as `parley relay` prints "
+        "it; repeat for more relays",
+    )
+    p.add_argument("--name", help="your display name, used on the first start to create you")
+    p.add_argument("--ws", type=int, metavar="PORT", help="serve the WebSocket bot API on PORT")
+    p.add_argument(
+        "--ws-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address for --ws (default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--headless", action="store_true", help="no interactive terminal (see the modes above)"
+    )
+    p.set_defaults(run=run)
+
+
+def _fail(message: str) -> None:
+    print(f"parley chat: {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    for relay in args.relays:
+        try:
+            RelayAddress.parse(relay)
+        except AddressError as e:
+            _fail(str(e))
+            return 2
+    if args.ws is not None and not 0 <= args.ws < 65536:
+        _fail(f"--ws: not a port: {args.ws}")
+        return 2
+    if args.headless and args.name is not None and not args.name.strip():
+        _fail("--name is empty")
+        return 2
+    return asyncio.run(chat_main(args))
+
+
+async def chat_main(args: argparse.Namespace) -> int:
+    prefix: Path = args.db_prefix
+    try:
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        chat = await ChatController.open(ChatConfig(db_prefix=prefix, relays=list(args.relays)))
+    except (AgentError, OSError, sqlite3.Error) as e:
+        _fail(f"cannot open {prefix}: {e}")
+        return 1
+    try:
+        name = await ensure_user(chat, args.name, interactive=not args.headless)
+        if name is None:
+            return 2
+        tap = None
+        if args.ws is not None and not args.headless:
+            from parley.terminal.tee import tap_events
+
+            tap = tap_events(chat)  # before the API server takes chat.events
+        await chat.start()
+        api: ApiServer | None = None
+        if args.ws is not None:
+            api = await start_api(chat, args.ws_host, args.ws)
+            if api is None:
+                return 1
+        try:
+            url = f"ws://{_host(args.ws_host)}:{api.port}" if api is not None else None
+            if args.headless:
+                await _headless(chat, name, url)
+            else:
+                await _interactive(chat, name, url, tap)
+        finally:
+            if api is not None:
+                await api.close()
+    finally:
+        await chat.close()
+    return 0
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def ensure_user(chat: ChatController, name: str | None, *, interactive: bool) -> str | None:
+    """The active user's display name, creating the user on the first start: from --name,
+    or asked for on the terminal. None (after saying why) if there is none."""
+    user = await chat.active_user()
+    if user is not None:
+        if name is not None and name != user.display_name:
+            print(
+                f"(you are {user.display_name}; --name is only used on the first start)",
+                flush=True,
+            )
+        return user.display_name
+    if name is not None:
+        try:
+            return (await chat.create_user(name)).display_name
+        except ChatError as e:
+            _fail(f"--name: {e}")
+            return None
+    if not interactive:
+        _fail("no user yet: on the first start give your display name with --name NAME")
+        return None
+    from prompt_toolkit import PromptSession
+
+    ask: PromptSession[str] = PromptSession()
+    print("Welcome to parley. Choose the name your contacts will see (you can't change it here).")
+    while True:
+        try:
+            answer = await ask.prompt_async("display name: ")
+        except (EOFError, KeyboardInterrupt):
+            _fail("no user created")
+            return None
+        try:
+            return (await chat.create_user(answer.strip())).display_name
+        except ChatError as e:
+            print(f"error: {e}", flush=True)
+
+
+async def start_api(chat: ChatController, host: str, port: int) -> ApiServer | None:
+    try:
+        module = importlib.import_module("parley.api.server")
+        serve: ServeApi = module.serve_api
+    except (ImportError, AttributeError):
+        _fail("the WebSocket API (parley.api.server) is not available in this installation")
+        return None
+    try:
+        return await serve(chat, host, port)
+    except OSError as e:
+        _fail(f"cannot serve the API on {host}:{port}: {e}")
+        return None
+
+
+def _on_signals(handler: Callable[[], object]) -> Callable[[], None]:
+    """Call `handler` on SIGTERM and SIGINT; returns the function that undoes it."""
+    loop = asyncio.get_running_loop()
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    for sig in sigs:
+        loop.add_signal_handler(sig, handler)
+
+    def undo() -> None:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+
+    return undo
+
+
+async def _headless(chat: ChatController, name: str, url: str | None) -> None:
+    from parley.terminal.headless import run_headless
+
+    print(USER_PREFIX + name, flush=True)
+    stop = asyncio.Event()
+    undo = _on_signals(stop.set)
+    try:
+        if url is not None:
+            print(API_PREFIX + url, flush=True)
+            await stop.wait()
+            return
+        commands = None if sys.stdin is None or sys.stdin.isatty() else sys.stdin
+        await run_headless(chat, events=chat.events, commands=commands, out=sys.stdout, stop=stop)
+    finally:
+        undo()
+
+
+async def _interactive(
+    chat: ChatController,
+    name: str,
+    url: str | None,
+    tap: asyncio.Queue[Any] | None,
+) -> None:
+    from parley.terminal.app import TerminalApp
+
+    banner = [f"you are {name}; /help lists the commands, /q quits"]
+    if url is not None:
+        banner.append(f"bot API: {url}")
+    app = TerminalApp(chat, events=tap if url is not None else chat.events, banner=banner)
+    task = asyncio.create_task(app.run(), name="terminal")
+    undo = _on_signals(task.cancel)
+    try:
+        await asyncio.wait([task])
+    finally:
+        undo()
+    if not task.cancelled():
+        error = task.exception()
+        if error is not None:
+            raise error

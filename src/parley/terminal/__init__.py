@@ -1,0 +1,1 @@
+"""parley.terminal: the chat in a terminal (interactive, or plain lines for scripts)."""

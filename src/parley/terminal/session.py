@@ -1,0 +1,260 @@
+"""Running typed commands against the chat and saying what happened, in plain words.
+
+A `ChatSession` is shared by the interactive terminal and the headless, line-based
+client: both hand it lines, and it answers through a `Printer` (a prompt_toolkit screen,
+or plain lines on stdout). It also renders the chat's events when the front end passes
+them on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from rich.table import Table
+
+from parley.agent.agent import AgentError
+from parley.chat import commands as cmd
+from parley.chat import events as cev
+from parley.chat.controller import ChatController, ChatError
+from parley.terminal import render
+
+log = logging.getLogger(__name__)
+
+INVITATION_PREFIX = "pass this invitation link to your contact: "
+INVITATION_WAIT = 10.0  # seconds /c waits for its link before the event has to bring it
+
+
+class Printer(Protocol):
+    """Where a session's output goes."""
+
+    def line(self, text: str, style: str = "") -> None:
+        """One line; `style` is "", "error", "event", "message" or "dim"."""
+
+    def table(self, table: Table, plain: Sequence[str]) -> None:
+        """A table, or its `plain` lines where tables cannot be drawn."""
+
+    def qr(self, text: str) -> None:
+        """A QR code of `text`, if the output is a terminal (else nothing)."""
+
+
+class ChatSession:
+    """Parses and runs command lines; renders events.
+
+    `sees_events`: whether this front end shows the chat's events (then it does not repeat
+    what an event will say, such as a deletion). `verbose`: show routine events too (every
+    message reported sent) and confirm each message sent with a line.
+    """
+
+    def __init__(
+        self,
+        chat: ChatController,
+        printer: Printer,
+        *,
+        sees_events: bool = True,
+        verbose: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.chat = chat
+        self.printer = printer
+        self.sees_events = sees_events
+        self.verbose = verbose
+        self.clock = clock
+        self._inviting = 0  # /c commands waiting for their link
+        self._links_shown: set[int] = set()  # invitations whose link /c printed
+        self._links_late: set[int] = set()  # invitations whose link comes as an event
+
+    # ------------------------------------------------------------ lines
+
+    async def handle_line(self, line: str) -> bool:
+        """Run one typed line; True when the user asked to quit. Never raises for bad input
+        or a refused command: those print one error line."""
+        if not line.strip():
+            return False
+        try:
+            command = cmd.parse_command(line)
+        except cmd.ParseError as e:
+            self.printer.line(f"error: {e}", "error")
+            return False
+        return await self.execute(command)
+
+    async def execute(self, command: cmd.Command) -> bool:
+        try:
+            return await self._execute(command)
+        except (ChatError, cmd.ParseError, AgentError) as e:
+            self.printer.line(f"error: {e}", "error")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug: say so in one line, keep the session going
+            log.debug("command %r failed", command, exc_info=True)
+            self.printer.line(f"error: {type(e).__name__}: {e}", "error")
+        return False
+
+    async def _execute(self, command: cmd.Command) -> bool:
+        out = self.printer.line
+        match command:
+            case cmd.Quit():
+                return True
+            case cmd.Help(topic):
+                for text in cmd.help_lines(topic):
+                    out(text)
+            case cmd.ShowUser():
+                user = await self.chat.active_user()
+                if user is None:
+                    out("no user profile yet")
+                else:
+                    full = f" ({user.full_name})" if user.full_name else ""
+                    out(f"you are {user.display_name}{full}")
+            case cmd.NewInvitation():
+                await self._new_invitation()
+            case cmd.Connect(link):
+                await self.chat.connect(link)
+                out("connecting: you will see 'NAME: contact is connected' when it is done")
+            case cmd.ListContacts():
+                contacts = await self.chat.contacts()
+                if not contacts:
+                    out("no contacts yet: /c makes an invitation link")
+                for c in contacts:
+                    out(render.contact_line(c))
+            case cmd.SendContactMessage(contact, text):
+                item = await self.chat.send_contact_message(contact, text)
+                if self.verbose:
+                    out(render.item_line(item), "message")
+            case cmd.SendGroupMessage(group, text):
+                item = await self.chat.send_group_message(group, text)
+                if self.verbose:
+                    out(render.item_line(item), "message")
+            case cmd.DeleteContact(contact):
+                await self.chat.delete_contact(contact)
+                if not self.sees_events:  # else the ContactDeleted event says it
+                    out(f"{contact}: contact deleted")
+            case cmd.CreateGroup(name, full_name):
+                created = await self.chat.create_group(name, full_name)
+                q = cmd.quote_name(created.name)
+                out(f"#{created.name}: group created; to invite a contact: /a {q} CONTACT")
+            case cmd.AddMember(group, contact, role):
+                member = await self.chat.add_member(group, contact, role)
+                out(f"#{group}: inviting {member.name} as {member.role}")
+            case cmd.JoinGroup(group):
+                joined = await self.chat.join_group(group)
+                out(f"#{joined.name}: joining the group")
+            case cmd.ListMembers(group):
+                await self._members(group)
+            case cmd.ListGroups():
+                groups = await self.chat.groups()
+                if not groups:
+                    out("no groups yet: /g NAME creates one")
+                for each in groups:
+                    out(render.group_line(each))
+            case cmd.LeaveGroup(group):
+                await self.chat.leave_group(group)
+                out(f"#{group}: you left the group")
+            case cmd.RemoveMember(group, member):
+                await self.chat.remove_member(group, member)
+                if not self.sees_events:  # else the MemberRemoved event says it
+                    out(f"#{group}: you removed {member} from the group")
+            case cmd.DeleteGroup(group):
+                await self.chat.delete_group(group)
+                if not self.sees_events:  # else the GroupDeleted event says it
+                    out(f"#{group}: you deleted the group")
+            case cmd.ShowStatus():
+                await self._status()
+            case cmd.Tail():
+                await self._tail(command)
+        return False
+
+    async def _new_invitation(self) -> None:
+        self._inviting += 1
+        try:
+            connection_id, link = await self.chat.create_invitation(INVITATION_WAIT)
+        finally:
+            self._inviting -= 1
+        if link is None:
+            self._links_late.add(connection_id)
+            self.printer.line(
+                "the relay is not reachable yet: the link will be shown when it is made"
+                + ("" if self.sees_events else " (/c again to retry)")
+            )
+            return
+        self._links_shown.add(connection_id)
+        self._show_link(link)
+
+    def _show_link(self, link: str) -> None:
+        self.printer.line(INVITATION_PREFIX + link)
+        self.printer.qr(link)
+        self.printer.line("(they connect with /c LINK; the link works once)", "dim")
+
+    async def _descriptions(self, conn_ids: set[str]) -> dict[str, str]:
+        return {c: await self.chat.describe_agent_connection(c) for c in sorted(conn_ids)}
+
+    async def _members(self, group: str) -> None:
+        members = await self.chat.members(group)
+        report, _ = await self.chat.status()
+        work = render.pending_work(report)
+        descriptions = await self._descriptions({w.conn_id for w in work})
+        for text in render.member_lines(group, members, work, descriptions, self.clock()):
+            self.printer.line(text)
+
+    async def _status(self) -> None:
+        report, continuations = await self.chat.status()
+        conn_ids = {c.conn_id for c in report.commands} | {d.conn_id for d in report.deliveries}
+        descriptions = await self._descriptions(conn_ids)
+        rows = render.status_rows(report, continuations, descriptions, self.clock())
+        if not rows:
+            self.printer.line(render.NOTHING_PENDING)
+            return
+        self.printer.table(render.status_table(rows), render.status_lines(rows))
+
+    async def _tail(self, tail: cmd.Tail) -> None:
+        contact, group = tail.contact, tail.group
+        if tail.name is not None:
+            contact, group = await self._resolve(tail.name)
+        items = await self.chat.chat_items(contact=contact, group=group, count=tail.count)
+        if not items:
+            self.printer.line("no messages yet")
+        for item in items:
+            self.printer.line(render.item_line(item, with_time=True), "message")
+
+    async def _resolve(self, name: str) -> tuple[str | None, str | None]:
+        """A bare name: the contact or the group it names (an error if both or neither)."""
+        is_contact = any(c.name == name for c in await self.chat.contacts())
+        is_group = any(g.name == name for g in await self.chat.groups())
+        q = cmd.quote_name(name)
+        if is_contact and is_group:
+            raise ChatError(f"{name} is a contact and a group: say @{q} or #{q}")
+        if not (is_contact or is_group):
+            raise ChatError(f"no contact or group {name}")
+        return (name, None) if is_contact else (None, name)
+
+    # ------------------------------------------------------------ events
+
+    def show_event(self, event: cev.ChatEvent) -> None:
+        if isinstance(event, cev.InvitationReady):
+            cid = event.connection_id
+            if cid in self._links_shown:
+                return  # /c printed it already
+            if cid not in self._links_late and self._inviting:
+                return  # the /c under way gets this link and prints it
+            self._links_late.discard(cid)
+            self._links_shown.add(cid)
+            self._show_link(event.link)
+            return
+        text = render.event_line(event, verbose=self.verbose)
+        if text is None:
+            return
+        style = "message" if isinstance(event, cev.NewChatItem) else "event"
+        if isinstance(event, cev.MemberFailed | cev.ConnectionFailed):
+            style = "error"
+        self.printer.line(text, style)
+
+    async def pump(self, events: asyncio.Queue[cev.ChatEvent]) -> None:
+        """Show every event from `events`, until cancelled."""
+        while True:
+            event = await events.get()
+            try:
+                self.show_event(event)
+            except Exception:  # never let one odd event stop the stream
+                log.exception("showing event %r failed", event)

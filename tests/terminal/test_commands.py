@@ -1,0 +1,186 @@
+"""The command parser: every command, good and bad input, and no other exception, ever."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parley.chat import commands as c
+from parley.chat.commands import ParseError, parse_command
+
+GOOD: list[tuple[str, c.Command]] = [
+    ("/c", c.NewInvitation()),
+    ("/connect", c.NewInvitation()),
+    ("  /c  ", c.NewInvitation()),
+    ("/c parley:/invite#abc_DEF-1", c.Connect("parley:/invite#abc_DEF-1")),
+    ("/c\tparley:/invite#x", c.Connect("parley:/invite#x")),
+    ("/cs", c.ListContacts()),
+    ("/contacts", c.ListContacts()),
+    ("/CS", c.ListContacts()),
+    ("@bob hello there", c.SendContactMessage("bob", "hello there")),
+    ("@bob   spaced  out  ", c.SendContactMessage("bob", "spaced  out")),
+    ("@'Bob Smith' hi", c.SendContactMessage("Bob Smith", "hi")),
+    ('@"O\'Neil" hi', c.SendContactMessage("O'Neil", "hi")),
+    ("@bob /not a command", c.SendContactMessage("bob", "/not a command")),
+    ("/d @bob", c.DeleteContact("bob")),
+    ("/delete @'Bob Smith'", c.DeleteContact("Bob Smith")),
+    ("/d #team", c.DeleteGroup("team")),
+    ("/g team", c.CreateGroup("team")),
+    ("/g #team", c.CreateGroup("team")),
+    ("/g team The Team of Us", c.CreateGroup("team", "The Team of Us")),
+    ("/group 'my team' Mine", c.CreateGroup("my team", "Mine")),
+    ("/a team bob", c.AddMember("team", "bob", "member")),
+    ("/a #team @bob admin", c.AddMember("team", "bob", "admin")),
+    ("/add team bob OBSERVER", c.AddMember("team", "bob", "observer")),
+    ("/a team bob member", c.AddMember("team", "bob", "member")),
+    ("/j team", c.JoinGroup("team")),
+    ("/join #team", c.JoinGroup("team")),
+    ("#team hello all", c.SendGroupMessage("team", "hello all")),
+    ("#'my team' hi", c.SendGroupMessage("my team", "hi")),
+    ("/ms team", c.ListMembers("team")),
+    ("/members #team", c.ListMembers("team")),
+    ("/gs", c.ListGroups()),
+    ("/groups", c.ListGroups()),
+    ("/l team", c.LeaveGroup("team")),
+    ("/leave #team", c.LeaveGroup("team")),
+    ("/rm team dan", c.RemoveMember("team", "dan")),
+    ("/remove #team @dan", c.RemoveMember("team", "dan")),
+    ("/status", c.ShowStatus()),
+    ("/help", c.Help()),
+    ("/h", c.Help()),
+    ("/?", c.Help()),
+    ("/help groups", c.Help("groups")),
+    ("/help Group", c.Help("groups")),
+    ("/q", c.Quit()),
+    ("/quit", c.Quit()),
+    ("/u", c.ShowUser()),
+    ("/user", c.ShowUser()),
+    ("/tail", c.Tail()),
+    ("/tail 5", c.Tail(5)),
+    ("/tail @bob", c.Tail(contact="bob")),
+    ("/tail @bob 3", c.Tail(3, contact="bob")),
+    ("/tail #team 20", c.Tail(20, group="team")),
+    ("/tail bob", c.Tail(name="bob")),
+    ("/tail bob 2", c.Tail(2, name="bob")),
+    ("/tail 'my team' 2", c.Tail(2, name="my team")),
+]
+
+
+@pytest.mark.parametrize(("line", "command"), GOOD)
+def test_good_commands(line: str, command: c.Command) -> None:
+    assert parse_command(line) == command
+
+
+BAD: list[tuple[str, str]] = [
+    ("", "empty command"),
+    ("   ", "empty command"),
+    ("hello", "not a command"),
+    ("/", "unknown command"),
+    ("/frobnicate", "unknown command /frobnicate"),
+    ("/c one two", "unexpected 'two'"),
+    ("/cs extra", "usage /cs"),
+    ("@bob", "nothing to send: @bob TEXT"),
+    ("@bob    ", "nothing to send"),
+    ("@ hi", "missing contact after @"),
+    ("@", "missing contact"),
+    ("@'bob hi", "not closed"),
+    ("@'' hi", "empty"),
+    ("@'bob'hi", "space after the closing quote"),
+    ("#team", "nothing to send: #team TEXT"),
+    ("# hi", "missing group"),
+    ("/d bob", "/d @bob to delete a contact or /d #bob"),
+    ("/d", "missing what to delete"),
+    ("/d @bob extra", "unexpected"),
+    ("/d #", "missing group"),
+    ("/g", "missing group name"),
+    ("/a", "missing group"),
+    ("/a team", "missing contact"),
+    ("/a team bob boss", "unknown role 'boss'"),
+    ("/a team bob admin extra", "unexpected"),
+    ("/a #team #bob", "expected @name or a bare name"),
+    ("/j", "missing group: /j group"),
+    ("/j team other", "unexpected 'other'"),
+    ("/j @team", "expected #name"),
+    ("/ms", "missing group: /ms group"),
+    ("/l", "missing group"),
+    ("/rm team", "missing member"),
+    ("/rm", "missing group"),
+    ("/help nonsense", "no help topic"),
+    ("/q now", "unexpected"),
+    ("/status please", "unexpected"),
+    ("/tail 0", "from 1 to"),
+    ("/tail 100000", "from 1 to"),
+    ("/tail @bob many", "not a number"),
+    ("/tail 5 6", "unexpected"),
+    ("/tail @bob 5 6", "unexpected"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD)
+def test_bad_commands(line: str, message: str) -> None:
+    with pytest.raises(ParseError) as e:
+        parse_command(line)
+    assert message in str(e.value)
+
+
+def test_every_documented_command_parses() -> None:
+    examples = {
+        "/c LINK": "/c parley:/invite#x",
+        "@name TEXT": "@bob hi",
+        "#group TEXT": "#team hi",
+    }
+    for h in c.COMMANDS:
+        line = examples.get(h.usage, h.usage.replace("[", "").replace("]", ""))
+        line = line.replace("|", " ").replace("@contact #group", "@bob").replace(" n", " 3")
+        line = line.replace("role", "admin").replace("topic", "groups")
+        line = line.replace("full name", "Full Name")
+        parse_command(line)  # no ParseError
+        for alias in h.aliases:
+            parse_command(alias + line[len(h.usage.split()[0]) :])
+
+
+def test_help_lines() -> None:
+    lines = c.help_lines()
+    assert any(line.startswith("/ms group") for line in lines)
+    assert lines[-1].startswith("topics:")
+    groups = c.help_lines("groups")
+    assert groups[0].startswith("Groups:")
+    assert all("/c LINK" not in line for line in groups)
+    with pytest.raises(ParseError):
+        c.help_lines("nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "typed"),
+    [("bob", "bob"), ("Bob Smith", "'Bob Smith'"), ("O'Neil Jr", '"O\'Neil Jr"'), ("#x", "'#x'")],
+)
+def test_quote_name_round_trips(name: str, typed: str) -> None:
+    assert c.quote_name(name) == typed
+    assert parse_command(f"@{typed} hi") == c.SendContactMessage(name, "hi")
+
+
+PREFIXES = st.sampled_from(
+    ["", "/", "@", "#", "/c ", "/d ", "/a ", "/tail ", "/g ", "/help ", "/rm ", "@'", '#"']
+)
+
+
+@given(PREFIXES, st.text())
+def test_any_line_is_a_command_or_a_parse_error(prefix: str, rest: str) -> None:
+    line = prefix + rest
+    try:
+        command = parse_command(line)
+    except ParseError as e:
+        assert str(e)  # always says something
+    else:
+        assert isinstance(command, c.Command)
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=60))
+def test_messages_keep_their_text(text: str) -> None:
+    try:
+        command = parse_command("@bob " + text)
+    except ParseError:
+        assert not text.strip()
+    else:
+        assert command == c.SendContactMessage("bob", text.strip())
