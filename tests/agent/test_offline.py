@@ -224,3 +224,38 @@ async def test_hundred_connections_wait_for_their_relay(tmp_path: Path) -> None:
     finally:
         await a.close()
         await relay.stop()
+
+
+async def test_relay_up_sends_waiting_messages_at_once(tmp_path: Path) -> None:
+    """Deliveries backing off for a long time go as soon as their relay is back."""
+    from parley.retry import Backoff
+
+    relay = RelayServer(relay_config(tmp_path / "relay"))
+    await relay.start()
+    port, relays = relay.port, [str(relay.address) + "/"]  # another spelling of the address
+    slow = {"retry": Backoff(30.0, 1.5, 60.0, 0.0)}  # retries far beyond the test's patience
+    a = await Agent.open(agent_config(tmp_path / "a.db", relays))
+    b = await Agent.open(agent_config(tmp_path / "b.db", relays))
+    try:
+        from tests.agent.conftest import connect_pair
+
+        a_conn, b_conn = await connect_pair(a, b)
+        await a.close()
+        a = await Agent.open(agent_config(tmp_path / "a.db", relays, **slow))
+        await relay.stop()
+        await a.send_message(a_conn, b"waiting")
+        from parley.testing.waiting import wait_for_condition
+
+        async def tried() -> bool:
+            return any(d.attempts > 0 for d in (await a.pending()).deliveries)
+
+        await wait_for_condition(tried, 10)
+        relay = RelayServer(relay_config(tmp_path / "relay", port=port))
+        await relay.start()
+        await expect(a, ev.Sent, a_conn, timeout=10)  # not 30 s later
+        _, msg = await expect(b, ev.Msg, b_conn, timeout=10)
+        assert msg.body == b"waiting"
+    finally:
+        await a.close()
+        await b.close()
+        await relay.stop()

@@ -86,6 +86,13 @@ async def test_group_completes_after_sigkill_at_each_step(
         for n, p in procs.items():
             await p.call("send_group_message", group_name="team", text=sent[n][0])
         await assert_exactly_once(procs, "team", sent)
+        false_alarms = [
+            (n, e)
+            for n, p in procs.items()
+            for e in p.history
+            if isinstance(e, cev.MemberFailed | cev.ConnectionFailed)
+        ]
+        assert not false_alarms, "a recovered step was reported as failed"
     finally:
         for p in procs.values():
             await p.kill()

@@ -62,6 +62,7 @@ from parley.crypto import (
 )
 from parley.crypto.x25519 import public_key as public_from_private
 from parley.protocol import agent as ap
+from parley.protocol.address import RelayAddress
 from parley.protocol.relay import ErrorCode
 from parley.protocol.relay import Msg as RelayMsg
 from parley.protocol.relay_auth import AuthKey
@@ -107,6 +108,7 @@ class AgentConfig:
     retry: Backoff = field(default_factory=lambda: Backoff(1.0, 1.5, 60.0, 0.25))
     quota_retry: Backoff = field(default_factory=lambda: Backoff(30.0, 1.5, 3600.0, 0.25))
     message_ttl: float = 2 * 24 * 3600.0
+    failed_retention: float = 7 * 24 * 3600.0
     commands_per_relay: int = 8
     client: ClientSettings = field(default_factory=ClientSettings)
     seed: int | None = None
@@ -119,6 +121,7 @@ class ConnectionStatus:
     rcv_queue: str | None  # status of the receive queue, if there is one
     snd_queue: str | None
     peer_info: bytes | None = None  # the other side's connection info (from CONF or INFO)
+    role: str = ""  # "initiator" (made the link) or "joiner"
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,8 @@ class PendingDelivery:
 class PendingReport:
     commands: list[PendingCommand]
     deliveries: list[PendingDelivery]
+    # deliveries that failed for good (MERR), kept `failed_retention` seconds to be seen
+    failed: list[PendingDelivery] = field(default_factory=list)
 
 
 def _new_id() -> str:
@@ -156,6 +161,8 @@ class Agent:
     """`agent = await Agent.open(config)`; then the API below; `await agent.close()`."""
 
     def __init__(self, config: AgentConfig, db: Database) -> None:
+        # addresses are compared as strings everywhere: keep one spelling of each
+        config.relays = [str(RelayAddress.parse(r)) for r in config.relays]
         self.config = config
         self._db = db
         self._rng = random.Random(config.seed)
@@ -207,6 +214,17 @@ class Agent:
                 "WHERE status = 'received' ORDER BY received_at, msg_id"
             ):
                 replay.append(ev.AgentEvent("", conn, ev.Msg(mid, smid, body, integrity)))
+            # a failure is reported again after a restart (the first report may have been
+            # lost with the process); old ones are forgotten
+            c.execute(
+                "DELETE FROM deliveries WHERE status = 'failed' AND created_at < ?",
+                (now() - self.config.failed_retention,),
+            )
+            for conn, mid, reason in c.execute(
+                "SELECT conn_id, msg_id, last_error FROM deliveries WHERE status = 'failed' "
+                "AND internal = 0 ORDER BY created_at"
+            ):
+                replay.append(ev.AgentEvent("", conn, ev.MErr(mid, reason or "failed")))
             pending_deliveries = [
                 r[0]
                 for r in c.execute(
@@ -286,7 +304,7 @@ class Agent:
             ap.decode_invitation_link(link)
         except ap.EnvelopeError as e:
             raise AgentError(str(e)) from e
-        _check_size(info)
+        _check_size(info, ap.MAX_INFO_SIZE)
         conn_id = _new_id()
         x3dh = X3DHKeyPair.generate()
         args = CommandArgs(
@@ -308,7 +326,7 @@ class Agent:
         self, corr_id: str, conn_id: str, conf_id: str, info: bytes
     ) -> None:
         """Accept the joiner's confirmation `conf_id`; OK arrives once ours is sent."""
-        _check_size(info)
+        _check_size(info, ap.MAX_INFO_SIZE)
 
         def tx(c: sqlite3.Connection) -> CommandRow:
             conn = _live_conn(c, conn_id)
@@ -511,7 +529,7 @@ class Agent:
 
         def read(c: sqlite3.Connection) -> tuple[list[ConnectionStatus], list[RcvQueueRow]]:
             rows = c.execute(
-                "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info FROM connections c "
+                "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info, c.role FROM connections c "
                 "LEFT JOIN rcv_queues r ON r.conn_id = c.conn_id "
                 "LEFT JOIN snd_queues s ON s.conn_id = c.conn_id ORDER BY c.created_at"
             ).fetchall()
@@ -535,6 +553,7 @@ class Agent:
                 rq.status if rq else None,
                 sq.status if sq else None,
                 info.fetchone()[0],
+                conn.role,
             )
 
         return await self._db.run(read)
@@ -556,14 +575,18 @@ class Agent:
                 for cmd in pending_commands(c)
                 if not cmd.args.once
             ]
-            deliveries = [
-                PendingDelivery(*r)
-                for r in c.execute(
-                    "SELECT conn_id, msg_id, attempts, last_error, next_try, expires_at "
-                    "FROM deliveries WHERE status = 'pending' ORDER BY conn_id, msg_id"
-                )
-            ]
-            return PendingReport(commands, deliveries)
+
+            def deliveries(status: str) -> list[PendingDelivery]:
+                return [
+                    PendingDelivery(*r)
+                    for r in c.execute(
+                        "SELECT conn_id, msg_id, attempts, last_error, next_try, expires_at "
+                        "FROM deliveries WHERE status = ? ORDER BY conn_id, msg_id",
+                        (status,),
+                    )
+                ]
+
+            return PendingReport(commands, deliveries("pending"), deliveries("failed"))
 
         return await self._db.run(read)
 
@@ -750,7 +773,7 @@ class Agent:
         conn, rq = await self._db.run(
             lambda c: (_live_conn(c, cmd.conn_id), get_rcv_queue(c, cmd.conn_id))
         )
-        assert conn.invitation is not None and conn.x3dh_private is not None
+        assert conn.invitation is not None
         inv = ap.decode_invitation_link(conn.invitation)
         if rq is None:  # step 1: the reply queue, made once and reused by every retry
             relay = self._pick_relay(cmd)
@@ -771,6 +794,7 @@ class Agent:
             await self._save_progress(cmd, lambda c: _insert_rcv_queue(c, new_rq))
             self._watch(rq)
         if a.envelope is None:  # step 2: the confirmation, encrypted once
+            assert conn.x3dh_private is not None
             own = X3DHKeyPair.from_bytes(conn.x3dh_private)
             peer = X3DHPublic.from_bytes(inv.x3dh)
             state = init_joiner(joiner_agree(own, peer), peer)
@@ -815,16 +839,19 @@ class Agent:
     ) -> None:
         """SEND an unauthenticated confirmation; an AUTH after an uncertain try means it got there.
 
-        A confirmation whose OK was lost may already have been accepted, and the queue
-        secured with our key, so a repeat gets AUTH: the earlier one arrived.
+        A confirmation whose OK was lost (a timeout, or the process killed while waiting)
+        may already have been accepted, and the queue secured with our key, so a repeat
+        gets AUTH: the earlier one arrived. The attempt is noted before it is made.
         """
+        if not cmd.args.uncertain:
+            cmd.args.uncertain = True
+            await self._save_progress(cmd, lambda c: None)
         try:
             await self._relays.client(relay).send(sender_id, None, envelope)
-        except TemporaryRelayError:
-            cmd.args.uncertain = True
-            raise
         except PermanentRelayError as e:
-            if not (e.code == ErrorCode.AUTH and cmd.args.uncertain):
+            # the queue is secured now: an unsigned SEND gets CMD NO_AUTH (or AUTH)
+            secured = e.code in (ErrorCode.AUTH, ErrorCode.CMD_NO_AUTH)
+            if not (secured and cmd.args.uncertain):
                 raise
 
     async def _exec_allow(self, cmd: CommandRow) -> None:
@@ -1002,10 +1029,23 @@ class Agent:
                 cmd.next_try = t
         self._wake.set()
         conns = await self._conns_on(relay)
-        for conn_id in conns:
-            wake = self._delivery_wake.get(conn_id)
-            if wake is not None:
-                wake.set()
+
+        def due_now(c: sqlite3.Connection) -> list[str]:
+            # deliveries to this relay waiting for their retry timer go now
+            rows = c.execute(
+                "SELECT DISTINCT d.conn_id FROM deliveries d JOIN snd_queues s USING (conn_id) "
+                "WHERE s.relay = ? AND d.status = 'pending' AND d.next_try > ?",
+                (relay, t),
+            ).fetchall()
+            c.execute(
+                "UPDATE deliveries SET next_try = ? WHERE status = 'pending' AND next_try > ? "
+                "AND conn_id IN (SELECT conn_id FROM snd_queues WHERE relay = ?)",
+                (t, t, relay),
+            )
+            return [r[0] for r in rows]
+
+        for conn_id in await self._db.run(due_now):
+            self._kick_delivery(conn_id)
         self._emit("", "", ev.Up(relay, conns))
 
     async def _on_message(self, relay: str, rid: bytes, msg: RelayMsg) -> None:
@@ -1315,9 +1355,9 @@ def _check_new_corr_id(c: sqlite3.Connection, corr_id: str) -> None:
         raise DuplicateCommand(f"corr id already used: {corr_id}")
 
 
-def _check_size(body: bytes) -> None:
-    if len(body) > ap.MAX_MESSAGE_SIZE:
-        raise AgentError(f"message too large: {len(body)} bytes (at most {ap.MAX_MESSAGE_SIZE})")
+def _check_size(body: bytes, limit: int = ap.MAX_MESSAGE_SIZE) -> None:
+    if len(body) > limit:
+        raise AgentError(f"message too large: {len(body)} bytes (at most {limit})")
 
 
 def _insert_conn(

@@ -963,8 +963,10 @@ class ChatController:
         reason = event.reason if isinstance(event, aev.Err) else "failed"
         after = _After()
         existing = s.connection(c, connection_id) if connection_id is not None else None
-        if existing is None or existing.status == s.C_DELETED:
-            return after  # replaced already (a re-introduction): its failure no longer matters
+        if existing is None or existing.status in (s.C_DELETED, C_READY):
+            # replaced already (a re-introduction), or it worked after all (an ERR of a
+            # retry whose first attempt had gone through): nothing to report
+            return after
         assert connection_id is not None
         s.set_connection(c, connection_id, status=C_FAILED, last_error=reason)
         conn = s.connection(c, connection_id)
@@ -1112,7 +1114,13 @@ class ChatController:
             conn = s.connection_by_agent_id(c, agent_conn)
             user = s.active_user(c)
             if conn is None or user is None or conn.status not in (s.C_NEW, C_REQUESTED):
-                return _After()  # an allow is already under way (the CONF was replayed)
+                return _After()
+            allowing = c.execute(
+                "SELECT 1 FROM commands WHERE connection_id = ? AND function = 'allowed'",
+                (conn.connection_id,),
+            ).fetchone()
+            if allowing:
+                return _After()  # an allow is already under way: the CONF was replayed
             try:
                 msg = cp.decode_chat_message(info)
             except cp.ChatMessageError as e:
@@ -1392,7 +1400,7 @@ class ChatController:
             return int(r[0])
 
         item_id = await self._db.run(tx)
-        if item_id is not None and status == "error":
+        if item_id is not None:
             self.events.put_nowait(cev.ChatItemStatus(item_id, status, reason))
 
     # ------------------------------------------------------------ received messages
@@ -1789,25 +1797,46 @@ class ChatController:
     # ------------------------------------------------------------ recovery
 
     async def _reconcile(self) -> None:
-        """After a restart: run CON for connections that became ready while we were down."""
-        statuses = await self.agent.subscribe_all()
-        ready = [st.conn_id for st in statuses if st.status == "ready"]
+        """After a restart, catch up with what the agent did while events were lost:
+        INFO and CON are not replayed, so they are read from the connections' statuses;
+        a delivery whose SENT was lost is marked from the agent's pending report."""
+        statuses = {st.conn_id: st for st in await self.agent.subscribe_all()}
         missed = await self._db.run(
-            lambda c: [
-                r[0]
-                for r in c.execute(
-                    "SELECT agent_conn_id FROM connections WHERE agent_conn_id IS NOT NULL "
-                    "AND status NOT IN ('ready', 'deleted', 'failed')"
-                )
-            ]
+            lambda c: c.execute(
+                "SELECT agent_conn_id, status FROM connections WHERE agent_conn_id IS NOT NULL "
+                "AND status NOT IN ('ready', 'deleted', 'failed')"
+            ).fetchall()
         )
-        infos = {st.conn_id: st.peer_info for st in statuses}
-        for agent_conn in missed:
-            if agent_conn in ready:
-                info = infos.get(agent_conn)
-                if info is not None:
-                    await self._on_info(agent_conn, info)
+        for agent_conn, status in missed:
+            st = statuses.get(agent_conn)
+            if st is None:
+                continue
+            # a joiner's peer_info is the initiator's INFO: it arrived
+            joiner_got_info = st.role == "joiner" and st.peer_info is not None
+            if joiner_got_info and st.peer_info is not None and status in (s.C_NEW, C_JOINED):
+                await self._on_info(agent_conn, st.peer_info)
+            if st.status == "ready":
                 await self._on_con(agent_conn)
+        report = await self.agent.pending()
+        pending = {(d.conn_id, d.msg_id) for d in report.deliveries}
+        failed = {(d.conn_id, d.msg_id) for d in report.failed}
+
+        def settle(c: sqlite3.Connection) -> None:
+            rows = c.execute("SELECT agent_conn_id, agent_msg_id, item_id FROM item_deliveries")
+            for agent_conn, msg_id, item_id in rows.fetchall():
+                if (agent_conn, msg_id) in pending:
+                    continue
+                status = "error" if (agent_conn, msg_id) in failed else "sent"
+                c.execute(
+                    "UPDATE chat_items SET status = ? WHERE item_id = ? AND status != 'sent'",
+                    (status, item_id),
+                )
+                c.execute(
+                    "DELETE FROM item_deliveries WHERE agent_conn_id = ? AND agent_msg_id = ?",
+                    (agent_conn, msg_id),
+                )
+
+        await self._db.run(settle)
 
     async def _reintroduce_loop(self) -> None:
         while True:

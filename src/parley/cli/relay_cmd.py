@@ -32,6 +32,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
     p.add_argument("--public-host", help="host name to put in the printed address")
     p.add_argument(
+        "--public-port", type=int, help="port to put in the printed address (behind a NAT)"
+    )
+    p.add_argument(
         "--store",
         type=Path,
         default=default_store(),
@@ -79,6 +82,7 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         port=args.port,
         public_host=args.public_host,
         database_url=args.database_url,
+        public_port=args.public_port,
         quota=args.quota,
         message_ttl=args.message_ttl,
         max_message_body=args.max_message_size,

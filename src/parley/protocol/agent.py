@@ -33,6 +33,8 @@ RATCHET_PAD = 15000
 BOX_PAD = 15400
 # what send_message accepts: the ratchet plaintext less the message framing
 MAX_MESSAGE_SIZE = 14800
+# connection info travels in a confirmation beside the reply queue's address
+MAX_INFO_SIZE = 14000
 
 KIND_CONFIRMATION = b"C"
 KIND_MESSAGE = b"M"
@@ -208,7 +210,10 @@ def decode_invitation_link(link: str) -> Invitation:
     if inv.min_version > AGENT_VERSION or inv.max_version < MIN_AGENT_VERSION:
         raise EnvelopeError("invitation link from an incompatible version")
     try:
-        RelayAddress.parse(inv.queue.relay)
+        relay = str(RelayAddress.parse(inv.queue.relay))  # the one spelling agents compare
     except AddressError as e:
         raise EnvelopeError(f"invitation link with a bad relay address: {e}") from e
+    if relay != inv.queue.relay:
+        queue = QueueAddress(relay, inv.queue.sender_id, inv.queue.box_public)
+        inv = Invitation(inv.min_version, inv.max_version, queue, inv.x3dh)
     return inv

@@ -19,6 +19,7 @@ class RelayConfig:
     port: int = DEFAULT_PORT
     # the host name put in the printed address (defaults to `host`)
     public_host: str | None = None
+    public_port: int | None = None  # the port in the printed address (defaults to `port`)
     # queues and messages in PostgreSQL instead of SQLite (keys stay in `store`)
     database_url: str | None = None
     quota: int = 128

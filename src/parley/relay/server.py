@@ -201,7 +201,7 @@ class RelayServer:
     def address(self) -> RelayAddress:
         assert self.identity is not None, "relay not started"
         host = self.config.public_host or self.config.host
-        return RelayAddress(self.identity.fingerprint, host, self.port)
+        return RelayAddress(self.identity.fingerprint, host, self.config.public_port or self.port)
 
     async def start(self) -> None:
         store_dir = Path(self.config.store)
