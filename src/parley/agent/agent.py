@@ -529,7 +529,8 @@ class Agent:
 
         def read(c: sqlite3.Connection) -> tuple[list[ConnectionStatus], list[RcvQueueRow]]:
             rows = c.execute(
-                "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info, c.role FROM connections c "
+                "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info, c.role "
+                "FROM connections c "
                 "LEFT JOIN rcv_queues r ON r.conn_id = c.conn_id "
                 "LEFT JOIN snd_queues s ON s.conn_id = c.conn_id ORDER BY c.created_at"
             ).fetchall()
