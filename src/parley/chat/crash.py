@@ -2,7 +2,7 @@
 
 `PARLEY_CRASH_AT="k:allowed,msg:x.grp.mem.intro@2"` kills the process the first time it
 reaches step `k:allowed`, or the second time it reaches `msg:x.grp.mem.intro`. Unset (the
-normal case), a crash point costs one dictionary lookup. docs/testing.md lists the steps.
+normal case), a crash point costs one dictionary lookup. docs/recovery.md lists the steps.
 """
 
 from __future__ import annotations
