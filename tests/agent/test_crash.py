@@ -40,16 +40,16 @@ async def test_unacknowledged_completion_event_is_replayed_after_sigkill(
     procs: tuple[AgentProcess, AgentProcess],
 ) -> None:
     a, _ = procs
-    conn = await a.request("create", corr="create-1")
+    conn = await a.call("create", corr="create-1")
     first = await a.expect(is_event(ev.Inv, "create-1"))
     await a.kill()  # after the completion event, before ack_command_event
     await a.start()
     again = await a.expect(is_event(ev.Inv, "create-1"))
     assert again == first and again.conn_id == conn
-    await a.request("ack_event", corr="create-1")
+    await a.call("ack_event", corr="create-1")
     await a.kill()
     await a.start()
-    await a.request("create", corr="create-2")  # a marker: INV for create-1 must not come first
+    await a.call("create", corr="create-2")  # a marker: INV for create-1 must not come first
     e = await a.expect(is_event(ev.Inv))
     assert e.corr_id == "create-2"
 
@@ -58,29 +58,29 @@ async def test_connection_completes_across_sigkills(
     procs: tuple[AgentProcess, AgentProcess],
 ) -> None:
     a, b = procs
-    a_conn = await a.request("create", corr="c1")
+    a_conn = await a.call("create", corr="c1")
     inv = (await a.expect(is_event(ev.Inv, "c1"))).event
     assert isinstance(inv, ev.Inv)
-    b_conn = await b.request("join", corr="j1", link=inv.link, info=b"bob")
+    b_conn = await b.call("join", corr="j1", link=inv.link, info=b"bob")
     await a.kill()  # the joiner's confirmation waits on the relay
     await a.start()
     conf = (await a.expect(is_event(ev.Conf, conn_id=a_conn))).event
     assert isinstance(conf, ev.Conf) and conf.info == b"bob"
-    await a.request("allow", corr="a1", conn=a_conn, conf=conf.conf_id, info=b"alice")
+    await a.call("allow", corr="a1", conn=a_conn, conf=conf.conf_id, info=b"alice")
     await b.kill()
     await b.start()
     await b.expect(is_event(ev.Con, conn_id=b_conn))
     await a.expect(is_event(ev.Con, conn_id=a_conn))
 
-    await a.request("send", conn=a_conn, body=b"one")
+    await a.call("send", conn=a_conn, body=b"one")
     msg = (await b.expect(is_event(ev.Msg, conn_id=b_conn))).event
     assert isinstance(msg, ev.Msg) and msg.body == b"one"
     await b.kill()  # before acknowledging: the message is shown again after the restart
     await b.start()
     again = (await b.expect(is_event(ev.Msg, conn_id=b_conn))).event
     assert again == msg
-    await b.request("ack_msg", corr="ack1", conn=b_conn, msg_id=msg.msg_id)
+    await b.call("ack_msg", corr="ack1", conn=b_conn, msg_id=msg.msg_id)
     await b.expect(is_event(ev.Ok, "ack1"))
-    await a.request("send", conn=a_conn, body=b"two")
+    await a.call("send", conn=a_conn, body=b"two")
     nxt = (await b.expect(is_event(ev.Msg, conn_id=b_conn))).event
     assert isinstance(nxt, ev.Msg) and nxt.body == b"two" and nxt.msg_id == msg.msg_id + 1
