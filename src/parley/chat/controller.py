@@ -1141,20 +1141,12 @@ class ChatController:
                         )
                     s.set_member(c, m.member_row, status=s.M_ACCEPTED)
                     reply = cp.XOk(self._profile(user))
-                case ((s.K_MEMBER_GROUP | s.K_MEMBER_DIRECT), cp.XGrpMemInfo(member_id, profile)):
-                    m = s.member(c, conn.member_row) if conn.member_row else None
-                    if m is None or m.member_id != member_id:
+                case ((s.K_MEMBER_GROUP | s.K_MEMBER_DIRECT), cp.XGrpMemInfo() as mem_info):
+                    m = self._check_member_info(c, conn, mem_info)
+                    if m is None:
                         return self._fail_connection(
-                            c,
-                            conn.connection_id,
-                            aev.Err("x.grp.mem.info from an unexpected member", ""),
+                            c, conn.connection_id, aev.Err(_UNEXPECTED_MEMBER, "")
                         )
-                    s.set_member(
-                        c,
-                        m.member_row,
-                        display_name=profile.display_name,
-                        full_name=profile.full_name,
-                    )
                     me = s.user_member(c, m.group_id)
                     reply = cp.XGrpMemInfo(me.member_id, self._profile(user))
                 case _:
@@ -1175,6 +1167,22 @@ class ChatController:
             )
 
         await self._perform(await self._db.run(tx))
+
+    @staticmethod
+    def _check_member_info(
+        c: sqlite3.Connection, conn: s.ConnectionRow, info: cp.XGrpMemInfo
+    ) -> s.MemberRow | None:
+        """The member a connection is for, if x.grp.mem.info names it (and its profile)."""
+        m = s.member(c, conn.member_row) if conn.member_row else None
+        if m is None or m.member_id != info.member_id:
+            return None  # a mixed-up link: the connection is not the member's
+        s.set_member(
+            c,
+            m.member_row,
+            display_name=info.profile.display_name,
+            full_name=info.profile.full_name,
+        )
+        return m
 
     def _contact_for(
         self, c: sqlite3.Connection, user: s.UserRow, conn: s.ConnectionRow, profile: cp.Profile
@@ -1206,20 +1214,11 @@ class ChatController:
                 case s.K_CONTACT, cp.XOk(profile):
                     contact_id = self._contact_for(c, user, conn, profile)
                     s.set_connection(c, conn.connection_id, contact_id=contact_id)
-                case ((s.K_MEMBER_GROUP | s.K_MEMBER_DIRECT), cp.XGrpMemInfo(member_id, profile)):
-                    m = s.member(c, conn.member_row) if conn.member_row else None
-                    if m is None or m.member_id != member_id:
+                case ((s.K_MEMBER_GROUP | s.K_MEMBER_DIRECT), cp.XGrpMemInfo() as mem_info):
+                    if self._check_member_info(c, conn, mem_info) is None:
                         return self._fail_connection(
-                            c,
-                            conn.connection_id,
-                            aev.Err("x.grp.mem.info from an unexpected member", ""),
+                            c, conn.connection_id, aev.Err(_UNEXPECTED_MEMBER, "")
                         )
-                    s.set_member(
-                        c,
-                        m.member_row,
-                        display_name=profile.display_name,
-                        full_name=profile.full_name,
-                    )
                 case _:
                     pass  # x.ok from the host on the group link: nothing to record
             return _After()
@@ -1885,6 +1884,9 @@ class ChatController:
         count, after = await self._db.run(tx)
         await self._perform(after)
         return count
+
+
+_UNEXPECTED_MEMBER = "x.grp.mem.info from an unexpected member"
 
 
 def _contact_view(contact: s.ContactRow) -> cev.Contact:
