@@ -168,10 +168,13 @@ _U64 = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
 
 
+_LENGTH_BYTE = [bytes((n,)) for n in range(256)]
+
+
 def _short(value: bytes) -> bytes:
     if len(value) > 255:
         raise ValueError("short field longer than 255 bytes")
-    return bytes((len(value),)) + value
+    return _LENGTH_BYTE[len(value)] + value
 
 
 def encode_message(msg: Command | Response) -> bytes:
@@ -309,21 +312,35 @@ class Transmission(msgspec.Struct, frozen=True):
     """One command or response with its authenticator, correlation id and queue id.
 
     `signed` is the part the authenticator covers (without the session id, which the
-    verifier prepends): the encoded correlation id, entity id and command.
+    verifier prepends): the encoded correlation id, entity id and command, as received.
     """
 
     auth: bytes
     corr_id: bytes
     entity_id: bytes
     command: bytes
-
-    @property
-    def signed(self) -> bytes:
-        return _short(self.corr_id) + _short(self.entity_id) + self.command
+    signed: bytes
 
 
 def signed_part(corr_id: bytes, entity_id: bytes, command: bytes) -> bytes:
     return _short(corr_id) + _short(entity_id) + command
+
+
+def encode_response(corr_id: bytes, entity_id: bytes, resp: Response) -> bytes:
+    """A relay's (unauthenticated) transmission of `resp`: the same bytes as
+    encode_transmission(b"", signed_part(...)), built in one join."""
+    if len(corr_id) > 255 or len(entity_id) > 255:
+        raise ValueError("id longer than 255 bytes")
+    return b"".join(
+        (
+            b"\x00",
+            _LENGTH_BYTE[len(corr_id)],
+            corr_id,
+            _LENGTH_BYTE[len(entity_id)],
+            entity_id,
+            encode_message(resp),
+        )
+    )
 
 
 def encode_transmission(auth: bytes, signed: bytes) -> bytes:
@@ -332,13 +349,23 @@ def encode_transmission(auth: bytes, signed: bytes) -> bytes:
 
 
 def decode_transmission(data: bytes) -> Transmission:
-    r = _Reader(data)
-    auth = r.short()
-    corr_id = r.short()
-    entity_id = r.short()
+    # three length-prefixed fields, then the command; sliced directly (this is the hot path)
+    n = len(data)
+    if n < 3:
+        raise ProtocolError(ErrorCode.CMD_SYNTAX, "truncated transmission")
+    a_end = 1 + data[0]
+    if a_end >= n:
+        raise ProtocolError(ErrorCode.CMD_SYNTAX, "truncated field")
+    c_end = a_end + 1 + data[a_end]
+    if c_end >= n:
+        raise ProtocolError(ErrorCode.CMD_SYNTAX, "truncated field")
+    e_end = c_end + 1 + data[c_end]
+    if e_end > n:
+        raise ProtocolError(ErrorCode.CMD_SYNTAX, "truncated field")
+    corr_id, entity_id = data[a_end + 1 : c_end], data[c_end + 1 : e_end]
     if len(corr_id) > MAX_CORR_ID or len(entity_id) > MAX_ENTITY_ID:
         raise ProtocolError(ErrorCode.CMD_SYNTAX, "id too long")
-    return Transmission(auth, corr_id, entity_id, r.rest())
+    return Transmission(data[1:a_end], corr_id, entity_id, data[e_end:], data[a_end:])
 
 
 # ---------------------------------------------------------------- blocks

@@ -9,7 +9,6 @@ authenticator made for one session does not verify in another. See docs/protocol
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
 from cryptography.hazmat.primitives import hashes
@@ -32,7 +31,7 @@ def derive_mac_key(own: X25519PrivateKey, peer_public: bytes, session_id: bytes)
 
 
 def authenticator(mac_key: bytes, session_id: bytes, signed: bytes) -> bytes:
-    return hmac.new(mac_key, session_id + signed, hashlib.sha256).digest()
+    return hmac.digest(mac_key, session_id + signed, "sha256")
 
 
 def verify(mac_key: bytes, session_id: bytes, signed: bytes, auth: bytes) -> bool:

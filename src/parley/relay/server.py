@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import ssl
 import time
@@ -48,6 +49,24 @@ DB_FILE = "relay.db"
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+class RandomIds:
+    """Random message ids cut from a larger buffer: one urandom call per 1024 ids."""
+
+    def __init__(self, size: int = p.QUEUE_ID_SIZE, batch: int = 1024) -> None:
+        self._size = size
+        self._batch = batch
+        self._buf = b""
+        self._pos = 0
+
+    def next(self) -> bytes:
+        if self._pos >= len(self._buf):
+            self._buf = os.urandom(self._size * self._batch)
+            self._pos = 0
+        start = self._pos
+        self._pos += self._size
+        return self._buf[start : self._pos]
 
 
 @dataclass(slots=True, eq=False)
@@ -121,7 +140,7 @@ class Session:
     def send(self, corr_id: bytes, entity_id: bytes, resp: p.Response) -> None:
         if self.closed:
             return
-        t = p.encode_transmission(b"", p.signed_part(corr_id, entity_id, p.encode_message(resp)))
+        t = p.encode_response(corr_id, entity_id, resp)
         self._out.append(t)
         self._out_bytes += len(t)
         if self._out_bytes > self.relay.config.max_pending_output:
@@ -186,6 +205,7 @@ class RelayServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
         self.port = config.port
+        self._msg_ids = RandomIds()
 
     # ------------------------------------------------------------ life cycle
 
@@ -595,7 +615,7 @@ class RelayServer:
         if len(q.messages) + q.uncommitted >= self.config.quota:
             s.error(t.corr_id, t.entity_id, p.ErrorCode.QUOTA)
             return
-        msg = p.Msg(secrets.token_bytes(p.QUEUE_ID_SIZE), now_ms(), cmd.flags, cmd.body)
+        msg = p.Msg(self._msg_ids.next(), now_ms(), cmd.flags, cmd.body)
         q.uncommitted += 1
         self.stats.messages_sent += 1
 

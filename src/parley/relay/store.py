@@ -151,19 +151,41 @@ class SqliteQueueStore:
         await self._db.close()
 
 
+_ADD = (
+    # a queue deleted earlier in the same batch simply gets nothing
+    "INSERT INTO messages (recipient_id, msg_id, ts, flags, body) "
+    "SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM queues WHERE recipient_id = ?)"
+)
+_DELETE = "DELETE FROM messages WHERE recipient_id = ? AND msg_id = ?"
+
+
 def _apply(c: sqlite3.Connection, ops: Sequence[StoreOp]) -> None:
+    # runs of SENDs and of ACKs go to executemany: one C loop instead of a call each
+    adds: list[tuple[bytes, bytes, int, int, bytes, bytes]] = []
+    deletes: list[tuple[bytes, bytes]] = []
+
+    def flush() -> None:
+        if adds:
+            c.executemany(_ADD, adds)
+            adds.clear()
+        if deletes:
+            c.executemany(_DELETE, deletes)
+            deletes.clear()
+
     for op in ops:
+        if isinstance(op, AddMessage):
+            if deletes:
+                flush()
+            m = op.message
+            adds.append((m.recipient_id, m.msg_id, m.ts, m.flags, m.body, m.recipient_id))
+            continue
+        if isinstance(op, DeleteMessage):
+            if adds:
+                flush()
+            deletes.append((op.recipient_id, op.msg_id))
+            continue
+        flush()
         match op:
-            case AddMessage(m):
-                # a queue deleted earlier in the same batch simply gets nothing
-                c.execute(
-                    "INSERT INTO messages (recipient_id, msg_id, ts, flags, body) "
-                    "SELECT ?, ?, ?, ?, ? WHERE EXISTS "
-                    "(SELECT 1 FROM queues WHERE recipient_id = ?)",
-                    (m.recipient_id, m.msg_id, m.ts, m.flags, m.body, m.recipient_id),
-                )
-            case DeleteMessage(rid, mid):
-                c.execute("DELETE FROM messages WHERE recipient_id = ? AND msg_id = ?", (rid, mid))
             case CreateQueue(q):
                 c.execute(
                     "INSERT INTO queues (recipient_id, sender_id, recipient_key, sender_key, "
@@ -186,6 +208,7 @@ def _apply(c: sqlite3.Connection, ops: Sequence[StoreOp]) -> None:
                 c.execute("DELETE FROM queues WHERE recipient_id = ?", (rid,))
             case DeleteExpired(before):
                 c.execute("DELETE FROM messages WHERE ts < ?", (before,))
+    flush()
 
 
 Done = Callable[[BaseException | None], None]
