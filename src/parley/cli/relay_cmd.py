@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -132,11 +133,21 @@ async def serve(config: RelayConfig, interval: float = 300.0) -> None:
         print("relay stopped", flush=True)
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """asyncio.run, on uvloop when it is installed (`pip install 'parley[fast]'`)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args)
     except ValueError as e:
         print(f"parley relay: {e}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config, args.stats_interval))
+    run_loop(serve(config, args.stats_interval))
     return 0
