@@ -240,3 +240,20 @@ async def test_same_address_after_restart(tmp_path: Path) -> None:
         assert second.address.fingerprint == address.fingerprint
     for name in ("relay.db", "ca.key", "server.key"):
         assert (tmp_path / name).stat().st_mode & 0o077 == 0, name
+
+
+async def test_unanswered_commands_time_out_as_temporary_errors(relay: RelayServer) -> None:
+    from parley.relay.client import ClientSettings
+    from parley.relay.errors import TemporaryRelayError
+    from parley.retry import Backoff
+    from parley.testing.proxy import FaultProxy
+
+    async with FaultProxy(relay.address.host, relay.address.port) as proxy:
+        via = RelayAddress(relay.address.fingerprint, "127.0.0.1", proxy.port)
+        c = RelayClient(via, settings=ClientSettings(5.0, 0.3, 30.0, Backoff(0.05, 1.5, 0.5)))
+        await c.ping()
+        proxy.blackhole()  # the relay never hears of the next command
+        with pytest.raises(TemporaryRelayError, match="timeout"):
+            await c.ping()
+        proxy.heal()
+        await c.close()

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -87,6 +88,7 @@ class _Connection:
         self.session_key = hello.session_key
         self.mac_keys: dict[bytes, bytes] = {}
         self.pending: dict[bytes, asyncio.Future[p.Response]] = {}
+        self.deadlines: deque[tuple[float, bytes]] = deque()
         self.out: list[bytes] = []
         self.out_ready = asyncio.Event()
         self.closed = False
@@ -162,6 +164,7 @@ class RelayClient:
                 asyncio.create_task(self._read_loop(conn)),
                 asyncio.create_task(self._write_loop(conn)),
                 asyncio.create_task(self._ping_loop(conn)),
+                asyncio.create_task(self._expire_loop(conn)),
             ]
         self._was_up = True
         self.events.put_nowait(RelayUp(self.address))
@@ -329,6 +332,23 @@ class RelayClient:
         except (OSError, ssl.SSLError) as e:
             self._lost(conn, f"network: {e.__class__.__name__}")
 
+    async def _expire_loop(self, conn: _Connection) -> None:
+        """Fail commands that got no answer within `command_timeout` (temporary error)."""
+        tick = max(0.01, min(1.0, self.settings.command_timeout / 10))
+        while not conn.closed:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            # answered commands leave their deadline behind: drop those on the way too
+            while conn.deadlines and (
+                conn.deadlines[0][0] <= now or conn.deadlines[0][1] not in conn.pending
+            ):
+                deadline, corr_id = conn.deadlines.popleft()
+                if deadline > now:
+                    continue
+                fut = conn.pending.pop(corr_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(TemporaryRelayError("command timeout"))
+
     async def _ping_loop(self, conn: _Connection) -> None:
         interval = self.settings.ping_interval
         while not conn.closed:
@@ -361,14 +381,11 @@ class RelayClient:
         t = p.encode_transmission(auth, signed)
         fut: asyncio.Future[p.Response] = asyncio.get_running_loop().create_future()
         conn.pending[corr_id] = fut
+        # one timer task per connection expires commands (cheaper than a timer each)
+        conn.deadlines.append((time.monotonic() + self.settings.command_timeout, corr_id))
         conn.out.append(t)
         conn.out_ready.set()
-        try:
-            async with asyncio.timeout(self.settings.command_timeout):
-                resp = await fut
-        except TimeoutError as e:
-            conn.pending.pop(corr_id, None)
-            raise TemporaryRelayError("command timeout") from e
+        resp = await fut
         if isinstance(resp, p.Err):
             raise error_from_code(resp.code)
         return resp
