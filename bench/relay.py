@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import importlib.util
 import os
 import platform
 import struct
@@ -446,6 +447,11 @@ def _read(path: str) -> str:
         return ""
 
 
+def _relay_loop() -> str:
+    """`parley relay` runs on uvloop when it is installed (the `fast` extra)."""
+    return "uvloop" if importlib.util.find_spec("uvloop") else "default asyncio loop"
+
+
 def _filesystem(path: Path) -> str:
     """The type and device of the file system holding `path`, from /proc/mounts."""
     best, kind = "", "unknown"
@@ -479,8 +485,8 @@ def machine(store_parent: Path) -> list[str]:
     return [
         f"CPUs (`nproc`): {len(os.sched_getaffinity(0))}, {cpu}",
         f"RAM: {ram}",
-        f"Python: {platform.python_version()} ({platform.python_implementation()}), "
-        "default asyncio event loop",
+        f"Python: {platform.python_version()} ({platform.python_implementation()}); "
+        f"relay event loop: {_relay_loop()}, load generator: default asyncio loop",
         f"OS: {os_name}, Linux {platform.release()} ({platform.machine()})",
         f"Relay store: {_filesystem(store_parent)}; SQLite WAL, synchronous=FULL",
     ]
@@ -611,7 +617,7 @@ def section(
         "SEND → MSG → ACK through one relay over TLS 1.3, every SEND committed to the relay's "
         f"SQLite store (WAL, synchronous=FULL) before it is answered; {body_size}-byte bodies; "
         "queues secured, so every SEND and ACK carries an authenticator. The relay "
-        "(`python -m parley relay`, default asyncio loop) runs in its own process, started "
+        f"(`python -m parley relay`, {_relay_loop()}) runs in its own process, started "
         f"afresh on an empty store for every run; the load comes from one other process with "
         f"{clients}. Each queue keeps up to {window} messages unacknowledged: senders send "
         "while there is room, the recipient records the latency when MSG arrives and ACKs, "
