@@ -43,3 +43,30 @@ async def test_corr_ids_are_unique(relay: RelayServer, make_agent: MakeAgent) ->
     with pytest.raises(AgentError, match="corr id"):
         await a.create_connection_async("")
     assert [c.corr_id for c in (await a.pending()).commands] in ([], ["same"])
+
+
+async def test_cancelled_callers_do_not_strand_committed_work(
+    relay: RelayServer, make_agent: MakeAgent
+) -> None:
+    """A call cancelled after its transaction committed still runs (no restart needed)."""
+    import asyncio
+
+    from parley.agent import events as ev
+    from tests.agent.conftest import expect
+
+    a = await make_agent("alice", [str(relay.address)])
+    tasks = [asyncio.create_task(a.create_connection_async(f"c{i}")) for i in range(40)]
+    await asyncio.sleep(0)  # let them start (each is now inside its transaction)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def all_done() -> bool:
+        return not (await a.pending()).commands
+
+    from parley.testing.waiting import wait_for_condition
+
+    await wait_for_condition(all_done, 15)  # whatever committed also ran
+    stored = await a.subscribe_all()
+    invs = [(await expect(a, ev.Inv))[0].conn_id for _ in stored]
+    assert sorted(invs) == sorted(st.conn_id for st in stored)

@@ -393,12 +393,15 @@ class Agent:
             )
             return cmd, cancelled
 
-        cmd, cancelled = await self._db.run(tx)
-        for corr, internal in cancelled:
-            self._commands.pop(corr, None)
-            self._completed(corr, conn_id, ev.Err("connection deleted", "DELETED"), internal)
-        self._commands[cmd.corr_id] = cmd
-        self._wake.set()
+        def registered(result: tuple[CommandRow, list[tuple[str, bool]]]) -> None:
+            cmd, cancelled = result
+            for corr, internal in cancelled:
+                self._commands.pop(corr, None)
+                self._completed(corr, conn_id, ev.Err("connection deleted", "DELETED"), internal)
+            self._commands[cmd.corr_id] = cmd
+            self._wake.set()
+
+        await self._commit_then(tx, registered)
 
     async def ack_command_event(self, corr_id: str) -> None:
         """The client has durably handled the completion event of `corr_id`: forget it."""
@@ -462,11 +465,27 @@ class Agent:
                 )
             return cmd
 
-        cmd = await self._db.run(run)
-        if cmd.args.once:
-            self._waiters[cmd.corr_id] = asyncio.get_running_loop().create_future()
-        self._commands[cmd.corr_id] = cmd
-        self._wake.set()
+        def registered(cmd: CommandRow) -> None:
+            if cmd.args.once:
+                self._waiters[cmd.corr_id] = asyncio.get_running_loop().create_future()
+            self._commands[cmd.corr_id] = cmd
+            self._wake.set()
+
+        await self._commit_then(run, registered)
+
+    async def _commit_then(
+        self, tx: Callable[[sqlite3.Connection], T], then: Callable[[T], None]
+    ) -> T:
+        """Run `tx`; once it has committed, `then(result)` runs even if the caller was
+        cancelled meanwhile (otherwise a committed command would wait for a restart)."""
+        fut = asyncio.wrap_future(self._db.submit(tx))
+
+        def done(f: asyncio.Future[T]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                then(f.result())
+
+        fut.add_done_callback(done)
+        return await asyncio.shield(fut)
 
     # ------------------------------------------------------------ messages
 
@@ -480,9 +499,7 @@ class Agent:
                 raise AgentError(f"connection {conn_id} is {conn.status}, not ready")
             return self._enqueue_delivery(c, conn, ap.UserMessage(body), internal=False)
 
-        msg_id = await self._db.run(tx)
-        self._kick_delivery(conn_id)
-        return msg_id
+        return await self._commit_then(tx, lambda _: self._kick_delivery(conn_id))
 
     def _enqueue_delivery(
         self,
