@@ -65,6 +65,7 @@ class _After:
     label: str = ""  # names the step, for crash points in tests
 
     def merge(self, other: _After) -> None:
+        self.label = self.label or other.label
         self.deletes += other.deletes
         self.outbox += other.outbox
         self.commands += other.commands
@@ -439,6 +440,7 @@ class ChatController:
                 after = _After()
                 for conn in self._group_connections(c, group.group_id):
                     after.outbox.append(self._outbox(c, conn, body, item_id))
+                self._hold_for_connecting_members(c, group.group_id, body, item_id)
                 return self._item_view(c, item_id), after
 
             item, after = await self._db.run(tx)
@@ -700,6 +702,40 @@ class ChatController:
             (group_id,),
         )
         return [r[0] for r in rows]
+
+    def _hold_for_connecting_members(
+        self, c: sqlite3.Connection, group_id: int, body: bytes, item_id: int
+    ) -> None:
+        """Keep a group message for the members we are still connecting to; it is sent when
+        their group connection is ready. (The host forwards it too; receivers drop the
+        second copy by message id. Relying on the host alone loses the message when the
+        host learns the pair connected before the message reaches it.)"""
+        rows = c.execute(
+            "SELECT m.member_row FROM members m WHERE m.group_id = ? "
+            "AND m.category IN ('pre', 'post') "
+            "AND m.status NOT IN ('memLeft', 'memRemoved') AND NOT EXISTS ("
+            "SELECT 1 FROM connections x WHERE x.member_row = m.member_row "
+            "AND x.kind = 'member_group' AND x.status = 'ready')",
+            (group_id,),
+        ).fetchall()
+        for (member_row,) in rows:
+            c.execute(
+                "INSERT INTO pending_group_messages (member_row, body, item_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (member_row, body, item_id, s.now()),
+            )
+
+    def _release_held(
+        self, c: sqlite3.Connection, member_row: int, agent_conn_id: str, after: _After
+    ) -> None:
+        """The member's group connection is ready: send what was kept for it."""
+        rows = c.execute(
+            "SELECT id, body, item_id FROM pending_group_messages WHERE member_row = ? ORDER BY id",
+            (member_row,),
+        ).fetchall()
+        for pending_id, body, item_id in rows:
+            after.outbox.append(self._outbox(c, agent_conn_id, body, item_id))
+            c.execute("DELETE FROM pending_group_messages WHERE id = ?", (pending_id,))
 
     def _group_agent_conns(self, c: sqlite3.Connection, group_id: int) -> list[str]:
         rows = c.execute(
@@ -1260,8 +1296,11 @@ class ChatController:
         assert group is not None
         me = s.user_member(c, m.group_id)
         after = _After()
+        if conn.kind == s.K_MEMBER_GROUP and conn.agent_conn_id is not None:
+            self._release_held(c, m.member_row, conn.agent_conn_id, after)
         if m.category == s.CAT_INVITEE and me.status == s.M_CREATOR:
-            return self._invitee_connected(c, user, group, me, m)
+            after.merge(self._invitee_connected(c, user, group, me, m))
+            return after
         if m.category == s.CAT_HOST:
             s.set_member(c, m.member_row, status=s.M_CONNECTED)
             s.set_member(c, me.member_row, status=s.M_CONNECTED)
@@ -1666,7 +1705,20 @@ class ChatController:
                     con = cp.make(cp.XGrpMemCon(m.member_id))
                     after.outbox.append(self._outbox(c, host_conn, self._encode(con)))
                 return after
-            self._drop_member_connections(c, m.member_row, after)  # a re-introduction
+            # a re-introduction: connections still under way are kept (the member may be
+            # about to connect through them) and their links offered again; only failed
+            # ones are replaced by new links
+            conns = s.member_connections(c, m.member_row)
+            current = s.intros(c, "side = 'invitee' AND to_member = ?", (m.member_row,))
+            if conns and current and all(x.status != C_FAILED for x in conns):
+                intro = current[-1]
+                host_conn = self._host_connection(c, group_id)
+                if intro.group_link and intro.direct_link and host_conn is not None:
+                    links = cp.IntroInvitation(intro.group_link, intro.direct_link)
+                    inv = cp.make(cp.XGrpMemInv(m.member_id, links))
+                    after.outbox.append(self._outbox(c, host_conn, self._encode(inv)))
+                return after  # (links not both made yet: they go when they are)
+            self._drop_member_connections(c, m.member_row, after)
             row = m.member_row
             s.set_member(c, row, status=s.M_INTRODUCED)
             c.execute("DELETE FROM introductions WHERE side = 'invitee' AND to_member = ?", (row,))
@@ -1774,13 +1826,18 @@ class ChatController:
             return after
         else:
             row = m.member_row
-            self._drop_member_connections(c, row, after)  # links of a re-introduction
+            conns = s.member_connections(c, row)
+            joined = {x.link for x in conns if x.status != C_FAILED}
+            if joined == {links.group_conn_req, links.direct_conn_req}:
+                return after  # the same links again: the joins are under way
+            self._drop_member_connections(c, row, after)  # new links of a re-introduction
         mem_info = self._encode(cp.make(cp.XGrpMemInfo(me.member_id, self._profile(user))))
         for link, kind in (
             (links.group_conn_req, s.K_MEMBER_GROUP),
             (links.direct_conn_req, s.K_MEMBER_DIRECT),
         ):
             conn = s.insert_connection(c, kind, member_row=row)
+            s.set_connection(c, conn, link=link)
             call = {"op": "join", "link": link, "info": _b64(mem_info)}
             after.commands.append(self._command(c, user, conn, "joined", {}, call))
         return after

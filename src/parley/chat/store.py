@@ -113,6 +113,13 @@ MIGRATIONS = [
         received_at REAL NOT NULL,
         PRIMARY KEY (scope, msg_id)
     );
+    CREATE TABLE pending_group_messages (
+        id INTEGER PRIMARY KEY,
+        member_row INTEGER NOT NULL REFERENCES members(member_row) ON DELETE CASCADE,
+        body BLOB NOT NULL,
+        item_id INTEGER,
+        created_at REAL NOT NULL
+    );
     CREATE TABLE outbox (
         id INTEGER PRIMARY KEY,
         agent_conn_id TEXT NOT NULL,
