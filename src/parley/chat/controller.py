@@ -712,7 +712,9 @@ class ChatController:
         host learns the pair connected before the message reaches it.)"""
         rows = c.execute(
             "SELECT m.member_row FROM members m WHERE m.group_id = ? "
-            "AND m.category IN ('pre', 'post') "
+            "AND (m.category IN ('pre', 'post') "
+            # the host: an invitee that joined, whose connection is not ready here yet
+            "OR (m.category = 'invitee' AND m.status = 'memAccepted')) "
             "AND m.status NOT IN ('memLeft', 'memRemoved') AND NOT EXISTS ("
             "SELECT 1 FROM connections x WHERE x.member_row = m.member_row "
             "AND x.kind = 'member_group' AND x.status = 'ready')",
