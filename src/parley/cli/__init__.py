@@ -7,7 +7,7 @@ import logging
 import sys
 
 from parley import __version__
-from parley.cli import chat_cmd, relay_cmd
+from parley.cli import chat_cmd, demo_cmd, relay_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     relay_cmd.add_parser(commands)
     chat_cmd.add_parser(commands)
+    demo_cmd.add_parser(commands)
     return parser
 
 
