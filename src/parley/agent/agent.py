@@ -845,10 +845,9 @@ class Agent:
         await self._send_confirmation(cmd, inv.queue.relay, inv.queue.sender_id, a.envelope)
 
         def effects(c: sqlite3.Connection) -> None:
-            c.execute(
-                "UPDATE snd_queues SET status = 'confirmed' WHERE conn_id = ?", (cmd.conn_id,)
-            )
-            set_conn_status(c, cmd.conn_id, JOINED)
+            # a retried JOIN can end after the connection went further (even to CON):
+            # statuses only ever move forward
+            _advance(c, cmd.conn_id, snd_queue="confirmed", conn_from=NEW, conn_to=JOINED)
 
         await self._complete(cmd, ev.Ok(), effects)
 
@@ -927,12 +926,12 @@ class Agent:
 
         def effects(c: sqlite3.Connection) -> None:
             c.execute(
-                "UPDATE snd_queues SET status = 'confirmed' WHERE conn_id = ?", (cmd.conn_id,)
-            )
-            c.execute(
                 "UPDATE confirmations SET status = 'accepted' WHERE conf_id = ?", (a.conf_id,)
             )
-            set_conn_status(c, cmd.conn_id, ACCEPTED)
+            # a retried ALLOW can end after the HELLOs made the connection ready
+            _advance(
+                c, cmd.conn_id, snd_queue="confirmed", conn_from=CONFIRMATION, conn_to=ACCEPTED
+            )
 
         await self._complete(cmd, ev.Ok(), effects)
 
@@ -1364,6 +1363,20 @@ class _Received(msgspec.Struct):
 
 
 # ---------------------------------------------------------------- transaction helpers
+
+
+def _advance(
+    c: sqlite3.Connection, conn_id: str, *, snd_queue: str, conn_from: str, conn_to: str
+) -> None:
+    """Move the send queue from `new` and the connection from `conn_from`, never back."""
+    c.execute(
+        "UPDATE snd_queues SET status = ? WHERE conn_id = ? AND status = 'new'",
+        (snd_queue, conn_id),
+    )
+    c.execute(
+        "UPDATE connections SET status = ?, updated_at = ? WHERE conn_id = ? AND status = ?",
+        (conn_to, now(), conn_id, conn_from),
+    )
 
 
 def _check_new_corr_id(c: sqlite3.Connection, corr_id: str) -> None:
