@@ -418,13 +418,23 @@ class RelayClient:
             self.keep_connected()
 
     async def _subscribe_one(self, recipient_id: bytes, key: AuthKey) -> None:
-        try:
-            await self._command(p.SUB, recipient_id, key)
-        except PermanentRelayError as e:
-            self._subscriptions.pop(recipient_id, None)
-            self.events.put_nowait(SubscriptionEnded(self.address, recipient_id, e))
-        except RelayError:
-            pass  # renewed on the next reconnect
+        attempt = 0
+        while not self._closed and self._subscriptions.get(recipient_id) is key:
+            conn = self._conn
+            if conn is None or conn.closed:
+                return  # the reconnect renews every remembered subscription
+            try:
+                await self._command(p.SUB, recipient_id, key, conn)
+                return
+            except PermanentRelayError as e:
+                self._subscriptions.pop(recipient_id, None)
+                self.events.put_nowait(SubscriptionEnded(self.address, recipient_id, e))
+                return
+            except RelayError:
+                # the SUB may have been lost on a connection that a reconnect already
+                # replaced: try again rather than wait for the next reconnect
+                attempt += 1
+                await asyncio.sleep(self.settings.reconnect.delay(attempt))
 
     def keep_connected(self) -> None:
         """Connect in the background, retrying with backoff until connected or closed."""
