@@ -276,10 +276,9 @@ def findings(runs: list[Run]) -> list[str]:
         out.append(
             "- What slows a group down is a relay that cannot be reached (outages, restarts) "
             "and a client that is down, not cut links: a cut connection comes back within a "
-            "second with the short retry delays used here. Faults cost relatively less in "
-            "large groups: the formation is CPU-bound there, and while one relay is down or "
-            "one client restarts, the rest of the group goes on connecting. One run per "
-            "point, so small differences are noise."
+            "second with the short retry delays used here; while one relay is down or one "
+            "client restarts, the rest of the group goes on connecting. One run per point, "
+            "so differences of a few tens of percent are within run-to-run noise."
         )
     per_conn = [
         (r.result.relay_at_mesh.minus(r.result.relay_at_group_start).messages / r.joins**2)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from parley.demo.scenario import ScenarioConfig, ScenarioResult, run_scenario
 from tests.chaos.conftest import chaos_seed_line
 
@@ -28,30 +26,9 @@ def explain(result: ScenarioResult) -> str:
     return "\n".join(lines)
 
 
-# Failures with the signature of a bug that is known and not fixed yet: the test is marked
-# as an expected failure (with the seed) instead of failing the default run at random.
-# Remove an entry once its bug is fixed. See test_known_bugs.py.
-KNOWN_BUGS = {
-    "is accepted, not ready": (
-        "known bug: an ALLOW that completes after its connection's CON (its answer was lost "
-        "and it was retried) sets the connection back to 'accepted' (agent _exec_allow), and "
-        "the chat then drops every message for it (controller _send_outbox)"
-    ),
-}
-
-
-def known_bug(result: ScenarioResult) -> None:
-    for signature, reason in KNOWN_BUGS.items():
-        if any(signature in line for line in result.dropped):
-            print(explain(result))
-            pytest.xfail(f"{reason}; {chaos_seed_line(result.seed)}")
-
-
 async def chaos(tmp_path: Path, **settings: object) -> ScenarioResult:
     config = ScenarioConfig(workdir=tmp_path / "chaos", settle=True, **settings)  # type: ignore[arg-type]
     result = await run_scenario(config)
-    if not result.ok:
-        known_bug(result)
     assert result.ok, explain(result)
     # what ok means, spelled out
     assert result.pairs_connected == result.pairs_total

@@ -1,8 +1,7 @@
 """Groups of 8 form under random connection cuts, relay restarts and client SIGKILLs at
 random (seeded) moments: full mesh, every message exactly once at every member, and in the
-end nothing pending anywhere. (Messages sent while the members are still connecting to each
-other can be lost: see test_known_bugs.py.) The seed is printed; PARLEY_SEED=S reproduces
-a failure's fault schedule."""
+end nothing pending anywhere. The seed is printed; PARLEY_SEED=S reproduces a failure's
+fault schedule."""
 
 from __future__ import annotations
 

@@ -120,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"parley demo: {e}", file=sys.stderr)
         return 2
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        print(f"parley demo: {args.keep} is not empty (the demo starts afresh)", file=sys.stderr)
+        return 2
     scenario = Scenario(config)
     console = Console()
     live = console.is_terminal and not args.plain

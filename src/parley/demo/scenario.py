@@ -47,6 +47,7 @@ from parley.testing.waiting import wait_for_condition
 
 __all__ = [
     "CONNECTED",
+    "STALL_AFTER",
     "FaultCounts",
     "MemberProgress",
     "MessagesDropped",
@@ -55,6 +56,7 @@ __all__ = [
     "Scenario",
     "ScenarioConfig",
     "ScenarioResult",
+    "Stalled",
     "member_names",
     "run_scenario",
 ]
@@ -65,6 +67,10 @@ DROPPED = b"not sent:"
 # give up waiting for messages this long after the last new receipt, once a sender has
 # dropped a message and the fault schedule is over (the missing ones will not come)
 DROPPED_GRACE = 5.0
+# give up waiting for the mesh after this long without progress while nothing is pending
+# (ScenarioConfig.stall_after): longer than the chat's re-introduction of a pair that makes
+# no progress and the agent's periodic check of its subscriptions, which could still help
+STALL_AFTER = 120.0
 CONNECTED = ("memConnected", "memComplete")
 JOINED = ("memConnected", "memComplete", "memCreator")
 
@@ -122,6 +128,10 @@ class ScenarioConfig:
     # are still connecting to each other (the host forwards them meanwhile)
     early_messages: int = 0
     poll_interval: float | None = None  # default grows with the number of members
+    # give up early when the mesh is not complete, the fault schedule is over, every client
+    # is up with nothing pending and no member's view changed for this long (None: never;
+    # the run then lasts until `timeout`)
+    stall_after: float | None = STALL_AFTER
     workdir: Path | None = None  # default: a temporary directory, removed on success
     keep_workdir: bool = False
 
@@ -134,6 +144,8 @@ class ScenarioConfig:
             raise ValueError("messages must not be negative")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if self.stall_after is not None and self.stall_after <= 0:
+            raise ValueError("stall_after must be positive (or None)")
 
 
 @dataclass
@@ -243,6 +255,11 @@ class ScenarioResult:
     @property
     def joins(self) -> int:
         return self.members - 1
+
+
+class Stalled(RuntimeError):
+    """The group stopped forming with nothing pending anywhere, and neither a re-introduction
+    by the host nor the agents' own periodic checks helped for `stall_after` seconds."""
 
 
 class MessagesDropped(RuntimeError):
@@ -400,6 +417,8 @@ class Scenario:
         self._cleanup_cuts = 0  # links cut after an in-process relay stopped (not faults)
         self._contacts_missing: list[str] = []
         self._last_receipt = 0.0
+        self._stall_views = 0
+        self._idle_since = 0.0
 
     # ------------------------------------------------------------ helpers
 
@@ -458,6 +477,8 @@ class Scenario:
         owned_dir = cfg.workdir is None
         workdir = Path(tempfile.mkdtemp(prefix="parley-demo-")) if owned_dir else cfg.workdir
         assert workdir is not None
+        if workdir.exists() and any(workdir.iterdir()):
+            raise ValueError(f"{workdir} is not empty: a scenario starts from fresh databases")
         workdir.mkdir(parents=True, exist_ok=True)
         problems: list[str] = []
         try:
@@ -472,7 +493,7 @@ class Scenario:
                     )
                 else:
                     problems.append(f"gave up waiting: {e}")
-            except MessagesDropped as e:
+            except (MessagesDropped, Stalled) as e:
                 problems.append(str(e))
             except Exception as e:  # a broken setup: report it, do not hide it
                 problems.append(f"{type(e).__name__}: {e}")
@@ -668,7 +689,34 @@ class Scenario:
         self.log(f"{m.name} accepted the invitation")
 
     async def _mesh_complete(self) -> bool:
-        return self.progress.pairs_connected == self.progress.pairs_total
+        pr = self.progress
+        if pr.pairs_connected == pr.pairs_total:
+            return True
+        stall_after = self.config.stall_after
+        if stall_after is None:
+            return False
+        # a stall: no fault left to come, every client up and nothing pending anywhere, yet
+        # no member's view of the others changed for a long time, longer than the timers
+        # that could still help (the host's re-introduction of a pair, the agents' checks
+        # of their subscriptions)
+        now = self._now()
+        views = hash(tuple(tuple(sorted(m.view.items())) for m in self._members))
+        idle = (
+            self._faults_done.is_set()
+            and all(m.up for m in pr.members)
+            and not (pr.commands or pr.deliveries or pr.continuations)
+            and views == self._stall_views
+        )
+        if not idle:
+            self._stall_views, self._idle_since = views, now
+        elif now - self._idle_since > stall_after:
+            missing = pr.pairs_total - pr.pairs_connected
+            raise Stalled(
+                f"stalled: {missing} member pairs not connected; for {stall_after:g} s no "
+                "member's view changed and no client had anything pending (commands, "
+                "deliveries, continuations)"
+            )
+        return False
 
     # ------------------------------------------------------------ messages
 
