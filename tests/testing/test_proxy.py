@@ -411,6 +411,111 @@ async def test_cut_random_same_seed_same_offsets(echo: EchoServer) -> None:
     assert all(30.0 <= offset <= 60.0 for _, offset in plans[0])
 
 
+async def test_cut_random_exponential_cuts_every_link(proxy: FaultProxy) -> None:
+    proxy.cut_random(1.0, mean=0.05)
+    conns = [await connect(proxy) for _ in range(5)]
+    for reader, _ in conns:
+        assert await ended(reader)
+    await wait_for_condition(lambda: proxy.stats.random_cuts == 5, timeout=DEADLINE)
+    assert [serial for serial, _ in proxy.planned_cuts] == [1, 2, 3, 4, 5]
+    for conn in conns:
+        await close(conn)
+
+
+async def _exponential_plan(echo: EchoServer, seed: int, count: int) -> list[float]:
+    async with FaultProxy("127.0.0.1", echo.port, seed=seed) as proxy:
+        proxy.cut_random(1.0, mean=30.0)  # far beyond the test
+        conns = [await connect(proxy) for _ in range(count)]
+        await wait_for_condition(lambda: proxy.stats.links_accepted == count, timeout=DEADLINE)
+        for conn in conns:
+            await close(conn)
+        return [offset for _, offset in proxy.planned_cuts]
+
+
+async def test_cut_random_exponential_offsets(echo: EchoServer) -> None:
+    offsets = await _exponential_plan(echo, seed=8, count=200)
+    assert len(offsets) == 200
+    assert 30.0 * 0.75 <= sum(offsets) / len(offsets) <= 30.0 * 1.25
+    # an exponential distribution, not a window: short and long lives alike
+    assert sum(o < 3.0 for o in offsets) >= 5  # P(X < mean/10) = 9.5%
+    assert sum(o > 60.0 for o in offsets) >= 10  # P(X > 2 mean) = 13.5%
+    assert await _exponential_plan(echo, seed=8, count=200) == offsets
+    assert await _exponential_plan(echo, seed=9, count=200) != offsets
+
+
+async def _refusal_pattern(
+    echo: EchoServer, seed: int, count: int, share: float = 0.3
+) -> tuple[list[bool], list[tuple[int, float]]]:
+    """Open ``count`` connections one after another; report which were refused, and the
+    cuts planned (far in the future) for the accepted ones."""
+    pattern: list[bool] = []
+    async with FaultProxy("127.0.0.1", echo.port, seed=seed) as proxy:
+        proxy.refuse_random(share)
+        proxy.cut_random(0.5, after=(30.0, 60.0))
+        conns = []
+        for _ in range(count):
+            reader, writer = await connect(proxy)
+            writer.write(b"x")
+            try:
+                async with asyncio.timeout(DEADLINE):
+                    data = await reader.read(1)
+            except ConnectionError:
+                data = b""
+            pattern.append(data == b"")
+            conns.append((reader, writer))
+        refused = sum(pattern)
+        assert proxy.stats.links_refused == proxy.stats.random_refusals == refused
+        assert proxy.stats.links_accepted == count - refused
+        assert proxy.stats.faults_injected == refused
+        assert echo.connections >= count - refused  # refused ones never reached it
+        for conn in conns:
+            await close(conn)
+        return pattern, list(proxy.planned_cuts)
+
+
+async def test_refuse_random_share_and_determinism(echo: EchoServer) -> None:
+    first, cuts = await _refusal_pattern(echo, seed=77, count=200)
+    assert 0.2 <= sum(first) / len(first) <= 0.4
+    assert await _refusal_pattern(echo, seed=77, count=200) == (first, cuts)
+    assert (await _refusal_pattern(echo, seed=78, count=200))[0] != first
+    # the refusals draw from their own generator: the accepted links get the cuts they
+    # would get without any refusal
+    _, alone = await _refusal_pattern(echo, seed=77, count=200 - sum(first), share=0.0)
+    assert alone == cuts
+
+
+async def test_refuse_random_all_and_none(proxy: FaultProxy, echo: EchoServer) -> None:
+    proxy.refuse_random(1.0)
+    for _ in range(3):
+        try:
+            reader, writer = await connect(proxy)
+            assert await ended(reader)
+            writer.close()
+        except ConnectionError:
+            pass
+    await wait_for_condition(lambda: proxy.stats.random_refusals == 3, timeout=DEADLINE)
+    assert echo.connections == 0
+    proxy.refuse_random(0.0)
+    conn = await connect(proxy)
+    assert await roundtrip(conn) == b"ping"
+    # refuse() wins and draws nothing
+    proxy.refuse_random(1.0)
+    proxy.refuse()
+    try:
+        reader, writer = await connect(proxy)
+        assert await ended(reader)
+        writer.close()
+    except ConnectionError:
+        pass
+    await wait_for_condition(lambda: proxy.stats.links_refused == 4, timeout=DEADLINE)
+    assert proxy.stats.random_refusals == 3
+    proxy.heal()  # switches random refusals off too
+    again = await connect(proxy)
+    assert await roundtrip(again) == b"ping"
+    await close(conn)
+    await close(again)
+
+
 async def test_heal_turns_everything_off(proxy: FaultProxy) -> None:
     proxy.cut_random(1.0, after=(0.2, 0.2))
     conn = await connect(proxy)
@@ -475,6 +580,14 @@ async def test_argument_validation(proxy: FaultProxy) -> None:
         proxy.cut_random(1.5)
     with pytest.raises(ValueError):
         proxy.cut_random(0.5, after=(1.0, 0.5))
+    with pytest.raises(ValueError):
+        proxy.cut_random(0.5, mean=0.0)
+    with pytest.raises(ValueError):
+        proxy.cut_random(0.5, after=(0.0, 1.0), mean=1.0)
+    with pytest.raises(ValueError):
+        proxy.refuse_random(-0.1)
+    with pytest.raises(ValueError):
+        proxy.refuse_random(1.5)
     with pytest.raises(RuntimeError):
         await proxy.start()
     with pytest.raises(RuntimeError):

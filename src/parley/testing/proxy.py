@@ -9,7 +9,9 @@ While links are running, a test can switch faults on and off:
 * :meth:`FaultProxy.refuse` resets new connections as soon as they arrive;
 * :meth:`FaultProxy.blackhole` silently drops bytes in both directions;
 * :meth:`FaultProxy.delay` delivers every chunk late, keeping its order;
-* :meth:`FaultProxy.cut_random` cuts a seeded random share of new links;
+* :meth:`FaultProxy.cut_random` cuts a seeded random share of new links, after a
+  uniformly or exponentially distributed time;
+* :meth:`FaultProxy.refuse_random` resets a seeded random share of new connections;
 * :meth:`FaultProxy.heal` switches every fault off.
 
 Everything runs on the current asyncio event loop. The fault switches are
@@ -62,8 +64,10 @@ class ProxyStats:
 
     #: Connections that became links (refused ones are not counted here).
     links_accepted: int = 0
-    #: Connections reset on arrival while :meth:`FaultProxy.refuse` was on.
+    #: Connections reset on arrival, by :meth:`FaultProxy.refuse` or at random.
     links_refused: int = 0
+    #: The part of ``links_refused`` chosen by :meth:`FaultProxy.refuse_random`.
+    random_refusals: int = 0
     #: Links aborted by :meth:`FaultProxy.cut` or by a random cut.
     links_cut: int = 0
     #: The part of ``links_cut`` done by :meth:`FaultProxy.cut_random`.
@@ -84,6 +88,7 @@ class ProxyStats:
         return ProxyStats(
             links_accepted=self.links_accepted,
             links_refused=self.links_refused,
+            random_refusals=self.random_refusals,
             links_cut=self.links_cut,
             random_cuts=self.random_cuts,
             target_failures=self.target_failures,
@@ -135,8 +140,9 @@ class FaultProxy:
     ``target_host``/``target_port`` is where links are forwarded to (see
     :meth:`retarget`). The proxy listens on ``listen_host``/``listen_port``;
     with the default port 0 the system picks a free one, readable from
-    :attr:`port` after :meth:`start`. ``seed`` seeds the random generator
-    used by :meth:`cut_random`, making its choices reproducible.
+    :attr:`port` after :meth:`start`. ``seed`` seeds the random generators
+    used by :meth:`cut_random` and :meth:`refuse_random`, making their
+    choices reproducible.
     ``connect_timeout`` bounds how long a link waits for the target to
     accept before it is closed.
     """
@@ -155,6 +161,9 @@ class FaultProxy:
         self._listen = (listen_host, listen_port)
         self._connect_timeout = connect_timeout
         self._rng = random.Random(seed)
+        # refusals draw from their own generator: switching them on or off does not
+        # change which links cut_random chooses among those accepted
+        self._refuse_rng = random.Random(None if seed is None else f"refuse:{seed}")
         self._server: asyncio.Server | None = None
         self._bound: tuple[str, int] | None = None
         self._stopped = False
@@ -169,6 +178,8 @@ class FaultProxy:
         self._delay = 0.0
         self._cut_share = 0.0
         self._cut_after = (0.0, 1.0)
+        self._cut_mean: float | None = None
+        self._refuse_share = 0.0
         #: Live counters; see :class:`ProxyStats`.
         self.stats = ProxyStats()
         #: ``(link serial, seconds)`` for every link :meth:`cut_random` chose,
@@ -315,31 +326,65 @@ class FaultProxy:
             raise ValueError(f"delay must be >= 0, got {seconds!r}")
         self._delay = float(seconds)
 
-    def cut_random(self, share: float, *, after: tuple[float, float] = (0.0, 1.0)) -> None:
+    def cut_random(
+        self,
+        share: float,
+        *,
+        after: tuple[float, float] | None = None,
+        mean: float | None = None,
+    ) -> None:
         """Cut each new link with probability ``share`` after a random time.
 
-        The time is drawn uniformly from ``after`` (seconds, counted from the
-        moment the link is accepted). Draws come from ``random.Random(seed)``
-        in the order links are accepted, so the same seed and the same
-        sequence of connections cut the same links at the same offsets; see
-        :attr:`planned_cuts`. ``share`` 0 stops choosing new links (cuts
-        already planned still happen; :meth:`heal` cancels them).
+        The time (seconds, counted from the moment the link is accepted) is
+        drawn uniformly from ``after`` (by default ``(0.0, 1.0)``), or, with
+        ``mean``, from an exponential distribution with that mean: most links
+        then live a short while and a few much longer, like connections on a
+        bad mobile network. ``cut_random(1.0, mean=1.0)`` cuts every link
+        after one second on average. Give ``after`` or ``mean``, not both.
+
+        Draws come from ``random.Random(seed)`` in the order links are
+        accepted, so the same seed and the same sequence of connections cut
+        the same links at the same offsets; see :attr:`planned_cuts`.
+        ``share`` 0 stops choosing new links (cuts already planned still
+        happen; :meth:`heal` cancels them).
         """
-        low, high = after
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"share must be within [0, 1], got {share!r}")
+        if after is not None and mean is not None:
+            raise ValueError("give after or mean, not both")
+        if mean is not None and not mean > 0.0:
+            raise ValueError(f"mean must be positive, got {mean!r}")
+        low, high = after if after is not None else (0.0, 1.0)
         if not 0.0 <= low <= high:
             raise ValueError(f"after must be (low, high) with 0 <= low <= high, got {after!r}")
         self._cut_share = float(share)
         self._cut_after = (float(low), float(high))
+        self._cut_mean = None if mean is None else float(mean)
+
+    def refuse_random(self, share: float) -> None:
+        """Reset each new connection on arrival with probability ``share``.
+
+        Like :meth:`refuse`, but only for a random share of the connections:
+        a client that tries again soon gets through after a try or two, as on
+        a network that loses connection attempts. Draws come from a generator
+        seeded from ``seed`` (its own, so that refusals do not change the
+        draws of :meth:`cut_random`), one per connection that arrives while
+        :meth:`refuse` is off, in arrival order. ``share`` 0 switches it off.
+        Refusals count in :attr:`ProxyStats.links_refused` and
+        :attr:`ProxyStats.random_refusals`.
+        """
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"share must be within [0, 1], got {share!r}")
+        self._refuse_share = float(share)
 
     def heal(self) -> None:
-        """Switch every fault off: refuse, blackhole, delay and random cuts.
+        """Switch every fault off: refusals, blackhole, delay and random cuts.
 
         Random cuts already planned for open links are cancelled too. Bytes
         already waiting out a delay are still delivered at their time.
         """
         self.refuse(False)
+        self.refuse_random(0.0)
         self.blackhole(False)
         self.delay(0.0)
         self.cut_random(0.0)
@@ -362,7 +407,11 @@ class FaultProxy:
         if self._stopped:
             writer.transport.abort()
             return
-        if self._refusing:
+        refused = self._refusing
+        if not refused and self._refuse_share > 0.0:
+            refused = self._refuse_rng.random() < self._refuse_share
+            self.stats.random_refusals += int(refused)
+        if refused:
             self.stats.links_refused += 1
             self.stats.faults_injected += 1
             _reset(writer)
@@ -373,7 +422,10 @@ class FaultProxy:
         self._links[link.serial] = link
         self.stats.links_accepted += 1
         if self._cut_share > 0.0 and self._rng.random() < self._cut_share:
-            offset = self._rng.uniform(*self._cut_after)
+            if self._cut_mean is not None:
+                offset = self._rng.expovariate(1.0 / self._cut_mean)
+            else:
+                offset = self._rng.uniform(*self._cut_after)
             self.planned_cuts.append((link.serial, offset))
             link.cut_timer = asyncio.get_running_loop().call_later(offset, self._random_cut, link)
         link.task = self._spawn(self._run_link(link), f"fault-proxy-link-{link.serial}")
