@@ -3,6 +3,13 @@
 Requests are matched to responses by correlation id and batched into blocks; pushed
 messages, subscription ends and the connection going down and up arrive as events on a
 queue. A lost connection is re-established with backoff and every subscription is renewed.
+
+Nothing here may wait on a dead connection: a command for a connection that is already
+closed fails at once (temporarily), every command on a live one is answered or times out,
+and a connection lost at any moment fails what is pending on it. Subscriptions are
+per connection: the client remembers which queues it wants (`wanted`) and which the relay
+has confirmed on the current session (`subscriptions`); every wanted queue that is not
+confirmed is subscribed again in the background, without holding up the reconnect.
 """
 
 from __future__ import annotations
@@ -13,8 +20,9 @@ import logging
 import ssl
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from parley.protocol import relay as p
 from parley.protocol.address import RelayAddress
@@ -55,7 +63,9 @@ class MessageReceived:
 
 @dataclass(frozen=True)
 class SubscriptionEnded:
-    """Another client subscribed to the queue (END), or renewing the subscription failed."""
+    """Another client subscribed to the queue (END: `error` is None), or the relay refused
+    the subscription for good (`error`). After END the queue stays wanted: it is
+    subscribed again on the next connection, or when `keep_subscribed` is called again."""
 
     relay: RelayAddress
     recipient_id: bytes
@@ -94,6 +104,9 @@ class _Connection:
         self.closed = False
         self.last_received = time.monotonic()
         self.tasks: list[asyncio.Task[None]] = []
+        # queues the relay confirmed (SUB answered OK) on this session, and SUBs under way
+        self.subscribed: set[bytes] = set()
+        self.subscribing: set[bytes] = set()
 
     def mac_key(self, key: AuthKey) -> bytes:
         mk = self.mac_keys.get(key.public)
@@ -131,7 +144,8 @@ class RelayClient:
         self.connect_to = connect_to
         self._conn: _Connection | None = None
         self._connect_lock = asyncio.Lock()
-        self._subscriptions: dict[bytes, AuthKey] = {}
+        self._subscriptions: dict[bytes, AuthKey] = {}  # wanted: renewed on every connection
+        self._sub_errors: dict[bytes, RelayError] = {}  # the last failure to subscribe each
         self._reconnect_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -145,7 +159,24 @@ class RelayClient:
 
     @property
     def subscriptions(self) -> frozenset[bytes]:
+        """Queues the relay has confirmed as subscribed on the current connection."""
+        conn = self._conn
+        if conn is None or conn.closed:
+            return frozenset()
+        return frozenset(conn.subscribed)
+
+    @property
+    def wanted(self) -> frozenset[bytes]:
+        """Queues this client keeps subscribed (across reconnects) until told otherwise."""
         return frozenset(self._subscriptions)
+
+    def is_subscribed(self, recipient_id: bytes) -> bool:
+        conn = self._conn
+        return conn is not None and not conn.closed and recipient_id in conn.subscribed
+
+    def subscription_error(self, recipient_id: bytes) -> RelayError | None:
+        """Why the last attempt to subscribe `recipient_id` failed (None once it succeeds)."""
+        return self._sub_errors.get(recipient_id)
 
     # ------------------------------------------------------------ connection
 
@@ -168,7 +199,9 @@ class RelayClient:
             ]
         self._was_up = True
         self.events.put_nowait(RelayUp(self.address))
-        await self._resubscribe(conn)
+        # in the background: a connection lost during the renewal must not hold up connect()
+        # (nor the reconnect loop that called it)
+        self._resubscribe(conn)
 
     async def _open(self) -> _Connection:
         host, port = self.connect_to or (self.address.host, self.address.port)
@@ -206,23 +239,51 @@ class RelayClient:
             raise TemporaryRelayError(f"cannot connect: {e}") from e
         return _Connection(reader, writer, hello)
 
-    async def _resubscribe(self, conn: _Connection) -> None:
-        items = list(self._subscriptions.items())
-        if not items:
+    def _resubscribe(self, conn: _Connection) -> None:
+        for rid in list(self._subscriptions):
+            self._ensure_subscribed(conn, rid)
+
+    def _ensure_subscribed(self, conn: _Connection, rid: bytes) -> None:
+        """Subscribe `rid` on `conn` in the background unless it is or is being subscribed."""
+        if conn.closed or rid in conn.subscribed or rid in conn.subscribing:
             return
-        results = await asyncio.gather(
-            *(self._command(p.SUB, rid, key, conn) for rid, key in items),
-            return_exceptions=True,
-        )
-        retry = False
-        for (rid, _), r in zip(items, results, strict=True):
-            if isinstance(r, PermanentRelayError):
-                self._subscriptions.pop(rid, None)
-                self.events.put_nowait(SubscriptionEnded(self.address, rid, r))
-            elif isinstance(r, BaseException):
-                retry = True
-        if retry:  # renewing failed on the way: reconnect and renew them all again
-            self._lost(conn, "renewing subscriptions failed")
+        conn.subscribing.add(rid)
+        self._spawn(self._subscribe_on(conn, rid))
+
+    async def _subscribe_on(self, conn: _Connection, rid: bytes) -> None:
+        attempt = 0
+        try:
+            while not self._closed and not conn.closed:
+                key = self._subscriptions.get(rid)
+                if key is None:
+                    return
+                try:
+                    await self._command(p.SUB, rid, key, conn)
+                except PermanentRelayError as e:
+                    if self._subscriptions.get(rid) is key:
+                        self._subscriptions.pop(rid, None)
+                    self._sub_errors[rid] = e
+                    log.warning("relay %s refused a subscription: %s", self.address, e)
+                    self.events.put_nowait(SubscriptionEnded(self.address, rid, e))
+                    return
+                except TemporaryRelayError as e:
+                    # a timeout on a live connection, or the connection was lost (then the
+                    # loop ends and the next connection subscribes it again)
+                    self._sub_errors[rid] = e
+                    attempt += 1
+                    await asyncio.sleep(self.settings.reconnect.delay(attempt))
+                    continue
+                if rid in self._subscriptions:
+                    conn.subscribed.add(rid)
+                    self._sub_errors.pop(rid, None)
+                return
+        finally:
+            conn.subscribing.discard(rid)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _lost(self, conn: _Connection, reason: str) -> None:
         if conn.closed:
@@ -256,8 +317,11 @@ class RelayClient:
                     log.warning("relay %s: %s", self.address, e)
                 except RelayError:
                     pass
+                except Exception:  # a bug must not leave the client disconnected for good
+                    log.exception("relay %s: connecting failed", self.address)
         finally:
-            self._reconnect_task = None
+            if self._reconnect_task is asyncio.current_task():
+                self._reconnect_task = None
 
     async def close(self) -> None:
         self._closed = True
@@ -311,7 +375,9 @@ class RelayClient:
             case p.Msg():
                 self.events.put_nowait(MessageReceived(self.address, t.entity_id, resp))
             case p.End():
-                self._subscriptions.pop(t.entity_id, None)
+                # another client took the queue; it stays wanted (renewed on the next
+                # connection or the next keep_subscribed), but is not ours on this session
+                conn.subscribed.discard(t.entity_id)
                 self.events.put_nowait(SubscriptionEnded(self.address, t.entity_id))
             case p.Err(code):
                 log.warning("relay %s: error %s", self.address, code)
@@ -374,6 +440,8 @@ class RelayClient:
             conn = self._conn
             if conn is None:
                 raise TemporaryRelayError("not connected")
+        if conn.closed:  # its pending commands were failed already: nothing would answer
+            raise TemporaryRelayError("connection lost")
         self._corr += 1
         corr_id = self._corr.to_bytes(8, "big")
         signed = p.signed_part(corr_id, entity_id, p.encode_message(cmd))
@@ -396,45 +464,46 @@ class RelayClient:
         return _expect(resp, p.Ids)
 
     async def subscribe(self, recipient_id: bytes, key: AuthKey) -> None:
-        """SUB, remembered: renewed after every reconnect until `unsubscribe` or END."""
-        _expect(await self._command(p.SUB, recipient_id, key), p.Ok)
+        """SUB now, and keep the queue subscribed after every reconnect until `unsubscribe`."""
+        conn = await self._current()
         self._subscriptions[recipient_id] = key
+        try:
+            _expect(await self._command(p.SUB, recipient_id, key, conn), p.Ok)
+        except PermanentRelayError as e:
+            if self._subscriptions.get(recipient_id) is key:
+                self._subscriptions.pop(recipient_id, None)
+            self._sub_errors[recipient_id] = e
+            raise
+        if recipient_id in self._subscriptions:
+            conn.subscribed.add(recipient_id)
+            self._sub_errors.pop(recipient_id, None)
+
+    async def renew(self, recipient_id: bytes, key: AuthKey) -> None:
+        """SUB again now even if the client believes the queue is subscribed (the relay
+        then pushes the queue's first message again, if it has one)."""
+        await self.subscribe(recipient_id, key)
 
     def keep_subscribed(self, recipient_id: bytes, key: AuthKey) -> None:
         """Subscribe in the background and renew after every reconnect (no waiting, no errors).
 
-        If the relay is unreachable the client keeps trying to connect, with backoff; a
-        permanent refusal arrives as `SubscriptionEnded` with the error.
+        Nothing happens if the queue is subscribed on the current connection already. If the
+        relay is unreachable the client keeps trying to connect, with backoff; a permanent
+        refusal arrives as `SubscriptionEnded` with the error.
         """
-        known = self._subscriptions.get(recipient_id)
         self._subscriptions[recipient_id] = key
-        if known is not None and self.connected:
-            return
-        if self.connected:
-            task = asyncio.create_task(self._subscribe_one(recipient_id, key))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            self._ensure_subscribed(conn, recipient_id)
         else:
             self.keep_connected()
 
-    async def _subscribe_one(self, recipient_id: bytes, key: AuthKey) -> None:
-        attempt = 0
-        while not self._closed and self._subscriptions.get(recipient_id) is key:
-            conn = self._conn
-            if conn is None or conn.closed:
-                return  # the reconnect renews every remembered subscription
-            try:
-                await self._command(p.SUB, recipient_id, key, conn)
-                return
-            except PermanentRelayError as e:
-                self._subscriptions.pop(recipient_id, None)
-                self.events.put_nowait(SubscriptionEnded(self.address, recipient_id, e))
-                return
-            except RelayError:
-                # the SUB may have been lost on a connection that a reconnect already
-                # replaced: try again rather than wait for the next reconnect
-                attempt += 1
-                await asyncio.sleep(self.settings.reconnect.delay(attempt))
+    async def _current(self) -> _Connection:
+        if not self.connected:
+            await self.connect()
+        conn = self._conn
+        if conn is None or conn.closed:
+            raise TemporaryRelayError("not connected")
+        return conn
 
     def keep_connected(self) -> None:
         """Connect in the background, retrying with backoff until connected or closed."""
@@ -442,7 +511,11 @@ class RelayClient:
             self._reconnect_task = asyncio.create_task(self._reconnect_loop(immediate=True))
 
     def unsubscribe(self, recipient_id: bytes) -> None:
+        """Stop renewing `recipient_id` (the relay is not told; DEL or another SUB ends it)."""
         self._subscriptions.pop(recipient_id, None)
+        self._sub_errors.pop(recipient_id, None)
+        if self._conn is not None:
+            self._conn.subscribed.discard(recipient_id)
 
     async def secure(self, recipient_id: bytes, key: AuthKey, sender_key: bytes) -> None:
         _expect(await self._command(p.Key(sender_key), recipient_id, key), p.Ok)
@@ -470,7 +543,7 @@ class RelayClient:
 
     async def delete(self, recipient_id: bytes, key: AuthKey) -> None:
         _expect(await self._command(p.DEL, recipient_id, key), p.Ok)
-        self._subscriptions.pop(recipient_id, None)
+        self.unsubscribe(recipient_id)
 
     async def ping(self) -> None:
         _expect(await self._command(p.PING, b"", None), p.Pong)
