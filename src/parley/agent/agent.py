@@ -17,6 +17,7 @@ import logging
 import random
 import secrets
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -37,14 +38,17 @@ from parley.agent.store import (
     SndQueueRow,
     all_rcv_queues,
     encode_args,
+    find_rcv_queue,
     get_conn,
     get_rcv_queue,
     get_snd_queue,
     insert_command,
     now,
     pending_commands,
+    rcv_queues_with_status,
     set_conn_status,
 )
+from parley.agent.subscriptions import Finding, NetPolicy, SafetyNet, SafetyNetReport
 from parley.crypto import (
     CryptoError,
     DuplicateMessage,
@@ -111,6 +115,8 @@ class AgentConfig:
     failed_retention: float = 7 * 24 * 3600.0
     commands_per_relay: int = 8
     client: ClientSettings = field(default_factory=ClientSettings)
+    # when receive queues are checked at their relays (the subscription safety net)
+    net: NetPolicy = field(default_factory=NetPolicy)
     seed: int | None = None
 
 
@@ -146,11 +152,33 @@ class PendingDelivery:
 
 
 @dataclass(frozen=True)
+class PendingSubscription:
+    """A receive queue that is not subscribed at its relay on the current session."""
+
+    conn_id: str
+    relay: str
+    state: str  # "relay down", "subscribing", "taken over" (END), "refused"
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class RelayState:
+    relay: str
+    connected: bool
+    queues: int  # receive queues kept subscribed there
+    subscribed: int  # ... confirmed by the relay on the current session
+    reconnects: int
+
+
+@dataclass(frozen=True)
 class PendingReport:
     commands: list[PendingCommand]
     deliveries: list[PendingDelivery]
     # deliveries that failed for good (MERR), kept `failed_retention` seconds to be seen
     failed: list[PendingDelivery] = field(default_factory=list)
+    subscriptions: list[PendingSubscription] = field(default_factory=list)
+    relays: list[RelayState] = field(default_factory=list)
+    net: SafetyNetReport | None = None
 
 
 def _new_id() -> str:
@@ -176,6 +204,8 @@ class Agent:
         self._delivery_tasks: dict[str, asyncio.Task[None]] = {}
         self._delivery_wake: dict[str, asyncio.Event] = {}
         self._rcv_index: dict[tuple[str, bytes], str] = {}
+        self._net = SafetyNet(config.net)
+        self._taken_over: set[tuple[str, bytes]] = set()  # END: another client subscribed
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
@@ -243,6 +273,7 @@ class Agent:
             self._events.put_nowait(e)
         self._tasks.append(asyncio.create_task(self._schedule(), name="agent-commands"))
         self._tasks.append(asyncio.create_task(self._pump(), name="agent-relay-events"))
+        self._tasks.append(asyncio.create_task(self._net_loop(), name="agent-safety-net"))
         for q in queues:
             self._watch(q)
         for conn_id in deliveries:
@@ -606,7 +637,48 @@ class Agent:
 
             return PendingReport(commands, deliveries("pending"), deliveries("failed"))
 
-        return await self._db.run(read)
+        report = await self._db.run(read)
+        subs, relays = self._subscription_report()
+        report.subscriptions.extend(subs)
+        report.relays.extend(relays)
+        return PendingReport(
+            report.commands,
+            report.deliveries,
+            report.failed,
+            report.subscriptions,
+            report.relays,
+            self._net.report(),
+        )
+
+    def _subscription_report(self) -> tuple[list[PendingSubscription], list[RelayState]]:
+        subs: list[PendingSubscription] = []
+        per_relay: dict[str, list[bytes]] = defaultdict(list)
+        for (relay, rid), conn_id in sorted(self._rcv_index.items()):
+            per_relay[relay].append(rid)
+            client = self._relays.client(relay)
+            if client.is_subscribed(rid):
+                continue
+            error = client.subscription_error(rid)
+            if not client.connected:
+                state = "relay down"
+            elif (relay, rid) in self._taken_over:
+                state = "taken over"
+            elif rid not in client.wanted:
+                state = "refused"
+            else:
+                state = "subscribing"
+            subs.append(PendingSubscription(conn_id, relay, state, str(error) if error else None))
+        relays = [
+            RelayState(
+                str(c.address),
+                c.connected,
+                len(per_relay.get(str(c.address), [])),
+                len(c.subscriptions),
+                c.reconnects,
+            )
+            for c in self._relays.clients()
+        ]
+        return subs, relays
 
     # ------------------------------------------------------------ scheduler
 
@@ -993,7 +1065,7 @@ class Agent:
             except PermanentRelayError as e:
                 if e.code not in (ErrorCode.NO_QUEUE, ErrorCode.AUTH):
                     raise
-            self._rcv_index.pop((rq.relay, rq.recipient_id), None)
+            self._unwatch(rq.relay, rq.recipient_id)
 
         def effects(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM connections WHERE conn_id = ?", (cmd.conn_id,))
@@ -1007,21 +1079,42 @@ class Agent:
         self._rcv_index[(rq.relay, rq.recipient_id)] = rq.conn_id
         self._relays.subscribe(rq.relay, rq.recipient_id, AuthKey.from_bytes(rq.recipient_key))
 
+    def _unwatch(self, relay: str, rid: bytes) -> None:
+        self._rcv_index.pop((relay, rid), None)
+        self._taken_over.discard((relay, rid))
+        self._net.forget((relay, rid))
+        self._relays.client(relay).unsubscribe(rid)
+
     async def _pump(self) -> None:
         while True:
             event = await self._relays.events.get()
             try:
                 match event:
                     case MessageReceived(relay, rid, msg):
-                        await self._on_message(str(relay), rid, msg)
+                        try:
+                            await self._on_message(str(relay), rid, msg)
+                        except Exception:
+                            # the relay waits for an ACK that will not come: let the safety
+                            # net check the queue at its next pass
+                            self._net.suspect((str(relay), rid), time.monotonic())
+                            raise
                     case RelayUp(relay):
                         await self._on_relay_up(str(relay))
                     case RelayDown(relay, _):
                         conns = await self._conns_on(str(relay))
                         self._emit("", "", ev.Down(str(relay), conns))
-                    case SubscriptionEnded(relay, rid, _):
+                    case SubscriptionEnded(relay, rid, error):
+                        # the safety net subscribes the queue again at its next pass
                         conn_id = self._rcv_index.get((str(relay), rid))
                         if conn_id is not None:
+                            if error is None:
+                                self._taken_over.add((str(relay), rid))
+                            log.warning(
+                                "subscription of %s on %s ended: %s",
+                                conn_id,
+                                relay,
+                                error or "another client subscribed",
+                            )
                             self._emit("", conn_id, ev.End())
             except asyncio.CancelledError:
                 raise
@@ -1065,11 +1158,21 @@ class Agent:
             self._kick_delivery(conn_id)
         self._emit("", "", ev.Up(relay, conns))
 
-    async def _on_message(self, relay: str, rid: bytes, msg: RelayMsg) -> None:
-        conn_id = self._rcv_index.get((relay, rid))
+    async def _on_message(self, relay: str, rid: bytes, msg: RelayMsg) -> bool:
+        """Process one message from a relay; True if the agent had not received it before."""
+        key = (relay, rid)
+        conn_id = self._rcv_index.get(key)
         if conn_id is None:
-            log.warning("message for an unknown queue on %s", relay)
-            return
+            rq = await self._db.run(lambda c: find_rcv_queue(c, relay, rid))
+            if rq is None:
+                # not ours (any more): stop renewing it; the relay keeps the message
+                log.warning("message for an unknown queue on %s: unsubscribed", relay)
+                self._relays.client(relay).unsubscribe(rid)
+                return False
+            self._watch(rq)
+            conn_id = rq.conn_id
+        self._taken_over.discard(key)
+        self._net.received(key, time.monotonic())
         outcome = await self._db.run(lambda c: self._receive(c, conn_id, msg))
         for e in outcome.events:
             self._emit("", conn_id, e)
@@ -1085,6 +1188,7 @@ class Agent:
             task = asyncio.create_task(self._ack_relay(relay, rq, msg.msg_id))
             self._tasks.append(task)
             task.add_done_callback(self._forget_task)
+        return outcome.new
 
     async def _ack_relay(self, relay: str, rq: RcvQueueRow, relay_msg_id: bytes) -> None:
         try:
@@ -1110,6 +1214,7 @@ class Agent:
             out.ack = row is None or row[0] == "acked"
             return out
         out.ack = True
+        out.new = True
         c.execute(
             "UPDATE rcv_queues SET last_relay_msg_id = ? WHERE conn_id = ?", (msg.msg_id, conn_id)
         )
@@ -1265,6 +1370,65 @@ class Agent:
                 out.events.append(ev.Msg(internal_id, message.msg_id, body, integrity))
                 out.ack = False  # the client acknowledges with ack_message
 
+    # ------------------------------------------------------------ safety net
+
+    async def _net_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.net.interval * self._rng.uniform(0.75, 1.25))
+            try:
+                await self.check_subscriptions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("checking subscriptions failed")
+
+    async def check_subscriptions(self, everything: bool = False) -> int:
+        """One pass of the safety net: every receive queue in use is kept subscribed, and
+        those that are due (or all, with `everything`) are checked at their relay: GET
+        (a waiting message is received as if pushed), then SUB on the current session.
+        Returns how many messages were found waiting."""
+
+        found_before = self._net.found
+        t = time.monotonic()
+        due: list[tuple[RcvQueueRow, AuthKey]] = []
+        for rq, conn_status in await self._db.run(rcv_queues_with_status):
+            if conn_status == DELETED:
+                continue
+            key = AuthKey.from_bytes(rq.recipient_key)
+            client = self._relays.client(rq.relay)
+            client.keep_subscribed(rq.recipient_id, key)  # after END or a refusal: again
+            self._rcv_index.setdefault((rq.relay, rq.recipient_id), rq.conn_id)
+            if not client.connected:
+                continue  # the reconnect renews every subscription
+            expecting = conn_status != READY or rq.status != "active"
+            if everything or self._net.due((rq.relay, rq.recipient_id), expecting, t):
+                due.append((rq, key))
+        for i in range(0, len(due), 32):  # a bounded number of checks in flight
+            await asyncio.gather(*(self._check_queue(rq, key) for rq, key in due[i : i + 32]))
+        self._net.pass_done(now())
+        return self._net.found - found_before
+
+    async def _check_queue(self, rq: RcvQueueRow, key: AuthKey) -> None:
+        qk = (rq.relay, rq.recipient_id)
+        client = self._relays.client(rq.relay)
+        seen = self._net.seen(qk)
+        try:
+            msg = await client.get(rq.recipient_id, key)
+            held = client.is_subscribed(rq.recipient_id)
+            await client.renew(rq.recipient_id, key)
+            self._taken_over.discard(qk)
+            finding = None
+            # a message pushed meanwhile was received normally: the GET's copy is then old
+            fresh = msg is not None and self._net.seen(qk) == seen
+            if fresh and msg is not None and await self._on_message(rq.relay, rq.recipient_id, msg):
+                finding = Finding(rq.conn_id, rq.relay, now())
+                log.warning(
+                    "safety net: a message waited on %s for connection %s", rq.relay, rq.conn_id
+                )
+            self._net.checked(qk, time.monotonic(), renewed=not held, found=finding)
+        except RelayError as e:
+            self._net.failed(qk, time.monotonic(), str(e))
+
     # ------------------------------------------------------------ delivery
 
     def _kick_delivery(self, conn_id: str) -> None:
@@ -1360,6 +1524,7 @@ class _Received(msgspec.Struct):
     ack: bool = False
     kick_delivery: bool = False
     queue: RcvQueueRow | None = None
+    new: bool = False  # the relay message had not been received before
 
 
 # ---------------------------------------------------------------- transaction helpers

@@ -240,6 +240,23 @@ def all_rcv_queues(c: sqlite3.Connection) -> list[RcvQueueRow]:
     return [RcvQueueRow(*r) for r in c.execute(f"SELECT {_RCV_COLS} FROM rcv_queues")]
 
 
+def find_rcv_queue(c: sqlite3.Connection, relay: str, recipient_id: bytes) -> RcvQueueRow | None:
+    r = c.execute(
+        f"SELECT {_RCV_COLS} FROM rcv_queues WHERE relay = ? AND recipient_id = ?",
+        (relay, recipient_id),
+    ).fetchone()
+    return RcvQueueRow(*r) if r else None
+
+
+def rcv_queues_with_status(c: sqlite3.Connection) -> list[tuple[RcvQueueRow, str]]:
+    """Every receive queue with the status of its connection."""
+    cols = ", ".join(f"r.{col.strip()}" for col in _RCV_COLS.split(","))
+    rows = c.execute(
+        f"SELECT {cols}, c.status FROM rcv_queues r JOIN connections c USING (conn_id)"
+    )
+    return [(RcvQueueRow(*r[:-1]), r[-1]) for r in rows]
+
+
 def command_from_row(r: tuple[object, ...]) -> CommandRow:
     seq, corr, conn, kind, relay, args, internal, attempts, err, next_try, created = r
     return CommandRow(

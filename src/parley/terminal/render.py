@@ -239,6 +239,11 @@ def status_rows(
                 retry.removeprefix("next ") if w.attempts else "in progress",
             )
         )
+    for sub in report.subscriptions:
+        target = descriptions.get(sub.conn_id) or f"connection {sub.conn_id}"
+        rows.append(
+            StatusRow("subscription", f"receiving on {target}", "", sub.last_error or "", sub.state)
+        )
     for k in continuations:
         function = str(k.get("function", "?")).replace("_", " ")
         state = "not issued" if k.get("status") == "new" else "waiting"
@@ -246,6 +251,19 @@ def status_rows(
             StatusRow("chat step", f"{function}: {k.get('connection', '?')}", "", "", state)
         )
     return rows
+
+
+def net_line(report: PendingReport, now: float) -> str | None:
+    """What the subscription safety net did, when it has found or failed anything."""
+    net = report.net
+    if net is None or not (net.found or net.errors):
+        return None
+    parts = [f"safety net: {net.checks} queue checks, {net.found} waiting messages found"]
+    if net.errors:
+        parts.append(f"{net.errors} checks failed (last: {net.last_error})")
+    if net.recent:
+        parts.append(f"last found {max(0, round(now - net.recent[-1].at))} s ago")
+    return "; ".join(parts)
 
 
 def status_table(rows: Sequence[StatusRow]) -> Table:

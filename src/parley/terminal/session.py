@@ -200,9 +200,16 @@ class ChatSession:
 
     async def _status(self) -> None:
         report, continuations = await self.chat.status()
-        conn_ids = {c.conn_id for c in report.commands} | {d.conn_id for d in report.deliveries}
+        conn_ids = (
+            {c.conn_id for c in report.commands}
+            | {d.conn_id for d in report.deliveries}
+            | {s.conn_id for s in report.subscriptions}
+        )
         descriptions = await self._descriptions(conn_ids)
         rows = render.status_rows(report, continuations, descriptions, self.clock())
+        net = render.net_line(report, self.clock())
+        if net is not None:
+            self.printer.line(net)
         if not rows:
             self.printer.line(render.NOTHING_PENDING)
             return
