@@ -422,6 +422,30 @@ async def test_cut_random_exponential_cuts_every_link(proxy: FaultProxy) -> None
         await close(conn)
 
 
+async def test_cancel_planned_cuts_keeps_other_faults(proxy: FaultProxy) -> None:
+    proxy.cut_random(1.0, after=(0.2, 0.2))
+    conns = [await connect(proxy) for _ in range(3)]
+    await wait_for_condition(lambda: len(proxy.planned_cuts) == 3, timeout=DEADLINE)
+    proxy.cut_random(0.0)
+    proxy.refuse()
+    assert proxy.cancel_planned_cuts() == 3
+    assert proxy.cancel_planned_cuts() == 0
+    with pytest.raises(TimeoutError):  # watch past the planned time
+        await wait_for_condition(lambda: proxy.links < 3, timeout=0.4)
+    for conn in conns:
+        assert await roundtrip(conn) == b"ping"
+    try:  # refuse() is still on
+        reader, writer = await connect(proxy)
+        assert await ended(reader)
+        writer.close()
+    except ConnectionError:
+        pass
+    await wait_for_condition(lambda: proxy.stats.links_refused == 1, timeout=DEADLINE)
+    assert proxy.stats.random_cuts == 0
+    for conn in conns:
+        await close(conn)
+
+
 async def _exponential_plan(echo: EchoServer, seed: int, count: int) -> list[float]:
     async with FaultProxy("127.0.0.1", echo.port, seed=seed) as proxy:
         proxy.cut_random(1.0, mean=30.0)  # far beyond the test

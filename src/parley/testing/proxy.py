@@ -12,6 +12,7 @@ While links are running, a test can switch faults on and off:
 * :meth:`FaultProxy.cut_random` cuts a seeded random share of new links, after a
   uniformly or exponentially distributed time;
 * :meth:`FaultProxy.refuse_random` resets a seeded random share of new connections;
+* :meth:`FaultProxy.cancel_planned_cuts` cancels the random cuts planned so far;
 * :meth:`FaultProxy.heal` switches every fault off.
 
 Everything runs on the current asyncio event loop. The fault switches are
@@ -377,6 +378,21 @@ class FaultProxy:
             raise ValueError(f"share must be within [0, 1], got {share!r}")
         self._refuse_share = float(share)
 
+    def cancel_planned_cuts(self) -> int:
+        """Cancel the random cuts planned for open links; return how many.
+
+        With ``cut_random(0)`` and ``refuse_random(0)`` before it, no random
+        fault happens any more from this moment on (other faults stay as
+        they are, unlike :meth:`heal`).
+        """
+        cancelled = 0
+        for link in self._links.values():
+            if link.cut_timer is not None:
+                link.cut_timer.cancel()
+                link.cut_timer = None
+                cancelled += 1
+        return cancelled
+
     def heal(self) -> None:
         """Switch every fault off: refusals, blackhole, delay and random cuts.
 
@@ -388,10 +404,7 @@ class FaultProxy:
         self.blackhole(False)
         self.delay(0.0)
         self.cut_random(0.0)
-        for link in self._links.values():
-            if link.cut_timer is not None:
-                link.cut_timer.cancel()
-                link.cut_timer = None
+        self.cancel_planned_cuts()
 
     # -- internals ---------------------------------------------------------
 
