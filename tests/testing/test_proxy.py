@@ -422,6 +422,24 @@ async def test_cut_random_exponential_cuts_every_link(proxy: FaultProxy) -> None
         await close(conn)
 
 
+async def test_cut_random_existing_links(proxy: FaultProxy) -> None:
+    conns = [await connect(proxy) for _ in range(3)]
+    await wait_for_condition(lambda: proxy.links == 3, timeout=DEADLINE)
+    proxy.cut_random(1.0, after=(30.0, 30.0))
+    assert proxy.planned_cuts == []  # only new links by default
+    proxy.cut_random(1.0, mean=0.05, existing=True)
+    assert [serial for serial, _ in proxy.planned_cuts] == [1, 2, 3]
+    for reader, _ in conns:
+        assert await ended(reader)
+    await wait_for_condition(lambda: proxy.stats.random_cuts == 3, timeout=DEADLINE)
+    new = await connect(proxy)
+    assert await ended(new[0])  # and the new ones
+    proxy.cut_random(1.0, mean=30.0, existing=True)  # nothing open without a plan
+    assert len(proxy.planned_cuts) == 4
+    for conn in [*conns, new]:
+        await close(conn)
+
+
 async def test_cancel_planned_cuts_keeps_other_faults(proxy: FaultProxy) -> None:
     proxy.cut_random(1.0, after=(0.2, 0.2))
     conns = [await connect(proxy) for _ in range(3)]

@@ -184,7 +184,7 @@ class FaultProxy:
         #: Live counters; see :class:`ProxyStats`.
         self.stats = ProxyStats()
         #: ``(link serial, seconds)`` for every link :meth:`cut_random` chose,
-        #: in the order the links arrived. Serials count accepted links from 1.
+        #: in the order they were chosen. Serials count accepted links from 1.
         self.planned_cuts: list[tuple[int, float]] = []
 
     # -- lifecycle ---------------------------------------------------------
@@ -333,6 +333,7 @@ class FaultProxy:
         *,
         after: tuple[float, float] | None = None,
         mean: float | None = None,
+        existing: bool = False,
     ) -> None:
         """Cut each new link with probability ``share`` after a random time.
 
@@ -340,8 +341,11 @@ class FaultProxy:
         drawn uniformly from ``after`` (by default ``(0.0, 1.0)``), or, with
         ``mean``, from an exponential distribution with that mean: most links
         then live a short while and a few much longer, like connections on a
-        bad mobile network. ``cut_random(1.0, mean=1.0)`` cuts every link
+        bad mobile network. ``cut_random(1.0, mean=1.0)`` cuts every new link
         after one second on average. Give ``after`` or ``mean``, not both.
+        With ``existing``, the links open now are chosen the same way (in the
+        order they arrived, their time counted from now), except those that
+        already have a cut planned.
 
         Draws come from ``random.Random(seed)`` in the order links are
         accepted, so the same seed and the same sequence of connections cut
@@ -361,6 +365,11 @@ class FaultProxy:
         self._cut_share = float(share)
         self._cut_after = (float(low), float(high))
         self._cut_mean = None if mean is None else float(mean)
+        if existing:
+            for serial in sorted(self._links):
+                link = self._links[serial]
+                if not link.closed and link.cut_timer is None:
+                    self._maybe_plan_cut(link)
 
     def refuse_random(self, share: float) -> None:
         """Reset each new connection on arrival with probability ``share``.
@@ -434,6 +443,10 @@ class FaultProxy:
         link = _Link(self._serial, reader, writer)
         self._links[link.serial] = link
         self.stats.links_accepted += 1
+        self._maybe_plan_cut(link)
+        link.task = self._spawn(self._run_link(link), f"fault-proxy-link-{link.serial}")
+
+    def _maybe_plan_cut(self, link: _Link) -> None:
         if self._cut_share > 0.0 and self._rng.random() < self._cut_share:
             if self._cut_mean is not None:
                 offset = self._rng.expovariate(1.0 / self._cut_mean)
@@ -441,7 +454,6 @@ class FaultProxy:
                 offset = self._rng.uniform(*self._cut_after)
             self.planned_cuts.append((link.serial, offset))
             link.cut_timer = asyncio.get_running_loop().call_later(offset, self._random_cut, link)
-        link.task = self._spawn(self._run_link(link), f"fault-proxy-link-{link.serial}")
 
     def _random_cut(self, link: _Link) -> None:
         link.cut_timer = None
