@@ -16,7 +16,8 @@ async def test_relay_command_address_stats_and_clean_stop(tmp_path: Path) -> Non
     try:
         await wait_for_condition(lambda: (store / "stats.json").exists(), 10)
         stats = json.loads((store / "stats.json").read_text())
-        assert {"connections", "queues", "messages_stored", "commits", "errors"} <= set(stats)
+        keys = {"connections", "queues", "messages_stored", "commits", "errors"}
+        assert keys | {"repeated_confirmations"} <= set(stats)
         assert await proc.terminate() == 0  # SIGTERM: a clean exit
         assert any(line.startswith("relay stopped") for line in proc.output)
         proc.port = 0  # even on another port, the identity is the same

@@ -101,6 +101,30 @@ async def test_send_authentication_rules(make_client: MakeClient) -> None:
     await c.send(ids.sender_id, skey, b"ok")
 
 
+async def test_repeated_confirmation_is_counted_apart_from_errors(
+    relay: RelayServer, make_client: MakeClient
+) -> None:
+    """An unsigned SEND to a secured queue (a confirmation sent again after its OK was lost)
+    gets `ERR CMD NO_AUTH` as before, but counts as a repeated confirmation, not an error."""
+    sender, recipient = make_client(), make_client()
+    rkey, ids = await new_queue(recipient)
+    await sender.send(ids.sender_id, None, b"confirmation")
+    await recipient.secure(ids.recipient_id, rkey, AuthKey.generate().public)
+    for _ in range(2):
+        with pytest.raises(PermanentRelayError) as e:
+            await sender.send(ids.sender_id, None, b"confirmation")
+        assert code_of(e) == p.ErrorCode.CMD_NO_AUTH  # the answer the agent relies on
+    stats = relay.snapshot()
+    assert stats.repeated_confirmations == 2
+    assert stats.errors == {}
+    raw = await RawConnection.open(relay.address)  # a recipient command without auth
+    assert await raw.request(p.SUB, ids.recipient_id) == p.Err(p.ErrorCode.CMD_NO_AUTH)
+    raw.close()
+    stats = relay.snapshot()
+    assert stats.errors == {p.ErrorCode.CMD_NO_AUTH.value: 1}
+    assert stats.repeated_confirmations == 2
+
+
 async def test_recipient_commands_need_the_recipient_key(make_client: MakeClient) -> None:
     c = make_client()
     _, ids = await new_queue(c)

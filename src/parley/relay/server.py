@@ -94,6 +94,10 @@ class RelayStats:
     messages_sent: int = 0
     messages_delivered: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # unsigned SENDs to a queue already secured: a confirmation sent again after its OK was
+    # lost, once the recipient had secured the queue. Answered `ERR CMD NO_AUTH` as ever
+    # (the sender's agent reads that as "it got there"), but not counted in `errors`.
+    repeated_confirmations: int = 0
     commits: int = 0
     operations_committed: int = 0
 
@@ -153,6 +157,11 @@ class Session:
         errors = self.relay.stats.errors
         errors[code.value] = errors.get(code.value, 0) + 1
         self.send(corr_id, entity_id, p.Err(code))
+
+    def repeated_confirmation(self, corr_id: bytes, entity_id: bytes) -> None:
+        """The same answer as `error(CMD_NO_AUTH)`, counted apart from the errors."""
+        self.relay.stats.repeated_confirmations += 1
+        self.send(corr_id, entity_id, p.Err(p.ErrorCode.CMD_NO_AUTH))
 
     async def flush_and_close(self, error: p.Err) -> None:
         """Send what is queued and a final error, then close (for fatal protocol errors)."""
@@ -600,8 +609,8 @@ class RelayServer:
             if t.auth:  # an unsecured queue takes only unauthenticated confirmations
                 s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
                 return
-        elif not t.auth:
-            s.error(t.corr_id, t.entity_id, p.ErrorCode.CMD_NO_AUTH)
+        elif not t.auth:  # only confirmations are unsigned: this one came again
+            s.repeated_confirmation(t.corr_id, t.entity_id)
             return
         elif not s.authorized(q.sender_key, t):
             s.error(t.corr_id, t.entity_id, p.ErrorCode.AUTH)
