@@ -1,8 +1,9 @@
-"""The agent's SQLite schema and the row types read from it.
+"""The agent's SQLite schema, the row types read from it, and every SQL statement of the agent.
 
 Every function here runs on the database thread inside the transaction of one
 `Database.run` call; the agent composes them so that a step's effects, the end of its
-command and the event it produces commit together.
+command and the event it produces commit together. No other module of `parley.agent`
+executes SQL.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import sqlite3
 import time
 
 import msgspec
+
+from parley.agent import events as ev
+from parley.agent.model import DELETED, NEW, AgentError, DuplicateCommand
 
 MIGRATIONS = [
     """
@@ -304,4 +308,485 @@ def set_conn_status(c: sqlite3.Connection, conn_id: str, status: str) -> None:
     c.execute(
         "UPDATE connections SET status = ?, updated_at = ? WHERE conn_id = ?",
         (status, now(), conn_id),
+    )
+
+
+# ---------------------------------------------------------------- start-up
+
+
+def add_relays(c: sqlite3.Connection, relays: list[str]) -> None:
+    for relay in relays:
+        c.execute("INSERT OR IGNORE INTO relays (address, added_at) VALUES (?, ?)", (relay, now()))
+
+
+def unacknowledged_events(c: sqlite3.Connection) -> list[tuple[str, str, bytes]]:
+    """(corr id, conn id, encoded event) of every completed, unacknowledged client command."""
+    return c.execute(
+        "SELECT corr_id, conn_id, event FROM commands WHERE status = 'done' "
+        "AND internal = 0 ORDER BY seq"
+    ).fetchall()
+
+
+def pending_confirmations(c: sqlite3.Connection) -> list[tuple[str, str, bytes]]:
+    """(conf id, conn id, info) of every confirmation waiting for allow."""
+    return c.execute(
+        "SELECT conf_id, conn_id, info FROM confirmations WHERE status = 'pending' "
+        "ORDER BY created_at"
+    ).fetchall()
+
+
+def unacknowledged_messages(c: sqlite3.Connection) -> list[tuple[str, int, int, bytes, str]]:
+    """(conn id, msg id, sender msg id, body, integrity) of every message not acked yet."""
+    return c.execute(
+        "SELECT conn_id, msg_id, sender_msg_id, body, integrity FROM rcv_messages "
+        "WHERE status = 'received' ORDER BY received_at, msg_id"
+    ).fetchall()
+
+
+# ---------------------------------------------------------------- connections
+
+
+def insert_conn(
+    c: sqlite3.Connection, conn_id: str, role: str, x3dh_private: bytes, invitation: str | None
+) -> None:
+    t = now()
+    c.execute(
+        "INSERT INTO connections (conn_id, role, status, x3dh_private, invitation, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (conn_id, role, NEW, x3dh_private, invitation, t, t),
+    )
+
+
+def live_conn(c: sqlite3.Connection, conn_id: str) -> ConnRow:
+    """The connection, unless it is unknown or deleted (AgentError)."""
+    conn = get_conn(c, conn_id)
+    if conn is None or conn.status == DELETED:
+        raise AgentError(f"no connection {conn_id}")
+    return conn
+
+
+def connection_statuses(
+    c: sqlite3.Connection,
+) -> list[tuple[str, str, str | None, str | None, bytes | None, str]]:
+    """(conn id, status, rcv queue status, snd queue status, peer info, role), oldest first."""
+    return c.execute(
+        "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info, c.role "
+        "FROM connections c "
+        "LEFT JOIN rcv_queues r ON r.conn_id = c.conn_id "
+        "LEFT JOIN snd_queues s ON s.conn_id = c.conn_id ORDER BY c.created_at"
+    ).fetchall()
+
+
+def get_peer_info(c: sqlite3.Connection, conn_id: str) -> bytes | None:
+    info: bytes | None = c.execute(
+        "SELECT peer_info FROM connections WHERE conn_id = ?", (conn_id,)
+    ).fetchone()[0]
+    return info
+
+
+def set_invited(c: sqlite3.Connection, conn_id: str, status: str, link: str) -> None:
+    c.execute(
+        "UPDATE connections SET status = ?, invitation = ?, updated_at = ? WHERE conn_id = ?",
+        (status, link, now(), conn_id),
+    )
+
+
+def set_ratchet(c: sqlite3.Connection, conn_id: str, ratchet: bytes) -> None:
+    c.execute("UPDATE connections SET ratchet = ? WHERE conn_id = ?", (ratchet, conn_id))
+
+
+def start_ratchet(c: sqlite3.Connection, conn_id: str, ratchet: bytes) -> None:
+    """The ratchet is agreed: store it and forget the X3DH private keys."""
+    c.execute(
+        "UPDATE connections SET ratchet = ?, x3dh_private = NULL, updated_at = ? WHERE conn_id = ?",
+        (ratchet, now(), conn_id),
+    )
+
+
+def set_peer_info(c: sqlite3.Connection, conn_id: str, info: bytes) -> None:
+    c.execute("UPDATE connections SET peer_info = ? WHERE conn_id = ?", (info, conn_id))
+
+
+def advance_send_chain(
+    c: sqlite3.Connection, conn_id: str, ratchet: bytes, msg_id: int, prev_hash: bytes, t: float
+) -> None:
+    c.execute(
+        "UPDATE connections SET ratchet = ?, snd_msg_id = ?, snd_prev_hash = ?, updated_at = ? "
+        "WHERE conn_id = ?",
+        (ratchet, msg_id, prev_hash, t, conn_id),
+    )
+
+
+def advance_receive_chain(
+    c: sqlite3.Connection, conn_id: str, msg_id: int, prev_hash: bytes
+) -> None:
+    c.execute(
+        "UPDATE connections SET rcv_msg_id = ?, rcv_prev_hash = ?, updated_at = ? "
+        "WHERE conn_id = ?",
+        (msg_id, prev_hash, now(), conn_id),
+    )
+
+
+def advance_handshake(
+    c: sqlite3.Connection, conn_id: str, *, snd_queue: str, conn_from: str, conn_to: str
+) -> None:
+    """Move the send queue from `new` and the connection from `conn_from`, never back."""
+    c.execute(
+        "UPDATE snd_queues SET status = ? WHERE conn_id = ? AND status = 'new'",
+        (snd_queue, conn_id),
+    )
+    c.execute(
+        "UPDATE connections SET status = ?, updated_at = ? WHERE conn_id = ? AND status = ?",
+        (conn_to, now(), conn_id, conn_from),
+    )
+
+
+def delete_conn(c: sqlite3.Connection, conn_id: str) -> None:
+    """Delete the connection; its queues, messages and deliveries go with it (cascade)."""
+    c.execute("DELETE FROM connections WHERE conn_id = ?", (conn_id,))
+
+
+def conns_on_relay(c: sqlite3.Connection, relay: str) -> list[str]:
+    """Every connection with a queue on `relay`, sorted."""
+    rows = c.execute(
+        "SELECT conn_id FROM rcv_queues WHERE relay = ? UNION "
+        "SELECT conn_id FROM snd_queues WHERE relay = ?",
+        (relay, relay),
+    )
+    return sorted(r[0] for r in rows)
+
+
+# ---------------------------------------------------------------- queues
+
+
+def insert_rcv_queue(c: sqlite3.Connection, q: RcvQueueRow) -> None:
+    c.execute(
+        "INSERT INTO rcv_queues (conn_id, relay, recipient_id, sender_id, recipient_key, "
+        "box_private, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (q.conn_id, q.relay, q.recipient_id, q.sender_id, q.recipient_key, q.box_private, q.status),
+    )
+
+
+def insert_snd_queue(c: sqlite3.Connection, q: SndQueueRow) -> None:
+    c.execute(
+        "INSERT OR REPLACE INTO snd_queues (conn_id, relay, sender_id, sender_key, box_private, "
+        "peer_box_public, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (q.conn_id, q.relay, q.sender_id, q.sender_key, q.box_private, q.peer_box_public, q.status),
+    )
+
+
+def set_rcv_queue_status(
+    c: sqlite3.Connection, conn_id: str, status: str, *, only_from: str | None = None
+) -> None:
+    """Set the receive queue's status (only if it is `only_from` now, when given)."""
+    if only_from is None:
+        c.execute("UPDATE rcv_queues SET status = ? WHERE conn_id = ?", (status, conn_id))
+    else:
+        c.execute(
+            "UPDATE rcv_queues SET status = ? WHERE conn_id = ? AND status = ?",
+            (status, conn_id, only_from),
+        )
+
+
+def confirm_rcv_queue(
+    c: sqlite3.Connection, conn_id: str, peer_box_public: bytes, peer_sender_key: bytes
+) -> None:
+    c.execute(
+        "UPDATE rcv_queues SET status = 'confirmed', peer_box_public = ?, "
+        "peer_sender_key = ? WHERE conn_id = ?",
+        (peer_box_public, peer_sender_key, conn_id),
+    )
+
+
+def set_last_relay_msg_id(c: sqlite3.Connection, conn_id: str, relay_msg_id: bytes) -> None:
+    c.execute(
+        "UPDATE rcv_queues SET last_relay_msg_id = ? WHERE conn_id = ?", (relay_msg_id, conn_id)
+    )
+
+
+def set_snd_queue_status(c: sqlite3.Connection, conn_id: str, status: str) -> None:
+    c.execute("UPDATE snd_queues SET status = ? WHERE conn_id = ?", (status, conn_id))
+
+
+# ---------------------------------------------------------------- confirmations
+
+
+def insert_confirmation(
+    c: sqlite3.Connection, conf_id: str, conn_id: str, reply_queue: bytes, info: bytes
+) -> None:
+    c.execute(
+        "INSERT INTO confirmations (conf_id, conn_id, reply_queue, info, status, "
+        "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
+        (conf_id, conn_id, reply_queue, info, now()),
+    )
+
+
+def has_confirmation(c: sqlite3.Connection, conf_id: str, conn_id: str) -> bool:
+    return (
+        c.execute(
+            "SELECT status FROM confirmations WHERE conf_id = ? AND conn_id = ?",
+            (conf_id, conn_id),
+        ).fetchone()
+        is not None
+    )
+
+
+def confirmation_reply_queue(c: sqlite3.Connection, conf_id: str) -> bytes:
+    """The joiner's reply queue (encoded) named in confirmation `conf_id`."""
+    row = c.execute("SELECT reply_queue FROM confirmations WHERE conf_id = ?", (conf_id,))
+    r = row.fetchone()
+    if r is None:
+        raise AgentError(f"no confirmation {conf_id}")
+    reply: bytes = r[0]
+    return reply
+
+
+def accept_confirmation(c: sqlite3.Connection, conf_id: str) -> None:
+    c.execute("UPDATE confirmations SET status = 'accepted' WHERE conf_id = ?", (conf_id,))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def check_new_corr_id(c: sqlite3.Connection, corr_id: str) -> None:
+    if not corr_id:
+        raise AgentError("a corr id is required")
+    if c.execute("SELECT 1 FROM commands WHERE corr_id = ?", (corr_id,)).fetchone():
+        raise DuplicateCommand(f"corr id already used: {corr_id}")
+
+
+def has_pending_command(c: sqlite3.Connection, conn_id: str, kind: str) -> bool:
+    return (
+        c.execute(
+            "SELECT 1 FROM commands WHERE conn_id = ? AND kind = ? AND status = 'pending'",
+            (conn_id, kind),
+        ).fetchone()
+        is not None
+    )
+
+
+def pending_commands_of(c: sqlite3.Connection, conn_id: str) -> list[tuple[str, bool]]:
+    """(corr id, internal) of every pending command of the connection."""
+    return [
+        (corr, bool(internal))
+        for corr, internal in c.execute(
+            "SELECT corr_id, internal FROM commands WHERE conn_id = ? AND status = 'pending'",
+            (conn_id,),
+        )
+    ]
+
+
+def mark_synchronous(c: sqlite3.Connection, cmd: CommandRow) -> None:
+    """Store that `cmd` is a synchronous call's: internal, one attempt (`args.once`)."""
+    c.execute(
+        "UPDATE commands SET args = ?, internal = 1 WHERE corr_id = ?",
+        (encode_args(cmd.args), cmd.corr_id),
+    )
+
+
+def save_command_args(c: sqlite3.Connection, cmd: CommandRow) -> None:
+    """Store the command's arguments and relay after an intermediate step."""
+    c.execute(
+        "UPDATE commands SET args = ?, relay = ?, updated_at = ? WHERE corr_id = ?",
+        (encode_args(cmd.args), cmd.relay, now(), cmd.corr_id),
+    )
+
+
+def save_command_retry(c: sqlite3.Connection, cmd: CommandRow) -> None:
+    """Store the attempts, last error, next try, arguments and relay of a pending command."""
+    c.execute(
+        "UPDATE commands SET attempts = ?, last_error = ?, next_try = ?, args = ?, "
+        "relay = ?, updated_at = ? WHERE corr_id = ? AND status = 'pending'",
+        (
+            cmd.attempts,
+            cmd.last_error,
+            cmd.next_try,
+            encode_args(cmd.args),
+            cmd.relay,
+            now(),
+            cmd.corr_id,
+        ),
+    )
+
+
+def finish_command(c: sqlite3.Connection, corr_id: str, event: ev.Event, internal: bool) -> None:
+    """End a command: an internal one is deleted, a client's keeps its event until acked."""
+    if internal:
+        c.execute("DELETE FROM commands WHERE corr_id = ?", (corr_id,))
+    else:
+        c.execute(
+            "UPDATE commands SET status = 'done', event = ?, updated_at = ? WHERE corr_id = ?",
+            (ev.encode_event(event), now(), corr_id),
+        )
+
+
+def delete_command(c: sqlite3.Connection, corr_id: str, done_only: bool = False) -> None:
+    if done_only:
+        c.execute("DELETE FROM commands WHERE corr_id = ? AND status = 'done'", (corr_id,))
+    else:
+        c.execute("DELETE FROM commands WHERE corr_id = ?", (corr_id,))
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+def insert_delivery(
+    c: sqlite3.Connection,
+    conn_id: str,
+    msg_id: int,
+    internal: bool,
+    envelope: bytes,
+    t: float,
+    expires_at: float,
+) -> None:
+    c.execute(
+        "INSERT INTO deliveries (conn_id, msg_id, internal, envelope, next_try, expires_at, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (conn_id, msg_id, int(internal), envelope, t, expires_at, t),
+    )
+
+
+def next_delivery(
+    c: sqlite3.Connection, conn_id: str
+) -> tuple[DeliveryRow | None, SndQueueRow | None, ConnRow | None]:
+    """The connection's first pending delivery, its send queue and the connection."""
+    r = c.execute(
+        "SELECT conn_id, msg_id, internal, envelope, attempts, last_error, next_try, expires_at "
+        "FROM deliveries WHERE conn_id = ? AND status = 'pending' ORDER BY msg_id LIMIT 1",
+        (conn_id,),
+    ).fetchone()
+    row = DeliveryRow(r[0], r[1], bool(r[2]), *r[3:]) if r else None
+    return row, get_snd_queue(c, conn_id), get_conn(c, conn_id)
+
+
+def deliveries_with_status(
+    c: sqlite3.Connection, status: str
+) -> list[tuple[str, int, int, str | None, float, float]]:
+    """(conn id, msg id, attempts, last error, next try, expires at), by connection and id."""
+    return c.execute(
+        "SELECT conn_id, msg_id, attempts, last_error, next_try, expires_at "
+        "FROM deliveries WHERE status = ? ORDER BY conn_id, msg_id",
+        (status,),
+    ).fetchall()
+
+
+def conns_with_pending_deliveries(c: sqlite3.Connection) -> list[str]:
+    return [
+        r[0] for r in c.execute("SELECT DISTINCT conn_id FROM deliveries WHERE status = 'pending'")
+    ]
+
+
+def forget_failed_deliveries(c: sqlite3.Connection, created_before: float) -> None:
+    c.execute(
+        "DELETE FROM deliveries WHERE status = 'failed' AND created_at < ?", (created_before,)
+    )
+
+
+def failed_deliveries(c: sqlite3.Connection) -> list[tuple[str, int, str | None]]:
+    """(conn id, msg id, reason) of every failed client delivery, oldest first."""
+    return c.execute(
+        "SELECT conn_id, msg_id, last_error FROM deliveries WHERE status = 'failed' "
+        "AND internal = 0 ORDER BY created_at"
+    ).fetchall()
+
+
+def hurry_deliveries_to(c: sqlite3.Connection, relay: str, t: float) -> list[str]:
+    """Deliveries to `relay` waiting for their retry timer are due at `t`; their connections."""
+    rows = c.execute(
+        "SELECT DISTINCT d.conn_id FROM deliveries d JOIN snd_queues s USING (conn_id) "
+        "WHERE s.relay = ? AND d.status = 'pending' AND d.next_try > ?",
+        (relay, t),
+    ).fetchall()
+    c.execute(
+        "UPDATE deliveries SET next_try = ? WHERE status = 'pending' AND next_try > ? "
+        "AND conn_id IN (SELECT conn_id FROM snd_queues WHERE relay = ?)",
+        (t, t, relay),
+    )
+    return [r[0] for r in rows]
+
+
+def save_delivery_retry(
+    c: sqlite3.Connection, row: DeliveryRow, attempts: int, error: str, next_try: float
+) -> None:
+    c.execute(
+        "UPDATE deliveries SET attempts = ?, last_error = ?, next_try = ? "
+        "WHERE conn_id = ? AND msg_id = ?",
+        (attempts, error, next_try, row.conn_id, row.msg_id),
+    )
+
+
+def mark_delivery_failed(c: sqlite3.Connection, row: DeliveryRow, reason: str) -> None:
+    """The delivery failed for good: keep the row (without its envelope) to report it."""
+    c.execute(
+        "UPDATE deliveries SET status = 'failed', last_error = ?, envelope = x'' "
+        "WHERE conn_id = ? AND msg_id = ?",
+        (reason, row.conn_id, row.msg_id),
+    )
+
+
+def mark_delivered(c: sqlite3.Connection, row: DeliveryRow) -> None:
+    c.execute("DELETE FROM deliveries WHERE conn_id = ? AND msg_id = ?", (row.conn_id, row.msg_id))
+
+
+def delete_deliveries(c: sqlite3.Connection, conn_id: str) -> None:
+    c.execute("DELETE FROM deliveries WHERE conn_id = ?", (conn_id,))
+
+
+# ---------------------------------------------------------------- received messages
+
+
+def has_rcv_message(c: sqlite3.Connection, conn_id: str, msg_id: int) -> bool:
+    return (
+        c.execute(
+            "SELECT status FROM rcv_messages WHERE conn_id = ? AND msg_id = ?",
+            (conn_id, msg_id),
+        ).fetchone()
+        is not None
+    )
+
+
+def rcv_message_relay_id(c: sqlite3.Connection, conn_id: str, msg_id: int) -> bytes | None:
+    """The relay's id of received message `msg_id` (what ACK names), if it is known."""
+    row = c.execute(
+        "SELECT relay_msg_id FROM rcv_messages WHERE conn_id = ? AND msg_id = ?",
+        (conn_id, msg_id),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def rcv_message_status(c: sqlite3.Connection, conn_id: str, relay_msg_id: bytes) -> str | None:
+    """The status of the message the relay calls `relay_msg_id`, if one was stored."""
+    row = c.execute(
+        "SELECT status FROM rcv_messages WHERE conn_id = ? AND relay_msg_id = ?",
+        (conn_id, relay_msg_id),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def insert_rcv_message(
+    c: sqlite3.Connection,
+    conn_id: str,
+    msg_id: int,
+    sender_msg_id: int,
+    relay_msg_id: bytes,
+    body: bytes,
+    integrity: str,
+) -> None:
+    """Store a received message (status `received`) and make `msg_id` the connection's last."""
+    c.execute(
+        "INSERT INTO rcv_messages (conn_id, msg_id, sender_msg_id, relay_msg_id, "
+        "body, integrity, status, received_at) VALUES (?, ?, ?, ?, ?, ?, "
+        "'received', ?)",
+        (conn_id, msg_id, sender_msg_id, relay_msg_id, body, integrity, now()),
+    )
+    c.execute(
+        "UPDATE connections SET last_rcv_internal_id = ? WHERE conn_id = ?", (msg_id, conn_id)
+    )
+
+
+def mark_acked(c: sqlite3.Connection, conn_id: str, msg_id: int) -> None:
+    """The client acknowledged the message: keep its ids, forget its body."""
+    c.execute(
+        "UPDATE rcv_messages SET status = 'acked', body = NULL WHERE conn_id = ? AND msg_id = ?",
+        (conn_id, msg_id),
     )

@@ -1,0 +1,240 @@
+"""Inbound: the receive queues the agent keeps subscribed, the relay events, the safety net.
+
+The pump takes what the relay clients report (messages, UP, DOWN, END) in one task; each
+message is processed in one transaction by `receive.receive` on the database thread, then
+acknowledged to its relay in the background. The safety net (`subscriptions.SafetyNet`
+decides when) checks queues at their relays with GET and renews their subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import defaultdict
+
+from parley.agent import events as ev
+from parley.agent import receive, store
+from parley.agent.book import CommandBook
+from parley.agent.delivery import Delivery
+from parley.agent.model import DELETED, READY, AgentConfig, PendingSubscription, RelayState
+from parley.agent.relays import RelayPool
+from parley.agent.store import RcvQueueRow, now
+from parley.agent.subscriptions import Finding, SafetyNet
+from parley.agent.tasks import Tasks
+from parley.protocol.relay import Msg as RelayMsg
+from parley.protocol.relay_auth import AuthKey
+from parley.relay.client import MessageReceived, RelayDown, RelayUp, SubscriptionEnded
+from parley.relay.errors import RelayError
+
+log = logging.getLogger(__name__)
+
+
+class Inbound:
+    def __init__(
+        self,
+        book: CommandBook,
+        relays: RelayPool,
+        delivery: Delivery,
+        config: AgentConfig,
+        rng: random.Random,
+        tasks: Tasks,
+    ) -> None:
+        self._book = book
+        self._relays = relays
+        self._delivery = delivery
+        self._config = config
+        self._rng = rng
+        self._tasks = tasks
+        self.index: dict[tuple[str, bytes], str] = {}  # (relay, recipient id) -> conn id
+        self.net = SafetyNet(config.net)
+        self.taken_over: set[tuple[str, bytes]] = set()  # END: another client subscribed
+
+    # ------------------------------------------------------------ the queues
+
+    def watch(self, rq: RcvQueueRow) -> None:
+        """Index a receive queue and keep it subscribed (also across reconnects)."""
+        self.index[(rq.relay, rq.recipient_id)] = rq.conn_id
+        self._relays.subscribe(rq.relay, rq.recipient_id, AuthKey.from_bytes(rq.recipient_key))
+
+    def unwatch(self, relay: str, rid: bytes) -> None:
+        self.index.pop((relay, rid), None)
+        self.taken_over.discard((relay, rid))
+        self.net.forget((relay, rid))
+        self._relays.client(relay).unsubscribe(rid)
+
+    # ------------------------------------------------------------ relay events
+
+    async def pump(self) -> None:
+        while True:
+            event = await self._relays.events.get()
+            try:
+                match event:
+                    case MessageReceived(relay, rid, msg):
+                        try:
+                            await self.on_message(str(relay), rid, msg)
+                        except Exception:
+                            # the relay waits for an ACK that will not come: let the safety
+                            # net check the queue at its next pass
+                            self.net.suspect((str(relay), rid), time.monotonic())
+                            raise
+                    case RelayUp(relay):
+                        await self._on_relay_up(str(relay))
+                    case RelayDown(relay, _):
+                        conns = await self._conns_on(str(relay))
+                        self._book.emit("", "", ev.Down(str(relay), conns))
+                    case SubscriptionEnded(relay, rid, error):
+                        # the safety net subscribes the queue again at its next pass
+                        conn_id = self.index.get((str(relay), rid))
+                        if conn_id is not None:
+                            if error is None:
+                                self.taken_over.add((str(relay), rid))
+                            log.warning(
+                                "subscription of %s on %s ended: %s",
+                                conn_id,
+                                relay,
+                                error or "another client subscribed",
+                            )
+                            self._book.emit("", conn_id, ev.End())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("handling relay event %r failed", event)
+
+    async def _conns_on(self, relay: str) -> list[str]:
+        return await self._book.db.run(lambda c: store.conns_on_relay(c, relay))
+
+    async def _on_relay_up(self, relay: str) -> None:
+        t = now()
+        self._book.hurry(relay, t)
+        conns = await self._conns_on(relay)
+        # deliveries to this relay waiting for their retry timer go now
+        for conn_id in await self._book.db.run(lambda c: store.hurry_deliveries_to(c, relay, t)):
+            self._delivery.kick(conn_id)
+        self._book.emit("", "", ev.Up(relay, conns))
+
+    async def on_message(self, relay: str, rid: bytes, msg: RelayMsg) -> bool:
+        """Process one message from a relay; True if the agent had not received it before."""
+        key = (relay, rid)
+        conn_id = self.index.get(key)
+        if conn_id is None:
+            rq = await self._book.db.run(lambda c: store.find_rcv_queue(c, relay, rid))
+            if rq is None:
+                # not ours (any more): stop renewing it; the relay keeps the message
+                log.warning("message for an unknown queue on %s: unsubscribed", relay)
+                self._relays.client(relay).unsubscribe(rid)
+                return False
+            self.watch(rq)
+            conn_id = rq.conn_id
+        self.taken_over.discard(key)
+        self.net.received(key, time.monotonic())
+        ttl = self._config.message_ttl
+        outcome = await self._book.db.run(lambda c: receive.receive(c, conn_id, msg, ttl))
+        for e in outcome.events:
+            self._book.emit("", conn_id, e)
+        for cmd in outcome.commands:
+            self._book.register(cmd)
+        if outcome.kick_delivery:
+            self._delivery.kick(conn_id)
+        if outcome.ack:
+            rq = outcome.queue
+            assert rq is not None
+            # in the background: a slow relay must not hold up messages from the others
+            self._tasks.spawn(self._ack_relay(relay, rq, msg.msg_id))
+        return outcome.new
+
+    async def _ack_relay(self, relay: str, rq: RcvQueueRow, relay_msg_id: bytes) -> None:
+        try:
+            await self._relays.client(relay).ack(
+                rq.recipient_id, AuthKey.from_bytes(rq.recipient_key), relay_msg_id
+            )
+        except RelayError as e:  # the relay delivers it again; we dedupe and ack again
+            log.info("ack to %s failed: %s", relay, e)
+
+    # ------------------------------------------------------------ safety net
+
+    async def net_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.net.interval * self._rng.uniform(0.75, 1.25))
+            try:
+                await self.check_subscriptions()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("checking subscriptions failed")
+
+    async def check_subscriptions(self, everything: bool = False) -> int:
+        """One pass of the safety net (see `Agent.check_subscriptions`)."""
+        found_before = self.net.found
+        t = time.monotonic()
+        due: list[tuple[RcvQueueRow, AuthKey]] = []
+        for rq, conn_status in await self._book.db.run(store.rcv_queues_with_status):
+            if conn_status == DELETED:
+                continue
+            key = AuthKey.from_bytes(rq.recipient_key)
+            client = self._relays.client(rq.relay)
+            client.keep_subscribed(rq.recipient_id, key)  # after END or a refusal: again
+            self.index.setdefault((rq.relay, rq.recipient_id), rq.conn_id)
+            if not client.connected:
+                continue  # the reconnect renews every subscription
+            expecting = conn_status != READY or rq.status != "active"
+            if everything or self.net.due((rq.relay, rq.recipient_id), expecting, t):
+                due.append((rq, key))
+        for i in range(0, len(due), 32):  # a bounded number of checks in flight
+            await asyncio.gather(*(self._check_queue(rq, key) for rq, key in due[i : i + 32]))
+        self.net.pass_done(now())
+        return self.net.found - found_before
+
+    async def _check_queue(self, rq: RcvQueueRow, key: AuthKey) -> None:
+        qk = (rq.relay, rq.recipient_id)
+        client = self._relays.client(rq.relay)
+        seen = self.net.seen(qk)
+        try:
+            msg = await client.get(rq.recipient_id, key)
+            held = client.is_subscribed(rq.recipient_id)
+            await client.renew(rq.recipient_id, key)
+            self.taken_over.discard(qk)
+            finding = None
+            # a message pushed meanwhile was received normally: the GET's copy is then old
+            fresh = msg is not None and self.net.seen(qk) == seen
+            if fresh and msg is not None and await self.on_message(rq.relay, rq.recipient_id, msg):
+                finding = Finding(rq.conn_id, rq.relay, now())
+                log.warning(
+                    "safety net: a message waited on %s for connection %s", rq.relay, rq.conn_id
+                )
+            self.net.checked(qk, time.monotonic(), renewed=not held, found=finding)
+        except RelayError as e:
+            self.net.failed(qk, time.monotonic(), str(e))
+
+    # ------------------------------------------------------------ status
+
+    def subscription_report(self) -> tuple[list[PendingSubscription], list[RelayState]]:
+        subs: list[PendingSubscription] = []
+        per_relay: dict[str, list[bytes]] = defaultdict(list)
+        for (relay, rid), conn_id in sorted(self.index.items()):
+            per_relay[relay].append(rid)
+            client = self._relays.client(relay)
+            if client.is_subscribed(rid):
+                continue
+            error = client.subscription_error(rid)
+            if not client.connected:
+                state = "relay down"
+            elif (relay, rid) in self.taken_over:
+                state = "taken over"
+            elif rid not in client.wanted:
+                state = "refused"
+            else:
+                state = "subscribing"
+            subs.append(PendingSubscription(conn_id, relay, state, str(error) if error else None))
+        relays = [
+            RelayState(
+                str(c.address),
+                c.connected,
+                len(per_relay.get(str(c.address), [])),
+                len(c.subscriptions),
+                c.reconnects,
+            )
+            for c in self._relays.clients()
+        ]
+        return subs, relays

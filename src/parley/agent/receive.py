@@ -1,0 +1,174 @@
+"""Receive: one relay message processed in one transaction, ON THE DATABASE THREAD.
+
+Every function here takes the open sqlite connection and runs inside one `Database.run`
+call: decrypt, check order and integrity, store, and collect what the caller does once
+the transaction has committed (`Received`: events, new commands, ACK, delivery to kick).
+Nothing here awaits or touches the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import msgspec
+
+from parley.agent import delivery, store
+from parley.agent import events as ev
+from parley.agent.model import CONFIRMATION, DELETED, INVITED, READY, AgentError, new_id
+from parley.agent.store import CommandArgs, CommandRow, ConnRow, RcvQueueRow
+from parley.crypto import (
+    CryptoError,
+    DuplicateMessage,
+    QueueBox,
+    RatchetState,
+    X3DHKeyPair,
+    X3DHPublic,
+    init_initiator,
+    initiator_agree,
+    ratchet_decrypt,
+)
+from parley.protocol import agent as ap
+from parley.protocol.relay import Msg as RelayMsg
+
+log = logging.getLogger(__name__)
+
+
+class Received(msgspec.Struct):
+    """What to do after the transaction of one received message has committed."""
+
+    events: list[ev.Event] = msgspec.field(default_factory=list)
+    commands: list[CommandRow] = msgspec.field(default_factory=list)
+    ack: bool = False
+    kick_delivery: bool = False
+    queue: RcvQueueRow | None = None
+    new: bool = False  # the relay message had not been received before
+
+
+def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: float) -> Received:
+    """Process one relay message in one transaction (database thread)."""
+    out = Received()
+    conn = store.get_conn(c, conn_id)
+    rq = store.get_rcv_queue(c, conn_id)
+    if conn is None or rq is None or conn.status == DELETED:
+        return out
+    out.queue = rq
+    if rq.last_relay_msg_id == msg.msg_id:  # delivered again (reconnect or relay restart)
+        status = store.rcv_message_status(c, conn_id, msg.msg_id)
+        out.ack = status is None or status == "acked"
+        return out
+    out.ack = True
+    out.new = True
+    store.set_last_relay_msg_id(c, conn_id, msg.msg_id)
+    try:
+        qm = ap.decode_queue_message(msg.body)
+        if qm.kind == ap.KIND_CONFIRMATION:
+            _confirmation(c, conn, rq, qm, out)
+        else:
+            _sequenced(c, conn, rq, qm, msg.msg_id, out, message_ttl)
+    except DuplicateMessage:
+        log.info("duplicate message on %s dropped", conn_id)
+    except (CryptoError, ap.EnvelopeError, AgentError) as e:
+        log.warning("undecodable message on %s dropped: %s", conn_id, e)
+    return out
+
+
+def _confirmation(
+    c: sqlite3.Connection,
+    conn: ConnRow,
+    rq: RcvQueueRow,
+    qm: ap.QueueMessage,
+    out: Received,
+) -> None:
+    """The initiator gets the joiner's confirmation (CONF); the joiner gets the allow (INFO)."""
+    if rq.status != "new":
+        log.info("repeated confirmation on %s ignored", conn.conn_id)
+        return
+    assert qm.sender_box_public is not None
+    plain = QueueBox(rq.box_private, qm.sender_box_public).decrypt(qm.box_ciphertext)
+    body = ap.decode_confirmation_body(plain)
+    if conn.role == "initiator":
+        if body.x3dh is None or conn.x3dh_private is None or conn.status != INVITED:
+            raise AgentError("confirmation without the joiner's keys")
+        own = X3DHKeyPair.from_bytes(conn.x3dh_private)
+        state = init_initiator(initiator_agree(own, X3DHPublic.from_bytes(body.x3dh)), own)
+    else:
+        if conn.ratchet is None:
+            raise AgentError("confirmation before our own was made")
+        state = RatchetState.from_bytes(conn.ratchet)
+    state, decrypted = ratchet_decrypt(state, body.ratchet_message)
+    message = ap.decode_agent_message(decrypted)
+    store.confirm_rcv_queue(c, conn.conn_id, qm.sender_box_public, body.sender_key)
+    store.start_ratchet(c, conn.conn_id, state.to_bytes())
+    if isinstance(message, ap.JoinConfirmation | ap.AllowConfirmation):
+        store.set_peer_info(c, conn.conn_id, message.info)
+    if conn.role == "initiator" and isinstance(message, ap.JoinConfirmation):
+        conf_id = new_id()
+        store.insert_confirmation(
+            c, conf_id, conn.conn_id, ap.encode_queue_address(message.reply_queue), message.info
+        )
+        store.set_conn_status(c, conn.conn_id, CONFIRMATION)
+        out.events.append(ev.Conf(conf_id, message.info))
+    elif conn.role == "joiner" and isinstance(message, ap.AllowConfirmation):
+        out.commands.append(
+            store.insert_command(
+                c,
+                "int:" + new_id(),
+                conn.conn_id,
+                "SECURE",
+                rq.relay,
+                CommandArgs(),
+                internal=True,
+            )
+        )
+        out.events.append(ev.Info(message.info))
+    else:
+        raise AgentError(f"unexpected {type(message).__name__} as confirmation")
+
+
+def _sequenced(
+    c: sqlite3.Connection,
+    conn: ConnRow,
+    rq: RcvQueueRow,
+    qm: ap.QueueMessage,
+    relay_msg_id: bytes,
+    out: Received,
+    message_ttl: float,
+) -> None:
+    """A message after the handshake: HELLO, or a client's message (MSG)."""
+    if rq.peer_box_public is None or conn.ratchet is None:
+        raise AgentError("message before the confirmation")
+    rmsg = QueueBox(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)
+    state, decrypted = ratchet_decrypt(RatchetState.from_bytes(conn.ratchet), rmsg)
+    message = ap.decode_agent_message(decrypted)
+    if not isinstance(message, ap.Sequenced):
+        raise AgentError(f"unexpected {type(message).__name__} after the handshake")
+    store.set_ratchet(c, conn.conn_id, state.to_bytes())
+    if message.msg_id <= conn.rcv_msg_id:
+        log.info("message %d on %s seen before", message.msg_id, conn.conn_id)
+        return
+    integrity = "ok"
+    if message.msg_id > conn.rcv_msg_id + 1:
+        integrity = f"skipped {message.msg_id - conn.rcv_msg_id - 1}"
+    elif message.prev_hash != conn.rcv_prev_hash:
+        integrity = "bad hash"
+    store.advance_receive_chain(c, conn.conn_id, message.msg_id, ap.message_hash(decrypted))
+    match message.content:
+        case ap.Hello():
+            store.set_rcv_queue_status(c, conn.conn_id, "active")
+            if conn.role == "initiator" and conn.snd_msg_id == 0:
+                fresh = store.get_conn(c, conn.conn_id)
+                assert fresh is not None
+                delivery.enqueue(c, fresh, ap.Hello(), internal=True, ttl=message_ttl)
+                out.kick_delivery = True
+            snd = store.get_snd_queue(c, conn.conn_id)
+            if snd is not None and snd.status == "active" and conn.status != READY:
+                store.set_conn_status(c, conn.conn_id, READY)
+                out.events.append(ev.Con())
+        case ap.UserMessage(body):
+            internal_id = conn.last_rcv_internal_id + 1
+            store.insert_rcv_message(
+                c, conn.conn_id, internal_id, message.msg_id, relay_msg_id, body, integrity
+            )
+            out.events.append(ev.Msg(internal_id, message.msg_id, body, integrity))
+            out.ack = False  # the client acknowledges with ack_message
