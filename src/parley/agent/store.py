@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import Any
 
 import msgspec
 
@@ -194,12 +195,11 @@ class DeliveryRow(msgspec.Struct):
     expires_at: float
 
 
-_args_encoder = msgspec.msgpack.Encoder()
 _args_decoder = msgspec.msgpack.Decoder(CommandArgs)
 
 
 def encode_args(args: CommandArgs) -> bytes:
-    return _args_encoder.encode(args)
+    return msgspec.msgpack.encode(args)
 
 
 def decode_args(data: bytes) -> CommandArgs:
@@ -222,6 +222,16 @@ _SND_COLS = "conn_id, relay, sender_id, sender_key, box_private, peer_box_public
 _CMD_COLS = (
     "seq, corr_id, conn_id, kind, relay, args, internal, attempts, last_error, next_try, created_at"
 )
+
+
+def _exists(c: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> bool:
+    return c.execute(sql, params).fetchone() is not None
+
+
+def _first(c: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> Any:
+    """The first column of the first row, or None if there is no row."""
+    row = c.execute(sql, params).fetchone()
+    return row[0] if row else None
 
 
 def get_conn(c: sqlite3.Connection, conn_id: str) -> ConnRow | None:
@@ -522,22 +532,17 @@ def insert_confirmation(
 
 
 def has_confirmation(c: sqlite3.Connection, conf_id: str, conn_id: str) -> bool:
-    return (
-        c.execute(
-            "SELECT status FROM confirmations WHERE conf_id = ? AND conn_id = ?",
-            (conf_id, conn_id),
-        ).fetchone()
-        is not None
-    )
+    sql = "SELECT status FROM confirmations WHERE conf_id = ? AND conn_id = ?"
+    return _exists(c, sql, (conf_id, conn_id))
 
 
 def confirmation_reply_queue(c: sqlite3.Connection, conf_id: str) -> bytes:
     """The joiner's reply queue (encoded) named in confirmation `conf_id`."""
-    row = c.execute("SELECT reply_queue FROM confirmations WHERE conf_id = ?", (conf_id,))
-    r = row.fetchone()
-    if r is None:
+    reply: bytes | None = _first(
+        c, "SELECT reply_queue FROM confirmations WHERE conf_id = ?", (conf_id,)
+    )
+    if reply is None:
         raise AgentError(f"no confirmation {conf_id}")
-    reply: bytes = r[0]
     return reply
 
 
@@ -551,18 +556,13 @@ def accept_confirmation(c: sqlite3.Connection, conf_id: str) -> None:
 def check_new_corr_id(c: sqlite3.Connection, corr_id: str) -> None:
     if not corr_id:
         raise AgentError("a corr id is required")
-    if c.execute("SELECT 1 FROM commands WHERE corr_id = ?", (corr_id,)).fetchone():
+    if _exists(c, "SELECT 1 FROM commands WHERE corr_id = ?", (corr_id,)):
         raise DuplicateCommand(f"corr id already used: {corr_id}")
 
 
 def has_pending_command(c: sqlite3.Connection, conn_id: str, kind: str) -> bool:
-    return (
-        c.execute(
-            "SELECT 1 FROM commands WHERE conn_id = ? AND kind = ? AND status = 'pending'",
-            (conn_id, kind),
-        ).fetchone()
-        is not None
-    )
+    sql = "SELECT 1 FROM commands WHERE conn_id = ? AND kind = ? AND status = 'pending'"
+    return _exists(c, sql, (conn_id, kind))
 
 
 def pending_commands_of(c: sqlite3.Connection, conn_id: str) -> list[tuple[str, bool]]:
@@ -736,31 +736,22 @@ def delete_deliveries(c: sqlite3.Connection, conn_id: str) -> None:
 
 
 def has_rcv_message(c: sqlite3.Connection, conn_id: str, msg_id: int) -> bool:
-    return (
-        c.execute(
-            "SELECT status FROM rcv_messages WHERE conn_id = ? AND msg_id = ?",
-            (conn_id, msg_id),
-        ).fetchone()
-        is not None
-    )
+    sql = "SELECT status FROM rcv_messages WHERE conn_id = ? AND msg_id = ?"
+    return _exists(c, sql, (conn_id, msg_id))
 
 
 def rcv_message_relay_id(c: sqlite3.Connection, conn_id: str, msg_id: int) -> bytes | None:
     """The relay's id of received message `msg_id` (what ACK names), if it is known."""
-    row = c.execute(
-        "SELECT relay_msg_id FROM rcv_messages WHERE conn_id = ? AND msg_id = ?",
-        (conn_id, msg_id),
-    ).fetchone()
-    return row[0] if row else None
+    sql = "SELECT relay_msg_id FROM rcv_messages WHERE conn_id = ? AND msg_id = ?"
+    relay_msg_id: bytes | None = _first(c, sql, (conn_id, msg_id))
+    return relay_msg_id
 
 
 def rcv_message_status(c: sqlite3.Connection, conn_id: str, relay_msg_id: bytes) -> str | None:
     """The status of the message the relay calls `relay_msg_id`, if one was stored."""
-    row = c.execute(
-        "SELECT status FROM rcv_messages WHERE conn_id = ? AND relay_msg_id = ?",
-        (conn_id, relay_msg_id),
-    ).fetchone()
-    return row[0] if row else None
+    sql = "SELECT status FROM rcv_messages WHERE conn_id = ? AND relay_msg_id = ?"
+    status: str | None = _first(c, sql, (conn_id, relay_msg_id))
+    return status
 
 
 def insert_rcv_message(
