@@ -84,10 +84,10 @@ class RawConnection:
                 while True:
                     if not await self.reader.read(65536):
                         return True
+        except TimeoutError:  # (an OSError too: caught first)
+            return False
         except (ConnectionError, OSError):
             return True
-        except TimeoutError:
-            return False
 
     def close(self) -> None:
         self.writer.transport.abort()

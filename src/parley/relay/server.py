@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import secrets
+import socket
 import ssl
 import time
 from collections import deque
@@ -209,7 +210,12 @@ class RelayServer:
         self._by_recipient: dict[bytes, QueueState] = {}
         self._by_sender: dict[bytes, QueueState] = {}
         self._sessions: set[Session] = set()
-        self._server: asyncio.base_events.Server | None = None
+        # accepted sockets still in their TLS handshake
+        self._handshaking: set[socket.socket] = set()
+        self._tls: ssl.SSLContext | None = None
+        self._stopping = False
+        self._listeners: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
         self._committer: GroupCommitter | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._maintenance: asyncio.Task[None] | None = None
@@ -245,22 +251,33 @@ class RelayServer:
         self._committer = GroupCommitter(self._store)
         self._committer.start()
         self._expire(now_ms())
-        self._server = await asyncio.start_server(
-            self._accept,
-            self.config.host,
-            self.config.port,
-            ssl=self.identity.server_context(),
-            ssl_handshake_timeout=self.config.handshake_timeout,
-            limit=p.BLOCK_SIZE * 4,
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        self._tls = self.identity.server_context()
+        self._stopping = False
+        # the relay accepts by itself, so that a connection is its own from the first byte:
+        # its TLS handshake runs in an `_accept` task, which stop() can end
+        self._listeners = await self._listen()
+        self.port = self._listeners[0].getsockname()[1]
+        self._acceptors = [
+            asyncio.create_task(self._accept_loop(sock), name="relay-accept")
+            for sock in self._listeners
+        ]
         self._maintenance = asyncio.create_task(self._maintain(), name="relay-maintenance")
         log.info("relay listening at %s", self.address)
 
     async def stop(self) -> None:
-        """Stop accepting, close every connection, commit what is pending, close the store."""
-        if self._server is not None:
-            self._server.close()
+        """Stop accepting, close every connection (those still in their TLS handshake
+        too), commit what is pending, close the store."""
+        self._stopping = True
+        for t in self._acceptors:
+            t.cancel()
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+        self._acceptors = []
+        for sock in self._listeners:
+            sock.close()
+        self._listeners = []
+        for conn in list(self._handshaking):  # their `_accept` tasks are cancelled below
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         for s in list(self._sessions):
             s.close()
         if self._maintenance is not None:
@@ -271,9 +288,6 @@ class RelayServer:
             t.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
         if self._committer is not None:
             await self._committer.stop()
             self._committer = None
@@ -341,14 +355,81 @@ class RelayServer:
 
     # ------------------------------------------------------------ connections
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        if len(self._sessions) >= self.config.max_connections:
-            self.stats.connections_rejected += 1
-            writer.transport.abort()
+    async def _listen(self) -> list[socket.socket]:
+        """Listening sockets for `host` and `port`, bound as asyncio.start_server binds."""
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self.config.host or None,
+            self.config.port,
+            family=socket.AF_UNSPEC,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        )
+        sockets: list[socket.socket] = []
+        try:
+            for family, kind, proto, _, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                sockets.append(sock)
+                if os.name == "posix":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+                sock.listen(100)
+                sock.setblocking(False)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            raise
+        if not sockets:
+            raise OSError(f"no address to listen on for {self.config.host}")
+        return sockets
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept connections; refuse them once stopping or at `max_connections` (those in
+        their handshake included); run each in an `_accept` task."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as e:  # out of file descriptors, say: try again shortly
+                log.warning("accepting a connection failed: %s", e)
+                await asyncio.sleep(0.1)
+                continue
+            if self._stopping:
+                conn.close()
+                return
+            if len(self._sessions) + len(self._handshaking) >= self.config.max_connections:
+                self.stats.connections_rejected += 1
+                conn.close()
+                continue
+            conn.setblocking(False)
+            self._handshaking.add(conn)
+            task = loop.create_task(self._accept(conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, conn: socket.socket) -> None:
+        assert self._tls is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=p.BLOCK_SIZE * 4, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            # (cancelled by stop(), or failing, it closes the connection)
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                conn,
+                ssl=self._tls,
+                ssl_handshake_timeout=self.config.handshake_timeout,
+            )
+        except (ConnectionError, OSError, asyncio.CancelledError):
             return
-        self._tasks.add(task)
+        finally:
+            self._handshaking.discard(conn)
+        if self._stopping:  # the handshake finished as the relay was stopping
+            transport.abort()
+            return
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         session = Session(self, reader, writer)
         self._sessions.add(session)
         self.stats.connections = len(self._sessions)
@@ -372,7 +453,6 @@ class RelayServer:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await writer_task
             self._drop_session(session)
-            self._tasks.discard(task)
 
     async def _handshake(self, s: Session) -> bool:
         assert self.identity is not None
