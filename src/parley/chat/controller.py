@@ -1130,20 +1130,43 @@ class ChatController:
         intro = s.intro(c, intro.intro_id)
         assert intro is not None
         after = _After()
-        if intro.group_link and intro.direct_link and intro.status == "new":
-            s.set_intro(c, intro.intro_id, status="inv_sent")
-            m = s.member(c, intro.to_member)
-            assert m is not None
-            if m.status == s.M_INTRODUCED:
-                s.set_member(c, m.member_row, status=s.M_INTRO_INVITED)
-            host_conn = self._host_connection(c, intro.group_id)
-            if host_conn is not None:
-                inv = cp.XGrpMemInv(
-                    m.member_id, cp.IntroInvitation(intro.group_link, intro.direct_link)
-                )
-                msg = cp.make(inv, msg_id=intro.msg_id)
-                after.outbox.append(self._outbox(c, host_conn, self._encode(msg)))
+        if intro.status == "new":
+            self._send_intro_links(c, intro, after)
         return after
+
+    def _send_intro_links(self, c: sqlite3.Connection, intro: s.IntroRow, after: _After) -> None:
+        """Step 4's end (newcomer): both links for the introduced member exist: x.grp.mem.inv
+        to the host. The introduction becomes `inv_sent` only with the message in the outbox;
+        while the connection with the host is not ready (an intro can arrive before our own
+        CON), it stays `new` and the host's CON sends it (`_send_waiting_intro_links`)."""
+        if intro.status != "new" or not (intro.group_link and intro.direct_link):
+            return
+        host_conn = self._host_connection(c, intro.group_id)
+        m = s.member(c, intro.to_member)
+        if host_conn is None or m is None:
+            return
+        links = cp.IntroInvitation(intro.group_link, intro.direct_link)
+        msg = cp.make(cp.XGrpMemInv(m.member_id, links), msg_id=intro.msg_id)
+        after.outbox.append(self._outbox(c, host_conn, self._encode(msg)))
+        s.set_intro(c, intro.intro_id, status="inv_sent")
+        if m.status == s.M_INTRODUCED:
+            s.set_member(c, m.member_row, status=s.M_INTRO_INVITED)
+
+    def _send_waiting_intro_links(
+        self, c: sqlite3.Connection, group_id: int | None, after: _After
+    ) -> None:
+        """Send the x.grp.mem.inv of every introduction (of one group, or of all) whose two
+        links exist but which waited for the connection with the host."""
+        where = (
+            "side = 'invitee' AND status = 'new' AND group_link IS NOT NULL "
+            "AND direct_link IS NOT NULL"
+        )
+        params: tuple[object, ...] = ()
+        if group_id is not None:
+            where += " AND group_id = ?"
+            params = (group_id,)
+        for intro in s.intros(c, where + " ORDER BY intro_id", params):
+            self._send_intro_links(c, intro, after)
 
     # ------------------------------------------------------------ spontaneous events
 
@@ -1308,6 +1331,8 @@ class ChatController:
             s.set_member(c, me.member_row, status=s.M_CONNECTED)
             c.execute("UPDATE groups SET status = 'active' WHERE group_id = ?", (group.group_id,))
             after.events.append(cev.UserJoinedGroup(self._group_view(c, group.group_id)))
+            # introductions that came before this CON: their links go to the host now
+            self._send_waiting_intro_links(c, group.group_id, after)
             after.label = "con:host"
             return after
         # an introduced member (pre) or one who joined after us (post): both connections
@@ -1717,8 +1742,12 @@ class ChatController:
                 host_conn = self._host_connection(c, group_id)
                 if intro.group_link and intro.direct_link and host_conn is not None:
                     links = cp.IntroInvitation(intro.group_link, intro.direct_link)
-                    inv = cp.make(cp.XGrpMemInv(m.member_id, links))
+                    inv = cp.make(cp.XGrpMemInv(m.member_id, links))  # a new message id
                     after.outbox.append(self._outbox(c, host_conn, self._encode(inv)))
+                    if intro.status == "new":
+                        s.set_intro(c, intro.intro_id, status="inv_sent")
+                        if m.status == s.M_INTRODUCED:
+                            s.set_member(c, m.member_row, status=s.M_INTRO_INVITED)
                 return after  # (links not both made yet: they go when they are)
             self._drop_member_connections(c, m.member_row, after)
             row = m.member_row
@@ -1895,6 +1924,15 @@ class ChatController:
                 )
 
         await self._db.run(settle)
+
+        def waiting_links(c: sqlite3.Connection) -> _After:
+            # links made while the host connection was not ready, if its CON was handled
+            # before a crash and their sending was not
+            after = _After()
+            self._send_waiting_intro_links(c, None, after)
+            return after
+
+        await self._perform(await self._db.run(waiting_links))
 
     async def _reintroduce_loop(self) -> None:
         while True:
