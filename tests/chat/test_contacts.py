@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import TypeVar
 
+import pytest
+
+from parley.agent import events as aev
+from parley.agent.agent import Agent, AgentConfig
 from parley.chat import events as cev
 from parley.chat.controller import ChatController
+from parley.protocol import chat as cp
 from parley.relay.server import RelayServer
+from tests.agent.conftest import FAST_RETRY
 from tests.chat.conftest import MakeChat, expect, make_contacts
+from tests.relay.conftest import FAST
+
+E = TypeVar("E", bound=aev.Event)
 
 
 async def test_contacts_connect_and_talk(relay: RelayServer, make_chat: MakeChat) -> None:
@@ -105,3 +116,77 @@ async def test_bad_links_and_unknown_names_are_refused(
     with pytest.raises(ChatError, match="cannot send"):
         await alice.send_group_message("nothing", "x" * 20_000)
     assert await alice.contacts() == []
+
+
+async def _agent_event(agent: Agent, kind: type[E], timeout: float = 15.0) -> E:
+    async with asyncio.timeout(timeout):
+        while True:
+            e = await agent.next_event()
+            if isinstance(e.event, kind):
+                return e.event
+
+
+@pytest.mark.parametrize(
+    ("case", "info"),
+    [
+        ("info lost", cp.encode_chat_message(cp.make(cp.XOk(cp.Profile("alice"))))),
+        ("no profile", cp.encode_chat_message(cp.make(cp.XMsgNew(cp.TextContent("hi"))))),
+        ("bad info", b"not a chat message"),
+    ],
+)
+async def test_a_contact_connection_is_ready_only_with_its_contact(
+    relay: RelayServer, make_chat: MakeChat, tmp_path: Path, case: str, info: bytes
+) -> None:
+    """CON on a contact connection that has no contact (its INFO was lost, or carried no
+    profile): the contact is made from the peer's info the agent kept, or the connection is
+    failed with the reason; it is never `ready` with no one behind it."""
+    relays = [str(relay.address)]
+    bob = await make_chat("bob", relays)
+    inviter = await Agent.open(
+        AgentConfig(database=tmp_path / "inviter.db", relays=relays, retry=FAST_RETRY, client=FAST)
+    )
+    try:
+        if case == "info lost":  # bob's chat misses the INFO event
+
+            async def lost(agent_conn: str, info: bytes) -> None:
+                return None
+
+            bob._on_info = lost  # type: ignore[method-assign]
+        handled = asyncio.Event()
+        original = bob._on_con
+
+        async def on_con(agent_conn: str) -> None:
+            await original(agent_conn)
+            handled.set()
+
+        bob._on_con = on_con  # type: ignore[method-assign]
+
+        conn = await inviter.create_connection_async("c1")
+        link = (await _agent_event(inviter, aev.Inv)).link
+        connection_id = await bob.connect(link)
+        conf = await _agent_event(inviter, aev.Conf)
+        await inviter.allow_connection_async("a1", conn, conf.conf_id, info)
+        await _agent_event(inviter, aev.Con)
+        async with asyncio.timeout(15):
+            await handled.wait()
+
+        status, error = await bob._db.run(
+            lambda c: c.execute(
+                "SELECT status, last_error FROM connections WHERE connection_id = ?",
+                (connection_id,),
+            ).fetchone()
+        )
+        if case == "info lost":
+            got = await expect(bob, cev.ContactConnected)
+            assert got.contact.name == "alice"
+            assert [c.name for c in await bob.contacts()] == ["alice"]
+            assert (status, error) == ("ready", None)
+        else:
+            failed = await expect(bob, cev.ConnectionFailed)
+            assert failed.connection_id == connection_id
+            assert await bob.contacts() == []
+            assert status == "failed"
+            assert error == failed.reason
+            assert ("x.msg.new" if case == "no profile" else "bad info") in error
+    finally:
+        await inviter.close()

@@ -1287,29 +1287,66 @@ class ChatController:
         await self._perform(await self._db.run(tx))
 
     async def _on_con(self, agent_conn: str) -> None:
+        known = await self._db.run(lambda c: s.connection_by_agent_id(c, agent_conn))
+        peer_info: bytes | None = None
+        if known is not None and known.kind == s.K_CONTACT and known.contact_id is None:
+            # no contact yet (its INFO was lost, or carried no profile): the agent has the
+            # peer's connection info
+            status = await self.agent.connection_status(agent_conn)
+            peer_info = status.peer_info if status is not None else None
+
         def tx(c: sqlite3.Connection) -> _After:
             conn = s.connection_by_agent_id(c, agent_conn)
             user = s.active_user(c)
             if conn is None or user is None or conn.status in (C_READY, s.C_DELETED):
                 return _After()
-            s.set_connection(c, conn.connection_id, status=C_READY, last_error=None)
             if conn.kind == s.K_CONTACT:
-                if conn.contact_id is None:
-                    return _After()
-                c.execute(
-                    "UPDATE contacts SET status = 'ready' WHERE contact_id = ?", (conn.contact_id,)
-                )
-                contact = s.contact_by_id(c, conn.contact_id)
-                assert contact is not None
-                return _After(
-                    events=[cev.ContactConnected(_contact_view(contact))], label="con:contact"
-                )
+                return self._contact_connection_ready(c, user, conn, peer_info)
+            s.set_connection(c, conn.connection_id, status=C_READY, last_error=None)
             assert conn.member_row is not None
             after = self._member_connection_ready(c, user, conn)
             after.label = after.label or "con:member"
             return after
 
         await self._perform(await self._db.run(tx))
+
+    def _contact_connection_ready(
+        self,
+        c: sqlite3.Connection,
+        user: s.UserRow,
+        conn: s.ConnectionRow,
+        peer_info: bytes | None,
+    ) -> _After:
+        """CON of a contact connection. Ready only with its contact: one missing is made
+        from the peer's connection info (`x.info` or `x.ok`) the agent kept; without a
+        profile there, the connection is failed with the reason, never ready with no one."""
+        contact_id = conn.contact_id
+        if contact_id is None:
+            if conn.status == C_FAILED:
+                return _After()  # failed already, with its reason (a bad info, say)
+            profile: cp.Profile | None = None
+            problem = "the contact's profile never arrived"
+            if peer_info is not None:
+                try:
+                    msg = cp.decode_chat_message(peer_info)
+                except cp.ChatMessageError as e:
+                    problem = f"bad info: {e}"
+                else:
+                    if isinstance(msg.params, cp.XInfo | cp.XOk):
+                        profile = msg.params.profile
+                    else:
+                        problem = f"unexpected {msg.event} instead of a profile"
+            if profile is None:
+                reason = f"connected, but {problem}"
+                log.warning("contact connection %s: %s", conn.agent_conn_id, reason)
+                return self._fail_connection(c, conn.connection_id, aev.Err(reason, ""))
+            contact_id = self._contact_for(c, user, conn, profile)
+            s.set_connection(c, conn.connection_id, contact_id=contact_id)
+        s.set_connection(c, conn.connection_id, status=C_READY, last_error=None)
+        c.execute("UPDATE contacts SET status = 'ready' WHERE contact_id = ?", (contact_id,))
+        contact = s.contact_by_id(c, contact_id)
+        assert contact is not None
+        return _After(events=[cev.ContactConnected(_contact_view(contact))], label="con:contact")
 
     def _member_connection_ready(
         self, c: sqlite3.Connection, user: s.UserRow, conn: s.ConnectionRow
