@@ -1,14 +1,18 @@
 """Introductions (DESIGN §4, steps 3 to 7) at their edges: an introduction that reaches the
-newcomer before its own CON with the host."""
+newcomer before its own CON with the host, and the host's re-introduction timer."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
 
 from parley.chat import events as cev
 from parley.chat import store as s
-from parley.chat.controller import ChatController
+from parley.chat.controller import ChatConfig, ChatController, intro_delay
 from parley.relay.server import RelayServer
 from parley.testing.waiting import wait_for_condition
 from tests.chat.conftest import MakeChat, expect, make_contacts
@@ -119,5 +123,120 @@ async def test_links_waiting_for_the_host_are_sent_after_a_restart(
 
     b = await make_chat("bob", relays)  # the same database files
     assert await invitee_intros(b) == [("inv_sent", True)]
+    chats = {"alice": a, "bob": b, "cath": c}
+    await wait_for_condition(lambda: full_mesh(chats, "team"), 30, 0.1, "no full mesh")
+
+
+def test_reintroduction_waits_grow_to_a_cap() -> None:
+    config = ChatConfig(db_prefix=Path("unused"), relays=[])
+    assert config.intro_timeout == 90.0  # a minute and a half, not ten minutes
+    waits = [intro_delay(config, n) for n in range(1, 8)]
+    assert waits == [90.0, 180.0, 360.0, 720.0, 900.0, 900.0, 900.0]
+    assert intro_delay(config, 10_000) == 900.0  # no overflow after many attempts
+    low, high = intro_delay(config, 1, -1.0), intro_delay(config, 1, 1.0)
+    assert low == pytest.approx(90.0 * (1 - config.intro_jitter))
+    assert high == pytest.approx(90.0 * (1 + config.intro_jitter))
+
+
+async def test_the_hosts_timer_reintroduces_with_backoff(
+    relay: RelayServer, make_chat: MakeChat
+) -> None:
+    """Cath is away, so the bob-cath pair makes no progress: the host's own timer (no call
+    from outside) re-introduces it after 0.4 s, then 0.8 s, then at the cap of 1 s, counting
+    the attempts; when cath is back the pair connects through the same links."""
+    relays = [str(relay.address)]
+    timers = {
+        "intro_timeout": 0.4,
+        "intro_backoff": 2.0,
+        "intro_timeout_max": 1.0,
+        "intro_jitter": 0.0,
+        "intro_check_interval": 0.02,
+    }
+    a, b, c = await group_of_two(make_chat, relays, **timers)
+    await c.close()
+
+    seen: dict[int, tuple[float, float, float]] = {}  # attempts: (wait, created, last change)
+
+    async def fourth_attempt() -> bool:
+        rows = await a._db.run(
+            lambda c: c.execute(
+                "SELECT attempts, retry_delay, created_at, updated_at FROM introductions "
+                "WHERE side = 'host'"
+            ).fetchall()
+        )
+        assert len(rows) <= 1, "a re-introduction must replace the introduction it repeats"
+        for attempts, wait, created, updated in rows:
+            seen[attempts] = (wait, created, updated)
+        return any(r[0] >= 4 for r in rows)
+
+    started = time.monotonic()
+    await a.add_member("team", "bob")
+    await expect(b, cev.ReceivedGroupInvitation)
+    await b.join_group("team")
+    await wait_for_condition(fourth_attempt, 30, 0.01, f"attempts seen: {sorted(seen)}")
+    assert time.monotonic() - started >= 0.4 + 0.8 + 1.0
+    assert [seen[n][0] for n in (1, 2, 3, 4) if n in seen] == [
+        w for n, w in ((1, 0.4), (2, 0.8), (3, 1.0), (4, 1.0)) if n in seen
+    ]
+    for n in (1, 2, 3):
+        if n in seen and n + 1 in seen:  # never before the wait since the last change
+            wait, _, last_change = seen[n]
+            assert seen[n + 1][1] >= last_change + wait
+
+    c = await make_chat("cath", relays)  # back: the re-introductions did no harm
+    chats = {"alice": a, "bob": b, "cath": c}
+    await wait_for_condition(lambda: full_mesh(chats, "team"), 30, 0.1, "no full mesh")
+    with sqlite3.connect(f"file:{b._db.path}?mode=ro", uri=True) as bdb:
+        dropped = bdb.execute(
+            "SELECT count(*) FROM connections WHERE status = 'deleted'"
+        ).fetchone()[0]
+    assert dropped == 0  # bob offered the same links each time: nothing was redone
+
+
+async def test_no_reintroductions_pile_up_for_a_newcomer_who_is_away(
+    relay: RelayServer, make_chat: MakeChat
+) -> None:
+    """Bob answers the introduction, then goes away (cath is away all along): the host
+    re-introduces once more, then waits for bob to say something before the next."""
+    relays = [str(relay.address)]
+    timers = {
+        "intro_timeout": 0.3,
+        "intro_backoff": 1.0,
+        "intro_jitter": 0.0,
+        "intro_check_interval": 0.02,
+    }
+    a, b, c = await group_of_two(make_chat, relays, **timers)
+    await c.close()
+
+    async def host_intro() -> tuple[str, int] | None:
+        rows = await a._db.run(
+            lambda c: c.execute(
+                "SELECT status, attempts FROM introductions WHERE side = 'host'"
+            ).fetchall()
+        )
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    async def attempts_at_least(n: int) -> bool:
+        got = await host_intro()
+        return got is not None and got[1] >= n
+
+    await a.add_member("team", "bob")
+    await expect(b, cev.ReceivedGroupInvitation)
+    await b.join_group("team")
+
+    async def answered() -> bool:
+        return await host_intro() == ("fwd", 1)
+
+    await wait_for_condition(answered, 20, 0.01)
+    await b.close()  # bob answered the first introduction, and is away now
+
+    await wait_for_condition(lambda: attempts_at_least(2), 10, 0.01)
+    with pytest.raises(TimeoutError):  # ten waits later, still no third attempt
+        await wait_for_condition(lambda: attempts_at_least(3), 3.0, 0.05)
+    assert await host_intro() == ("sent", 2)
+
+    b = await make_chat("bob", relays)  # back: bob answers, and the timer goes on
+    await wait_for_condition(lambda: attempts_at_least(3), 20, 0.01)
+    c = await make_chat("cath", relays)
     chats = {"alice": a, "bob": b, "cath": c}
     await wait_for_condition(lambda: full_mesh(chats, "team"), 30, 0.1, "no full mesh")

@@ -17,6 +17,7 @@ import base64
 import contextlib
 import json
 import logging
+import random
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -47,10 +48,26 @@ class ChatError(Exception):
 class ChatConfig:
     db_prefix: Path
     relays: list[str]
-    # the host re-introduces a pair of members that has not connected within this time
-    intro_timeout: float = 600.0
-    intro_check_interval: float = 30.0
+    # The host re-introduces a pair of members that makes no progress: the first time
+    # `intro_timeout` after the introduction's last change, then each time `intro_backoff`
+    # times later, up to `intro_timeout_max`; each wait varies by up to ±`intro_jitter`
+    # (a share of it), so that stuck pairs do not all come back at once.
+    intro_timeout: float = 90.0
+    intro_backoff: float = 2.0
+    intro_timeout_max: float = 900.0
+    intro_jitter: float = 0.2
+    intro_check_interval: float = 10.0  # how often the host looks for such pairs
     agent: dict[str, Any] = field(default_factory=dict)  # extra AgentConfig settings
+
+
+def intro_delay(config: ChatConfig, attempts: int, jitter: float = 0.0) -> float:
+    """How long the host waits, after an introduction's last change, before re-introducing
+    the pair, when the introduction was sent `attempts` times: `intro_timeout`, times
+    `intro_backoff` for each attempt after the first, at most `intro_timeout_max`; `jitter`
+    (from -1 to 1) varies it by that share of `intro_jitter`."""
+    base = config.intro_timeout * config.intro_backoff ** min(max(attempts - 1, 0), 30)
+    base = min(base, max(config.intro_timeout_max, config.intro_timeout))
+    return base * (1.0 + config.intro_jitter * max(-1.0, min(1.0, jitter)))
 
 
 @dataclass
@@ -1455,9 +1472,12 @@ class ChatController:
         b: s.MemberRow,
         other: s.MemberRow,
         b_agent_conn: str,
+        attempts: int = 1,
     ) -> int:
-        """Record an introduction of `other` to `b` and queue the x.grp.mem.intro."""
+        """Record an introduction of `other` to `b` (the `attempts`-th) and queue the
+        x.grp.mem.intro; the pair is re-introduced if it makes no progress in time."""
         t = s.now()
+        delay = intro_delay(self.config, attempts, random.uniform(-1.0, 1.0))
         msg = cp.make(
             cp.XGrpMemIntro(
                 cp.MemberInfo(
@@ -1469,8 +1489,9 @@ class ChatController:
         )
         c.execute(
             "INSERT INTO introductions (group_id, side, re_member, to_member, status, msg_id, "
-            "created_at, updated_at) VALUES (?, 'host', ?, ?, 'sent', ?, ?, ?)",
-            (group_id, b.member_row, other.member_row, msg.msg_id, t, t),
+            "attempts, retry_delay, created_at, updated_at) "
+            "VALUES (?, 'host', ?, ?, 'sent', ?, ?, ?, ?, ?)",
+            (group_id, b.member_row, other.member_row, msg.msg_id, attempts, delay, t, t),
         )
         return self._outbox(c, b_agent_conn, self._encode(msg))
 
@@ -1983,16 +2004,24 @@ class ChatController:
                 log.exception("re-introduction check failed")
 
     async def reintroduce_stale(self, older_than: float | None = None) -> int:
-        """Host: introduce again every pair that has not connected in time; returns how many."""
-        limit = s.now() - (self.config.intro_timeout if older_than is None else older_than)
+        """Host: introduce again every pair that made no progress in time (each
+        introduction's own wait, see `intro_delay`; or `older_than` seconds for all, when
+        given); returns how many. By the timer, a newcomer that has not answered since the
+        last re-introduction (it is away) gets no more until it says something."""
+        now = s.now()
 
         def tx(c: sqlite3.Connection) -> tuple[int, _After]:
             after = _After()
-            stale = s.intros(
-                c, "side = 'host' AND status != 'connected' AND updated_at < ?", (limit,)
-            )
             count = 0
-            for intro in stale:
+            for intro in s.intros(c, "side = 'host' AND status != 'connected'", ()):
+                if older_than is not None:
+                    wait = older_than
+                elif intro.retry_delay is not None:
+                    wait = intro.retry_delay
+                else:  # a row from before the delay was stored
+                    wait = intro_delay(self.config, intro.attempts)
+                if intro.updated_at + wait > now:
+                    continue
                 b, other = s.member(c, intro.re_member), s.member(c, intro.to_member)
                 if (
                     b is None
@@ -2004,13 +2033,25 @@ class ChatController:
                 conn = s.member_connection(c, b.member_row, s.K_MEMBER_GROUP)
                 if conn is None or conn.agent_conn_id is None or conn.status != C_READY:
                     continue
+                if (
+                    older_than is None
+                    and intro.attempts >= 2
+                    and not s.heard_since(c, intro.group_id, b.member_id, intro.created_at)
+                ):
+                    # the newcomer said nothing since the last re-introduction (it answers
+                    # each one): it is away, and more would only pile up in its queue
+                    continue
                 c.execute("DELETE FROM introductions WHERE intro_id = ?", (intro.intro_id,))
+                attempts = intro.attempts + 1
                 after.outbox.append(
-                    self._introduce(c, intro.group_id, b, other, conn.agent_conn_id)
+                    self._introduce(c, intro.group_id, b, other, conn.agent_conn_id, attempts)
                 )
-                c.execute(
-                    "UPDATE introductions SET attempts = ? WHERE intro_id = last_insert_rowid()",
-                    (intro.attempts + 1,),
+                log.info(
+                    "re-introducing %s to %s (attempt %d, no progress for %.0f s)",
+                    other.display_name,
+                    b.display_name,
+                    attempts,
+                    now - intro.updated_at,
                 )
                 count += 1
             return count, after

@@ -140,6 +140,10 @@ MIGRATIONS = [
         updated_at REAL NOT NULL
     );
     """,
+    # the host's wait before re-introducing a pair (chosen, with jitter, at each introduction)
+    """
+    ALTER TABLE introductions ADD COLUMN retry_delay REAL;
+    """,
 ]
 
 # connection statuses
@@ -242,6 +246,8 @@ class IntroRow(msgspec.Struct):
     attempts: int
     last_error: str | None
     updated_at: float
+    retry_delay: float | None  # (host) re-introduce after this long without progress
+    created_at: float
 
 
 class CommandRow(msgspec.Struct):
@@ -260,7 +266,7 @@ _MEMBER_COLS = (
 _CONN_COLS = "connection_id, agent_conn_id, kind, contact_id, member_row, status, link, last_error"
 _INTRO_COLS = (
     "intro_id, group_id, side, re_member, to_member, status, group_link, direct_link, msg_id, "
-    "attempts, last_error, updated_at"
+    "attempts, last_error, updated_at, retry_delay, created_at"
 )
 
 
@@ -455,6 +461,16 @@ def first_seen(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
         (scope, msg_id, now()),
     )
     return cur.rowcount == 1
+
+
+def heard_since(c: sqlite3.Connection, group_id: int, member_id: str, since: float) -> bool:
+    """Whether a message from the member (any, over its own connection) arrived after
+    `since`."""
+    r = c.execute(
+        "SELECT 1 FROM received WHERE scope = ? AND received_at > ? LIMIT 1",
+        (f"group:{group_id}:{member_id}", since),
+    ).fetchone()
+    return r is not None
 
 
 def unique_name(c: sqlite3.Connection, table: str, user_id: int, wanted: str) -> str:
