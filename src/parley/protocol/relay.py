@@ -65,9 +65,13 @@ TEMPORARY_ERRORS = frozenset({ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE})
 
 
 class New(msgspec.Struct, frozen=True):
-    """Create a queue; `recipient_key` is the X25519 key that authenticates the recipient."""
+    """Create a queue; `recipient_key` is the X25519 key that authenticates the recipient.
+
+    `password` is the relay's creation password, for relays that require one (empty: none;
+    it is left out of the encoding then, as before it existed)."""
 
     recipient_key: bytes
+    password: bytes = b""
 
 
 class Sub(msgspec.Struct, frozen=True):
@@ -190,8 +194,8 @@ def encode_message(msg: Command | Response) -> bytes:
             return b"ACK " + _short(msg_id)
         case Sub():
             return b"SUB"
-        case New(key):
-            return b"NEW " + _short(key)
+        case New(key, password):
+            return b"NEW " + _short(key) + (_short(password) if password else b"")
         case Ids(rid, sid):
             return b"IDS " + _short(rid) + _short(sid)
         case Key(key):
@@ -277,7 +281,8 @@ def _decode(data: bytes, allowed: frozenset[bytes]) -> Command | Response:
     elif tag == b"ACK":
         result = Ack(r.short())
     elif tag == b"NEW":
-        result = New(r.short())
+        key = r.short()
+        result = New(key, r.short()) if r.pos < len(r.data) else New(key)
     elif tag == b"KEY":
         result = Key(r.short())
     elif tag == b"IDS":

@@ -1,7 +1,8 @@
 """PostgreSQL queue store for relays that serve many users (`pip install parley[postgres]`).
 
-The same contract as the SQLite store: `load()` at start, then `apply(ops)` runs a batch of
-operations in one transaction (the relay groups commits), `close()`. The schema is
+The same contract as the SQLite store: `load()` at start (queues and message headers), then
+`apply(ops)` runs a batch of operations in one transaction (the relay groups commits),
+`read_bodies()` reads message bodies that are not in the relay's cache, `close()`. The schema is
 versioned in the `parley_schema` table; migrations run at open.
 """
 
@@ -16,7 +17,7 @@ from parley.relay.store import (
     DeleteExpired,
     DeleteMessage,
     DeleteQueue,
-    MessageRecord,
+    MessageHeader,
     QueueRecord,
     SecureQueue,
     StoreOp,
@@ -62,7 +63,7 @@ class PostgresQueueStore:
             import asyncpg
         except ImportError as e:  # pragma: no cover - depends on the installed extras
             raise RuntimeError("the PostgreSQL store needs: pip install 'parley[postgres]'") from e
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("CREATE TABLE IF NOT EXISTS parley_schema (version INT NOT NULL)")
             await conn.execute("LOCK TABLE parley_schema IN EXCLUSIVE MODE")
@@ -74,7 +75,7 @@ class PostgresQueueStore:
                 await conn.execute("INSERT INTO parley_schema (version) VALUES ($1)", v + 1)
         return cls(pool)
 
-    async def load(self) -> tuple[list[QueueRecord], list[MessageRecord]]:
+    async def load(self) -> tuple[list[QueueRecord], list[MessageHeader]]:
         async with self._pool.acquire() as conn:
             queues = [
                 QueueRecord(
@@ -91,12 +92,27 @@ class PostgresQueueStore:
                 )
             ]
             messages = [
-                MessageRecord(bytes(r[0]), bytes(r[1]), r[2], r[3], bytes(r[4]))
+                MessageHeader(bytes(r[0]), bytes(r[1]), r[2], r[3], r[4])
                 for r in await conn.fetch(
-                    "SELECT recipient_id, msg_id, ts, flags, body FROM messages ORDER BY seq"
+                    "SELECT recipient_id, msg_id, ts, flags, length(body) FROM messages "
+                    "ORDER BY seq"
                 )
             ]
         return queues, messages
+
+    async def read_bodies(
+        self, recipient_id: bytes, msg_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]:
+        if not msg_ids:
+            return {}
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT msg_id, body FROM messages WHERE recipient_id = $1 "
+                "AND msg_id = ANY($2::bytea[])",
+                recipient_id,
+                list(msg_ids),
+            )
+        return {bytes(r[0]): bytes(r[1]) for r in rows}
 
     async def apply(self, ops: Sequence[StoreOp]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

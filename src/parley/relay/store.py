@@ -1,9 +1,11 @@
 """Durable queue storage for the relay: SQLite (WAL) with grouped commits.
 
-The relay keeps its queues in memory and writes every change through a `GroupCommitter`:
-changes submitted while a commit is in flight are written together in the next
-transaction, so a thousand SENDs cost a handful of fsyncs, and each SEND is answered only
-after the transaction holding it has committed.
+The relay keeps its queues and the headers of their messages in memory and writes every
+change through a `GroupCommitter`: changes submitted while a commit is in flight are
+written together in the next transaction, so a thousand SENDs cost a handful of fsyncs, and
+each SEND is answered only after the transaction holding it has committed. Message bodies
+live in the store; the relay keeps a bounded cache of them and reads the others back
+(`read_bodies`) when it delivers them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +66,16 @@ class MessageRecord(msgspec.Struct):
     body: bytes
 
 
+class MessageHeader(msgspec.Struct, frozen=True, gc=False):
+    """A stored message without its body: what the relay keeps in memory for each."""
+
+    recipient_id: bytes
+    msg_id: bytes
+    ts: int
+    flags: int
+    size: int  # body length in bytes
+
+
 # ---------------------------------------------------------------- store operations
 
 
@@ -108,9 +121,17 @@ StoreOp = (
 
 
 class QueueStore(Protocol):
-    """What the relay needs from its storage (SQLite here; PostgreSQL can follow)."""
+    """What the relay needs from its storage (SQLite here, PostgreSQL in postgres.py)."""
 
-    async def load(self) -> tuple[list[QueueRecord], list[MessageRecord]]: ...
+    async def load(self) -> tuple[list[QueueRecord], list[MessageHeader]]:
+        """Every queue, and every message's header in queue order (no bodies)."""
+        ...
+
+    async def read_bodies(
+        self, recipient_id: bytes, msg_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]:
+        """The bodies of those of `msg_ids` that the queue still holds, by message id."""
+        ...
 
     async def apply(self, ops: Sequence[StoreOp]) -> None: ...
 
@@ -125,8 +146,8 @@ class SqliteQueueStore:
     async def open(cls, path: Path) -> SqliteQueueStore:
         return cls(await Database.open(path, MIGRATIONS))
 
-    async def load(self) -> tuple[list[QueueRecord], list[MessageRecord]]:
-        def read(c: sqlite3.Connection) -> tuple[list[QueueRecord], list[MessageRecord]]:
+    async def load(self) -> tuple[list[QueueRecord], list[MessageHeader]]:
+        def read(c: sqlite3.Connection) -> tuple[list[QueueRecord], list[MessageHeader]]:
             queues = [
                 QueueRecord(*row)
                 for row in c.execute(
@@ -134,15 +155,32 @@ class SqliteQueueStore:
                     "created_at FROM queues"
                 )
             ]
+            # length() of a BLOB reads its size, not its content
             messages = [
-                MessageRecord(*row)
+                MessageHeader(*row)
                 for row in c.execute(
-                    "SELECT recipient_id, msg_id, ts, flags, body FROM messages ORDER BY seq"
+                    "SELECT recipient_id, msg_id, ts, flags, length(body) FROM messages "
+                    "ORDER BY seq"
                 )
             ]
             return queues, messages
 
         return await self._db.run(read)
+
+    async def read_bodies(
+        self, recipient_id: bytes, msg_ids: Sequence[bytes]
+    ) -> dict[bytes, bytes]:
+        ids = list(msg_ids)
+
+        def read(c: sqlite3.Connection) -> dict[bytes, bytes]:
+            marks = ",".join("?" * len(ids))
+            rows = c.execute(
+                f"SELECT msg_id, body FROM messages WHERE recipient_id = ? AND msg_id IN ({marks})",
+                (recipient_id, *ids),
+            )
+            return {bytes(m): bytes(b) for m, b in rows}
+
+        return await self._db.run(read) if ids else {}
 
     async def apply(self, ops: Sequence[StoreOp]) -> None:
         await self._db.run(lambda c: _apply(c, ops))
@@ -213,6 +251,31 @@ def _apply(c: sqlite3.Connection, ops: Sequence[StoreOp]) -> None:
 
 Done = Callable[[BaseException | None], None]
 
+# upper bounds (seconds) of the commit latency histogram (`GroupCommitter.latency`)
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Histogram:
+    """Counts of observations per bucket (the last one is +Inf), their sum and count."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        i = 0
+        for bound in self.bounds:
+            if value <= bound:
+                break
+            i += 1
+        self.counts[i] += 1
+        self.total += value
+        self.count += 1
+
 
 class GroupCommitter:
     """Batches store operations: at most one transaction in flight, the next one takes all.
@@ -231,6 +294,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.ops_committed = 0
+        self.latency = Histogram(COMMIT_BUCKETS)  # seconds per committed transaction
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="relay-group-commit")
@@ -265,7 +329,9 @@ class GroupCommitter:
             self._ops, self._callbacks = [], []
             error: BaseException | None = None
             try:
+                started = time.perf_counter()
                 await self._store.apply(ops)
+                self.latency.observe(time.perf_counter() - started)
                 self.commits += 1
                 self.ops_committed += len(ops)
             except asyncio.CancelledError:
