@@ -20,9 +20,16 @@ class RawConnection:
         self.corr = 0
 
     @classmethod
-    async def open(cls, address: RelayAddress, *, client_hello: bool = True) -> RawConnection:
+    async def open(
+        cls, address: RelayAddress, *, client_hello: bool = True, source: str | None = None
+    ) -> RawConnection:
+        """`source`: the local address to connect from (127.0.0.2, say)."""
         reader, writer = await asyncio.open_connection(
-            address.host, address.port, ssl=client_context(), limit=p.BLOCK_SIZE * 4
+            address.host,
+            address.port,
+            ssl=client_context(),
+            limit=p.BLOCK_SIZE * 4,
+            local_addr=(source, 0) if source is not None else None,
         )
         hello = p.decode_server_hello(await reader.readexactly(p.BLOCK_SIZE))
         if client_hello:

@@ -16,7 +16,7 @@ from typing import Any
 
 from parley.protocol.address import DEFAULT_PORT
 from parley.relay.config import ADDRESS_PREFIX, RelayConfig
-from parley.relay.server import RelayServer
+from parley.relay.server import RelayServer, raise_open_file_limit
 
 
 def default_store() -> Path:
@@ -60,12 +60,66 @@ def add_parser(commands: Any) -> None:
         default=defaults.max_message_body,
         help="largest message body in bytes (at most the protocol's 16000)",
     )
-    p.add_argument("--max-connections", type=int, default=defaults.max_connections)
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=defaults.max_connections,
+        help="connections at once (lowered at start to fit the open-file limit)",
+    )
+    p.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=defaults.max_connections_per_address,
+        help="connections at once from one IPv4 address or IPv6 /64 (0: no limit)",
+    )
     p.add_argument(
         "--idle-timeout",
         type=float,
         default=defaults.idle_timeout,
         help="seconds without traffic before a connection is closed",
+    )
+    p.add_argument(
+        "--idle-unsubscribed-timeout",
+        type=float,
+        default=defaults.idle_unsubscribed_timeout,
+        help="seconds without a command (PING aside) before a connection with no "
+        "subscription is closed",
+    )
+    p.add_argument(
+        "--max-auth-failures",
+        type=int,
+        default=defaults.max_auth_failures,
+        help="failed authenticators (or NEW passwords) before a connection is closed",
+    )
+    p.add_argument(
+        "--create-password",
+        default=os.environ.get("PARLEY_RELAY_CREATE_PASSWORD") or None,
+        help="NEW (creating a queue) needs this password "
+        "(default: $PARLEY_RELAY_CREATE_PASSWORD; unset: anyone may create queues)",
+    )
+    p.add_argument(
+        "--max-queues", type=int, help="queues on the relay; NEW over it gets QUOTA (default: none)"
+    )
+    p.add_argument(
+        "--max-stored-bytes",
+        type=int,
+        help="message body bytes stored; SEND over it gets QUOTA (default: none)",
+    )
+    p.add_argument(
+        "--cache-bytes",
+        type=int,
+        default=defaults.cache_bytes,
+        help="message bodies kept in memory, in bytes (default 64 MiB)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (needs parley[metrics]; default: off)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=defaults.metrics_host,
+        help="address for the metrics endpoint (default 127.0.0.1)",
     )
     p.add_argument(
         "--stats-interval",
@@ -88,7 +142,16 @@ def config_from_args(args: argparse.Namespace) -> RelayConfig:
         message_ttl=args.message_ttl,
         max_message_body=args.max_message_size,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
         idle_timeout=args.idle_timeout,
+        idle_unsubscribed_timeout=args.idle_unsubscribed_timeout,
+        max_auth_failures=args.max_auth_failures,
+        create_password=args.create_password,
+        max_queues=args.max_queues,
+        max_stored_bytes=args.max_stored_bytes,
+        cache_bytes=args.cache_bytes,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
 
 
@@ -105,9 +168,11 @@ async def report_stats(server: RelayServer, store: Path, interval: float) -> Non
         data = dataclasses.asdict(st)
         print(
             f"stats: {st.connections} connections, {st.queues} queues, "
-            f"{st.messages_stored} messages stored, {st.messages_sent} sent and "
+            f"{st.messages_stored} messages stored ({st.bytes_stored} bytes), "
+            f"{st.messages_sent} sent and "
             f"{st.messages_delivered} delivered since start, {st.commits} commits, "
-            f"errors {st.errors or 'none'}",
+            f"errors {st.errors or 'none'}, {st.connections_rejected} connections refused, "
+            f"{st.auth_failures} auth failures",
             flush=True,
         )
         tmp = store / (STATS_FILE + ".tmp")
@@ -116,10 +181,26 @@ async def report_stats(server: RelayServer, store: Path, interval: float) -> Non
 
 
 async def serve(config: RelayConfig, interval: float = 300.0) -> None:
+    raised = raise_open_file_limit()
     server = RelayServer(config)
     await server.start()
     print(ADDRESS_PREFIX + str(server.address), flush=True)
     print(f"store: {config.store.resolve()}  (Ctrl-C or SIGTERM to stop)", flush=True)
+    if raised is not None:
+        before, now = raised
+        print(
+            f"open files: {now}"
+            + (f" (raised from {before})" if now != before else "")
+            + f"; at most {server.max_connections} connections"
+            + (
+                f" (lowered from {config.max_connections} to fit)"
+                if server.max_connections < config.max_connections
+                else ""
+            ),
+            flush=True,
+        )
+    if server.metrics_port is not None:
+        print(f"metrics: http://{config.metrics_host}:{server.metrics_port}/metrics", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -36,6 +36,9 @@ class RelayConfig:
     # a connection with no subscription is closed after this long without a command other
     # than PING (connections with subscriptions wait for `idle_timeout`)
     idle_unsubscribed_timeout: float = 120.0
+    # at `max_connections`, a new connection closes the connection with no subscription that
+    # has gone longest without a command, if that is at least this long (else it is refused)
+    shed_idle_after: float = 5.0
     # how much unsent output a slow client may accumulate before it is disconnected
     max_pending_output: int = 8 * 1024 * 1024
     # a connection is closed after this many authenticators (or NEW passwords) that fail

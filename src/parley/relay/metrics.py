@@ -75,7 +75,14 @@ class RelayCollector(Collector):
             "Connections the relay closed, by reason.",
             labels=["reason"],
         )
-        for reason in ("idle", "idle_unsubscribed", "auth_failures", "slow_reader", "bad_block"):
+        for reason in (
+            "idle",
+            "idle_unsubscribed",
+            "shed",
+            "auth_failures",
+            "slow_reader",
+            "bad_block",
+        ):
             closed.add_metric([reason], st.connections_closed.get(reason, 0))
         yield closed
         yield counter("accept_errors", "Failures to accept a connection.", st.accept_errors)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import hmac
 import ipaddress
 import itertools
@@ -208,8 +209,8 @@ class RelayStats:
     connections_rejected: int = 0
     # ... of them, by the limit per address
     connections_rejected_address: int = 0
-    # connections the relay closed, by reason: idle, idle_unsubscribed, auth_failures,
-    # slow_reader, bad_block
+    # connections the relay closed, by reason: idle, idle_unsubscribed, shed (to make room
+    # at max_connections), auth_failures, slow_reader, bad_block
     connections_closed: dict[str, int] = field(default_factory=dict)
     accept_errors: int = 0  # accept() failures (EMFILE, ENFILE, ...)
     max_connections: int = 0  # the limit in force (lowered to fit the open-file limit)
@@ -390,6 +391,8 @@ class RelayServer:
         self.open_files: int | None = None  # the soft open-file limit seen at start
         self._accept_log_next = 0.0  # when the next accept failure may be logged
         self._accept_errors_logged = 0
+        self._room = 0  # connections admitted by `_make_room` still to come
+        self._next_shed = 0.0  # the next `_make_room` scan, at the earliest
         self._metrics: Any = None  # the metrics endpoint (metrics.MetricsServer), if on
         self.metrics_port: int | None = None
 
@@ -641,15 +644,17 @@ class RelayServer:
             if self._stopping:
                 conn.close()
                 return
-            if len(self._sessions) + len(self._handshaking) >= self.max_connections:
-                self.stats.connections_rejected += 1
-                conn.close()
-                continue
             key = address_key(peer)
             count = self._per_address.get(key, 0)
             if per_address_limit and count >= per_address_limit:
                 self.stats.connections_rejected += 1
                 self.stats.connections_rejected_address += 1
+                conn.close()
+                continue
+            if len(self._sessions) + len(self._handshaking) < self.max_connections:
+                self._room = 0  # the room made earlier is free for all now
+            elif not self._make_room():
+                self.stats.connections_rejected += 1
                 conn.close()
                 continue
             self._per_address[key] = count + 1
@@ -658,6 +663,35 @@ class RelayServer:
             task = loop.create_task(self._accept(conn, key))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _make_room(self) -> bool:
+        """At `max_connections`: close idle connections that have no subscription, to let
+        new ones in. One scan closes up to 1 % of the limit (the longest idle first) and
+        admits as many; scans are at most 10 a second, so a flood of new connections cannot
+        make the relay scan all the time."""
+        if self._room > 0:
+            self._room -= 1
+            return True
+        now = time.monotonic()
+        if now < self._next_shed:
+            return False
+        self._next_shed = now + 0.1
+        cutoff = now - self.config.shed_idle_after
+        idle = [
+            s
+            for s in self._sessions
+            if not s.subscriptions and not s.closed and s.last_command <= cutoff
+        ]
+        if not idle:
+            return False
+        victims = heapq.nsmallest(
+            max(1, self.max_connections // 100), idle, key=lambda s: s.last_command
+        )
+        for s in victims:
+            self.count_closed("shed")
+            s.close()
+        self._room = len(victims) - 1
+        return True
 
     async def _accept(self, conn: socket.socket, key: str) -> None:
         try:
