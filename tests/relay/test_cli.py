@@ -44,3 +44,22 @@ async def test_bad_settings_are_refused(tmp_path: Path) -> None:
     )
     _, err = await p.communicate()
     assert p.returncode == 2 and b"max_message_body" in err
+
+
+async def test_relay_command_serves_metrics(tmp_path: Path) -> None:
+    import asyncio
+
+    proc = RelayProcess(tmp_path / "relay", extra_args=["--metrics-port", "0"])
+    await proc.start()
+    try:
+        await wait_for_condition(lambda: any(x.startswith("metrics: ") for x in proc.output), 10)
+        url = next(x for x in proc.output if x.startswith("metrics: "))
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        body = await reader.read()
+        writer.close()
+        assert b"200 OK" in body and b"parley_relay_queues 0.0" in body
+        assert any(x.startswith("open files: ") for x in proc.output)
+    finally:
+        await proc.kill()
