@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import ssl
 import time
 from collections import deque
@@ -81,6 +82,12 @@ class ClientSettings:
     command_timeout: float = 15.0
     ping_interval: float = 30.0
     reconnect: Backoff = field(default_factory=lambda: Backoff(0.5, 1.5, 30.0, 0.25))
+    # while work waits for the relay (queues to subscribe, commands tried lately), it is
+    # probed this often (±1/3), with a plain TCP connect before each TLS attempt, so that
+    # the client is back within about this long of the relay's return, however long the
+    # outage was; with nothing waiting the reconnect backoff alone decides
+    probe_interval: float = 1.2
+    demand_window: float = 120.0  # a command tried this recently counts as waiting work
 
 
 class _Connection:
@@ -150,6 +157,8 @@ class RelayClient:
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
         self._corr = 0
+        self._last_demand = -float("inf")  # monotonic time a command found no connection
+        self._hurry = asyncio.Event()  # work arrived while disconnected: stop backing off
         self._was_up = False
         self.reconnects = 0
 
@@ -303,13 +312,54 @@ class RelayClient:
         if not self._closed and self._reconnect_task is None:
             self._reconnect_task = asyncio.create_task(self._reconnect_loop())
 
+    def work_waiting(self) -> bool:
+        """Queues to subscribe, or a command that found no connection lately."""
+        recent = time.monotonic() - self._last_demand < self.settings.demand_window
+        return bool(self._subscriptions) or recent
+
+    def _demand(self) -> None:
+        self._last_demand = time.monotonic()
+        self._hurry.set()
+
+    async def _pause(self, attempt: int) -> bool:
+        """Wait before reconnect attempt `attempt`: the backoff, cut short to the probe
+        interval while work waits. True if the wait was cut short (a probe is due)."""
+        backoff = self.settings.reconnect.delay(attempt)
+        probe = self.settings.probe_interval * random.uniform(2 / 3, 4 / 3)
+        start = time.monotonic()
+        while True:
+            probing = self.work_waiting() and probe < backoff
+            remaining = (probe if probing else backoff) - (time.monotonic() - start)
+            if remaining <= 0 or self._closed or self.connected:
+                return probing
+            self._hurry.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._hurry.wait()
+
+    async def _reachable(self) -> bool:
+        """A plain TCP connect, closed at once: far cheaper for a relay that is down, or
+        just back and busy, than a TLS handshake."""
+        host, port = self.connect_to or (self.address.host, self.address.port)
+        try:
+            async with asyncio.timeout(min(self.settings.connect_timeout, 2.0)):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            return False
+        writer.transport.abort()
+        return True
+
     async def _reconnect_loop(self, immediate: bool = False) -> None:
         attempt = 0
         try:
             while not self._closed and not self.connected:
                 attempt += 1
                 if not (immediate and attempt == 1):
-                    await asyncio.sleep(self.settings.reconnect.delay(attempt))
+                    probing = await self._pause(attempt)
+                    if self._closed or self.connected:
+                        break
+                    if probing and not await self._reachable():
+                        continue
                 try:
                     await self.connect()
                     self.reconnects += 1
@@ -436,6 +486,7 @@ class RelayClient:
     ) -> p.Response:
         if conn is None:
             if not self.connected:
+                self._demand()
                 await self.connect()
             conn = self._conn
             if conn is None:
@@ -495,6 +546,7 @@ class RelayClient:
         if conn is not None and not conn.closed:
             self._ensure_subscribed(conn, recipient_id)
         else:
+            self._hurry.set()
             self.keep_connected()
 
     async def _current(self) -> _Connection:
