@@ -91,6 +91,10 @@ async def test_queues_and_messages_survive_a_restart_on_postgres(
     try:
         assert not (tmp_path / "relay.db").exists()  # nothing went to SQLite
         c = RelayClient(relay.address, settings=FAST)
+        # no body is in memory after a restart: GET and the pushes read them from PostgreSQL
+        assert relay.cache.bytes == 0
+        first = await c.get(ids.recipient_id, rkey)
+        assert first is not None and first.body == b"00"
         await c.subscribe(ids.recipient_id, rkey)
         got = []
         for _ in range(20):
