@@ -53,6 +53,8 @@ COMMAND = ".venv/bin/python -m bench.group"
 SIZES = (5, 10, 20, 40)
 QUICK_SIZES = (5, 10)
 QUICK_LEVELS: tuple[FaultLevel, ...] = ("none", "light")
+# the harsh level (default timers, relay processes) is measured by bench/convergence.py
+LEVELS: tuple[FaultLevel, ...] = ("none", "light", "heavy")
 
 
 @dataclass
@@ -451,6 +453,7 @@ LEVEL_COLORS: dict[str, Color] = {
     "none": (31, 119, 180),
     "light": (255, 127, 14),
     "heavy": (214, 39, 40),
+    "harsh": (148, 103, 189),
 }
 
 
@@ -615,7 +618,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sizes", type=int, nargs="+", help=f"group sizes (default {SIZES})")
     parser.add_argument(
-        "--levels", nargs="+", choices=FAULT_LEVELS, help="fault levels (default all)"
+        "--levels",
+        nargs="+",
+        choices=FAULT_LEVELS,
+        help=f"fault levels (default {' '.join(LEVELS)})",
     )
     parser.add_argument("--seed", type=int, default=1, help="fault schedule seed (default 1)")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/ (print only)")
@@ -631,9 +637,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def amain(args: argparse.Namespace) -> int:
     sizes = tuple(args.sizes or (QUICK_SIZES if args.quick else SIZES))
-    levels: tuple[FaultLevel, ...] = tuple(
-        args.levels or (QUICK_LEVELS if args.quick else FAULT_LEVELS)
-    )
+    levels: tuple[FaultLevel, ...] = tuple(args.levels or (QUICK_LEVELS if args.quick else LEVELS))
     skip = set(args.skip)
     info = machine()
     runs: list[Run] = []

@@ -80,3 +80,30 @@ def test_bad_arguments() -> None:
         make_plan("light", 1, members=0, relays=2, span=10.0)
     with pytest.raises(ValueError):
         make_plan("light", 1, members=8, relays=2, span=0.0)
+
+
+def test_harsh_plan() -> None:
+    for seed in range(50):
+        plan = make_plan("harsh", seed, members=16, relays=1, span=20.0)
+        assert plan.cut_share == 1.0
+        assert plan.cut_mean == 1.0
+        assert plan.refuse_share == 0.3
+        assert [a.kind for a in plan.actions] == ["client_kill"] * 3
+        assert len({a.target for a in plan.actions}) == 3  # three different clients
+        for a in plan.actions:
+            assert 0 < a.at <= 0.9 * 20.0
+            assert 0.5 <= a.duration <= 3.0
+        assert plan.end <= 20.0 * 0.9 + 3.0
+    assert make_plan("harsh", 3, members=16, relays=1, span=20.0) != make_plan(
+        "harsh", 4, members=16, relays=1, span=20.0
+    )
+    more = make_plan("harsh", 1, members=2, relays=1, span=20.0, rounds=5)
+    assert more.count("client_kill") == 5
+    assert {a.target for a in more.actions} == {0, 1}
+
+
+def test_only_harsh_refuses_at_random() -> None:
+    for level in FAULT_LEVELS:
+        plan = make_plan(level, 1, members=8, relays=2, span=10.0)
+        assert (plan.refuse_share > 0) == (level == "harsh")
+        assert (plan.cut_mean is not None) == (level == "harsh")

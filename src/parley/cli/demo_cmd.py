@@ -17,7 +17,14 @@ from rich.console import Console
 
 from parley.demo.faults import FAULT_LEVELS
 from parley.demo.scenario import Scenario, ScenarioConfig, ScenarioResult
-from parley.demo.view import print_summary, rerun_command, show_live, show_plain, title
+from parley.demo.view import (
+    print_summary,
+    rerun_command,
+    show_live,
+    show_plain,
+    timers_line,
+    title,
+)
 
 DESCRIPTION = """\
 Watch a group of chat clients connect to each other while the network, the relays and
@@ -35,7 +42,14 @@ Fault levels:
          client SIGKILLed and started again
   heavy  more cuts, relays refusing connections for a few seconds, several relay restarts
          and client SIGKILLs
+  harsh  a network at its worst: every connection cut after about 1 s (exponentially
+         distributed), 30% of new connections refused, 3 clients SIGKILLed and started
+         again; relays run as `parley relay` processes
 The same --seed gives the same fault schedule.
+
+The clients run with shortened retry timers (so that the demo does not wait for the
+delays a real client uses; the header says by how much); --default-timers runs them with
+their defaults, as `parley chat` does.
 """
 
 
@@ -79,7 +93,14 @@ def add_parser(commands: Any) -> None:
         "--relay-processes",
         action="store_true",
         help="run each relay as a `parley relay` process; restarts are then SIGKILLs "
-        "(default: relays inside the demo process, restarted by stopping them)",
+        "(default: relays inside the demo process, restarted by stopping them; processes "
+        "with harsh faults)",
+    )
+    p.add_argument(
+        "--default-timers",
+        action="store_true",
+        help="run the clients with their default retry timers, as `parley chat` does "
+        "(default: shortened ones, so that the demo does not wait for them)",
     )
     p.add_argument(
         "--settle",
@@ -112,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             messages=args.messages,
             timeout=args.timeout,
-            relay_processes=args.relay_processes,
+            relay_processes=True if args.relay_processes else None,
+            default_timers=args.default_timers,
             settle=args.settle,
             workdir=args.keep,
             keep_workdir=args.keep is not None,
@@ -127,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     live = console.is_terminal and not args.plain
     console.print(title(scenario), markup=False, highlight=False, soft_wrap=True)
+    console.print(timers_line(scenario), markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"seed {scenario.seed}: to see the same fault schedule again, run "
         f"`{rerun_command(scenario)}`",

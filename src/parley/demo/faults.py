@@ -20,7 +20,15 @@ Fault kinds:
   files ``duration`` seconds later.
 
 Besides these discrete actions every proxy cuts a share (``cut_share``) of the links it
-accepts while the schedule runs, each after a random time drawn from ``cut_after``.
+accepts while the schedule runs, each after a random time drawn from ``cut_after`` (or, with
+``cut_mean``, from an exponential distribution with that mean), and refuses a share
+(``refuse_share``) of the new connections.
+
+The ``harsh`` level is what a bad mobile network does to every client at once: every link
+is cut after about a second (exponentially distributed, mean ``HARSH_CUT_MEAN``), 30% of
+new connections are refused, and 3 clients are SIGKILLed and started again while the group
+forms. (The scenario runs its relays as processes at this level, see
+``parley.demo.scenario.ScenarioConfig.relay_processes``.)
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-FaultLevel = Literal["none", "light", "heavy"]
+FaultLevel = Literal["none", "light", "heavy", "harsh"]
 FAULT_LEVELS: tuple[FaultLevel, ...] = get_args(FaultLevel)
 
 FaultKind = Literal["cut", "outage", "relay_restart", "client_kill"]
@@ -66,6 +74,8 @@ class FaultPlan:
     cut_after: tuple[float, float]  # a chosen link is cut this many seconds after it opened
     proxy_seeds: tuple[int, ...]  # one per relay, for FaultProxy(seed=...)
     actions: tuple[FaultAction, ...] = field(default=())
+    cut_mean: float | None = None  # instead of cut_after: exponential, with this mean
+    refuse_share: float = 0.0  # share of new connections each proxy refuses meanwhile
 
     def count(self, kind: FaultKind) -> int:
         return sum(1 for a in self.actions if a.kind == kind)
@@ -79,6 +89,10 @@ class FaultPlan:
 # Per level: cut share, cut window, and how many of each action (for `members` clients).
 _LIGHT_CUTS = 2
 _HEAVY_CUTS = 6
+HARSH_CUT_MEAN = 1.0  # seconds a link lives on average
+HARSH_REFUSE_SHARE = 0.3
+HARSH_KILLS = 3
+HARSH_DOWNTIME = (0.5, 3.0)  # seconds a killed client stays down
 
 
 def make_plan(
@@ -106,6 +120,8 @@ def make_plan(
     proxy_seeds = tuple(rng.randrange(2**31) for _ in range(relays))
     if level == "none":
         return FaultPlan(level, seed, span, 0.0, (0.0, 0.0), proxy_seeds)
+    if level == "harsh":
+        return _harsh(rng, seed, span, members, proxy_seeds, rounds)
 
     if level == "light":
         share, after = 0.15, (0.5, 3.0)
@@ -146,6 +162,42 @@ def make_plan(
                 actions.append(FaultAction(at, kind, rng.randrange(members), _d(rng, 0.3, 2.0)))
     actions.sort(key=lambda a: (a.at, a.kind, a.target))
     return FaultPlan(level, seed, span, share, after, proxy_seeds, tuple(actions))
+
+
+def _harsh(
+    rng: random.Random,
+    seed: int,
+    span: float,
+    members: int,
+    proxy_seeds: tuple[int, ...],
+    rounds: int | None,
+) -> FaultPlan:
+    """Every link cut (exponential lifetimes), a share of connections refused, and
+    ``rounds`` (default 3) client SIGKILLs, each of a different client while there are
+    enough, at random moments of the formation."""
+    kills = HARSH_KILLS if rounds is None else rounds
+    if kills < 0:
+        raise ValueError("rounds must not be negative")
+    targets = rng.sample(range(members), min(kills, members))
+    targets += [rng.randrange(members) for _ in range(kills - len(targets))]
+    actions = [
+        FaultAction(
+            round(rng.uniform(0.05, 0.9) * span, 2), "client_kill", t, _d(rng, *HARSH_DOWNTIME)
+        )
+        for t in targets
+    ]
+    actions.sort(key=lambda a: (a.at, a.kind, a.target))
+    return FaultPlan(
+        "harsh",
+        seed,
+        span,
+        1.0,
+        (0.0, 0.0),
+        proxy_seeds,
+        tuple(actions),
+        cut_mean=HARSH_CUT_MEAN,
+        refuse_share=HARSH_REFUSE_SHARE,
+    )
 
 
 def _d(rng: random.Random, low: float, high: float) -> float:

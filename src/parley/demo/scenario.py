@@ -17,8 +17,14 @@ group that does not form in time (the result says what is missing). :attr:`Scena
 is updated live for front ends (see :mod:`parley.demo.view`); :attr:`Scenario.on_log` is
 called for every notable moment (phases, faults).
 
-The demo (`parley demo`), the chaos tests (tests/chaos/) and the group benchmark
-(bench/group.py) all run this.
+The clients run with shortened retry timers unless `ScenarioConfig.default_timers` is set
+(`ScenarioConfig.describe_timers()` says which, and by how much); the relays run in this
+process, or as `parley relay` processes with `relay_processes` (the default at the harsh
+fault level).
+
+The demo (`parley demo`), the chaos tests (tests/chaos/), the group benchmark
+(bench/group.py) and the convergence benchmark (bench/convergence.py, the field scenario of
+parley.demo.field) all run this.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from parley.demo.faults import FaultAction, FaultLevel, FaultPlan, make_plan
 from parley.protocol.address import RelayAddress
 from parley.relay.config import RelayConfig
 from parley.relay.server import RelayServer
-from parley.testing.chat_process import ChatProcess
+from parley.testing.chat_process import ChatProcess, Timers, describe_timers
 from parley.testing.process import RelayProcess
 from parley.testing.proxy import FaultProxy
 from parley.testing.waiting import wait_for_condition
@@ -121,8 +127,14 @@ class ScenarioConfig:
     span: float | None = None  # seconds the fault schedule covers (default_span(members))
     rounds: int | None = None  # exact number of discrete faults (see make_plan)
     settle: bool = False  # at the end, wait until no client has anything pending
-    relay_processes: bool = False  # `parley relay` processes (SIGKILLed to restart)
-    intro_timeout: float = 600.0  # the host re-introduces pairs stuck for this long
+    # `parley relay` processes (SIGKILLed to restart); None: processes with harsh faults,
+    # relays inside this process otherwise
+    relay_processes: bool | None = None
+    # the clients run with their default timers, like `parley chat`; by default they run
+    # with shortened retry timers (parley.testing.chat_process.describe_timers says which)
+    default_timers: bool = False
+    # the host re-introduces pairs stuck for this long (None: the chat's default)
+    intro_timeout: float | None = None
     invite_interval: float = 0.0  # seconds between two invitations (0: everyone at once)
     # group messages each member sends as soon as everyone has joined, while the members
     # are still connecting to each other (the host forwards them meanwhile)
@@ -146,13 +158,25 @@ class ScenarioConfig:
             raise ValueError("timeout must be positive")
         if self.stall_after is not None and self.stall_after <= 0:
             raise ValueError("stall_after must be positive (or None)")
+        if self.relay_processes is None:
+            self.relay_processes = self.faults == "harsh"
+
+    @property
+    def timers(self) -> Timers:
+        """The clients' timers as this scenario runs them."""
+        return Timers.of(not self.default_timers, self.intro_timeout)
+
+    def describe_timers(self) -> str:
+        """The clients' timers in words (shortened ones: by how much)."""
+        return describe_timers(not self.default_timers, self.intro_timeout)
 
 
 @dataclass
 class FaultCounts:
     links_cut: int = 0  # by proxy cuts, random or whole-relay (FaultProxy.stats.links_cut)
     random_cuts: int = 0  # the part of links_cut chosen by cut_random
-    refused: int = 0  # connections reset on arrival during outages
+    refused: int = 0  # connections reset on arrival: during outages, or at random
+    random_refusals: int = 0  # the part of refused chosen by refuse_random
     outages: int = 0
     relay_restarts: int = 0
     client_kills: int = 0
@@ -223,6 +247,9 @@ class ScenarioResult:
     ok: bool
     problems: list[str]
     time_to_mesh: float | None  # from the group's creation to the last pair connected
+    # from the group's creation to the end of the fault schedule: the last fault (None if
+    # the schedule did not finish)
+    faults_end: float | None
     time_to_messages: float | None  # from the first send to the last message received
     total_time: float
     members: int
@@ -255,6 +282,13 @@ class ScenarioResult:
     @property
     def joins(self) -> int:
         return self.members - 1
+
+    @property
+    def mesh_after_faults(self) -> float | None:
+        """Seconds from the last fault to the full mesh (0 when it came before)."""
+        if self.time_to_mesh is None or self.faults_end is None:
+            return None
+        return max(0.0, self.time_to_mesh - self.faults_end)
 
 
 class Stalled(RuntimeError):
@@ -418,6 +452,7 @@ class Scenario:
         self._contacts_missing: list[str] = []
         self._last_receipt = 0.0
         self._stall_views = 0
+        self._faults_end: float | None = None
         self._idle_since = 0.0
 
     # ------------------------------------------------------------ helpers
@@ -537,7 +572,7 @@ class Scenario:
         cfg = self.config
         # relays, proxies, clients
         for i in range(cfg.relays):
-            relay = _Relay(workdir / f"relay{i + 1}", cfg.relay_processes)
+            relay = _Relay(workdir / f"relay{i + 1}", bool(cfg.relay_processes))
             await relay.start()
             self._relays.append(relay)
             self._relay_locks.append(asyncio.Lock())
@@ -554,10 +589,15 @@ class Scenario:
             shift = i % len(addresses)
             relays = addresses[shift:] + addresses[:shift]
             proc = ChatProcess(
-                workdir / name, relays, name, fast=True, intro_timeout=cfg.intro_timeout
+                workdir / name,
+                relays,
+                name,
+                fast=not cfg.default_timers,
+                intro_timeout=cfg.intro_timeout,
             )
             self._members.append(_Member(i, proc, self.progress.members[i]))
         self.log(f"{cfg.relays} relay(s) behind fault proxies; starting {cfg.members} chat clients")
+        self.log(f"clients with {cfg.describe_timers()}")
         await asyncio.gather(*(m.start() for m in self._members))
         self._tasks.append(asyncio.create_task(self._poll(), name="demo-poll"))
 
@@ -695,6 +735,8 @@ class Scenario:
         stall_after = self.config.stall_after
         if stall_after is None:
             return False
+        timers = self.config.timers
+        stall_after = max(stall_after, timers.intro_timeout + timers.intro_check)
         # a stall: no fault left to come, every client up and nothing pending anywhere, yet
         # no member's view of the others changed for a long time, longer than the timers
         # that could still help (the host's re-introduction of a pair, the agents' checks
@@ -855,6 +897,7 @@ class Scenario:
         f.links_cut = sum(p.stats.links_cut for p in self._proxies) - self._cleanup_cuts
         f.random_cuts = sum(p.stats.random_cuts for p in self._proxies)
         f.refused = sum(p.stats.links_refused for p in self._proxies)
+        f.random_refusals = sum(p.stats.random_refusals for p in self._proxies)
         f.client_kills = sum(m.kills for m in pr.members)
 
     # ------------------------------------------------------------ faults
@@ -864,9 +907,13 @@ class Scenario:
         loop = asyncio.get_running_loop()
         start = loop.time()
         try:
-            if plan.cut_share > 0:
-                for proxy in self._proxies:
+            random_faults = plan.cut_share > 0 or plan.refuse_share > 0
+            for proxy in self._proxies:
+                if plan.cut_mean is not None:  # the links open now too: every link is cut
+                    proxy.cut_random(plan.cut_share, mean=plan.cut_mean, existing=True)
+                elif plan.cut_share > 0:
                     proxy.cut_random(plan.cut_share, after=plan.cut_after)
+                proxy.refuse_random(plan.refuse_share)
             for action in plan.actions:
                 delay = start + action.at - loop.time()
                 if delay > 0:
@@ -874,14 +921,18 @@ class Scenario:
                 task = asyncio.create_task(self._fault(action))
                 self._fault_tasks.add(task)
                 task.add_done_callback(self._fault_tasks.discard)
-            if plan.cut_share > 0:  # random cuts go on until the end of the span
+            if random_faults:  # random cuts and refusals go on until the end of the span
                 delay = start + plan.span - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 for proxy in self._proxies:
                     proxy.cut_random(0.0)
+                    proxy.refuse_random(0.0)
+                    proxy.cancel_planned_cuts()  # no fault after the schedule
             if self._fault_tasks:
                 await asyncio.gather(*list(self._fault_tasks))
+            if self._group_t0 is not None:
+                self._faults_end = self._now() - self._group_t0
             if plan.level != "none":
                 self.log("fault schedule finished")
         finally:
@@ -997,6 +1048,7 @@ class Scenario:
             ok=ok,
             problems=problems,
             time_to_mesh=pr.time_to_mesh,
+            faults_end=self._faults_end,
             time_to_messages=self._messages_time,
             total_time=total,
             members=n,

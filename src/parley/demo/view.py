@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from parley.demo.scenario import Progress, Scenario, ScenarioResult
+from parley.demo.scenario import FaultCounts, Progress, Scenario, ScenarioResult
 
 REFRESH_PER_SECOND = 4
 PLAIN_EVERY = 2.0  # seconds between plain progress lines (when something changed)
@@ -30,9 +30,21 @@ def title(scenario: Scenario) -> str:
     )
 
 
+def timers_line(scenario: Scenario) -> str:
+    """The header's line on the clients' timers: shortened ones are said so, with how much."""
+    c = scenario.config
+    hint = "" if c.default_timers else " (--default-timers for the clients' own)"
+    return f"client timers: {c.describe_timers()}{hint}"
+
+
+def timers_short(default_timers: bool) -> str:
+    return "default client timers" if default_timers else "client retry timers shortened"
+
+
 def rerun_command(scenario: Scenario) -> str:
     c = scenario.config
     extra = " --relay-processes" if c.relay_processes else ""
+    extra += " --default-timers" if c.default_timers else ""
     return (
         f"parley demo --members {c.members} --relays {c.relays} --faults {c.faults} "
         f"--seed {scenario.seed} --messages {c.messages}{extra}"
@@ -42,11 +54,18 @@ def rerun_command(scenario: Scenario) -> str:
 def faults_text(p: Progress) -> str:
     f = p.faults
     parts = [f"{f.links_cut} links cut ({f.random_cuts} at random)"]
-    if f.refused or f.outages:
-        parts.append(f"{f.refused} connections refused in {f.outages} outages")
+    parts += _refused(f) if f.refused or f.outages else []
     parts.append(f"{f.relay_restarts} relay restarts")
     parts.append(f"{f.client_kills} client SIGKILLs")
     return f"{f.total}: " + ", ".join(parts)
+
+
+def _refused(f: FaultCounts) -> list[str]:
+    if f.random_refusals:
+        return [
+            f"{f.refused} connections refused ({f.random_refusals} at random, {f.outages} outages)"
+        ]
+    return [f"{f.refused} connections refused in {f.outages} outages"]
 
 
 def status_line(p: Progress, elapsed: float) -> str:
@@ -91,6 +110,7 @@ def render(scenario: Scenario, height: int = 50) -> RenderableType:
         f"continuations {p.continuations}",
     )
     head.add_row("faults injected", faults_text(p) + f"  [{p.faults_planned} planned actions]")
+    head.add_row("client timers", timers_short(scenario.config.default_timers))
     if p.messages_expected:
         head.add_row("messages", _bar(p.messages_received, p.messages_expected))
     if p.time_to_mesh is not None:
@@ -216,13 +236,17 @@ def summary_table(result: ScenarioResult) -> Table:
     table.add_row("result", Text("OK", style="bold green") if r.ok else Text("FAILED", "bold red"))
     table.add_row(
         "setup",
-        f"{r.members} members, {r.config.relays} relays, {r.plan.level} faults, seed {r.seed}",
+        f"{r.members} members, {r.config.relays} relay{'s' if r.config.relays > 1 else ''}, "
+        f"{r.plan.level} faults, seed {r.seed}",
     )
     table.add_row("members joined", f"{r.joined}/{r.members}")
-    table.add_row(
-        "time to full mesh",
-        f"{_seconds(r.time_to_mesh)} ({r.pairs_connected}/{r.pairs_total} pairs connected)",
-    )
+    mesh = f"{_seconds(r.time_to_mesh)} ({r.pairs_connected}/{r.pairs_total} pairs connected)"
+    if r.plan.level != "none" and r.faults_end is not None:
+        mesh += f"; faults until {r.faults_end:.1f} s"
+        if r.time_to_mesh is not None:
+            after = r.time_to_mesh - r.faults_end
+            mesh += f", full mesh {after:.1f} s after the last" if after > 0 else ", mesh first"
+    table.add_row("time to full mesh", mesh)
     table.add_row("time for messages", _seconds(r.time_to_messages))
     table.add_row("total time", f"{r.total_time:.1f} s (contacts {r.contacts_time:.1f} s)")
     table.add_row(
@@ -233,7 +257,7 @@ def summary_table(result: ScenarioResult) -> Table:
     f = r.faults
     survived = [
         f"{f.links_cut} links cut ({f.random_cuts} at random)",
-        f"{f.refused} connections refused in {f.outages} outages",
+        *_refused(f),
         f"{f.relay_restarts} relay restarts",
         f"{f.client_kills} client SIGKILLs",
     ]
@@ -253,6 +277,7 @@ def summary_table(result: ScenarioResult) -> Table:
         )
     if r.settled is not None:
         table.add_row("nothing pending", "yes" if r.settled else "no")
+    table.add_row("client timers", r.config.describe_timers())
     return table
 
 
@@ -265,13 +290,14 @@ def _limited(lines: list[str], limit: int) -> Iterator[str]:
 def result_line(result: ScenarioResult) -> str:
     """The last line of the demo: what a script or a test looks for."""
     r = result
+    timers = timers_short(r.config.default_timers)
     if r.ok:
         return (
             f"RESULT: OK: full mesh of {r.members} members in {_seconds(r.time_to_mesh)}, "
             f"{r.messages_received}/{r.messages_expected} messages received exactly once, "
-            f"{r.faults.total} faults survived (seed {r.seed})"
+            f"{r.faults.total} faults survived (seed {r.seed}, {timers})"
         )
-    return f"RESULT: FAILED: {'; '.join(r.problems)} (seed {r.seed})"
+    return f"RESULT: FAILED: {'; '.join(r.problems)} (seed {r.seed}, {timers})"
 
 
 def print_summary(console: Console, scenario: Scenario, result: ScenarioResult) -> None:

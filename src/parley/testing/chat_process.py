@@ -6,6 +6,11 @@ serves requests whose op is a ChatController method named in `OPS` with keyword 
 (see parley.testing.lines for the line protocol). `PARLEY_CRASH_AT` in its environment
 makes it kill itself at a named step (see parley.chat.crash). `ChatProcess` is the
 parent's side.
+
+`--fast` shortens the retry timers of the agent and its relay clients (`FAST_RETRY`,
+`FAST_CLIENT`; `describe_timers()` says by how much), so that tests do not wait for the
+delays a real client uses; without it the process runs with the defaults of
+`AgentConfig`, `ClientSettings` and `ChatConfig`, like `parley chat`.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from parley.agent.agent import AgentConfig
 from parley.chat import events as cev
 from parley.chat.controller import ChatConfig, ChatController, ChatError
 from parley.relay.client import ClientSettings
@@ -47,6 +54,73 @@ OPS = frozenset(
 )
 
 
+# --fast: retry delays of agent commands and deliveries, and of relay reconnections
+FAST_RETRY = Backoff(0.05, 1.5, 0.5, 0.2)
+FAST_CLIENT = ClientSettings(5.0, 5.0, 30.0, Backoff(0.05, 1.5, 0.5, 0.1))
+
+
+@dataclass(frozen=True)
+class Timers:
+    """The timers that decide how soon a client tries again, as one process runs them."""
+
+    retry: Backoff  # agent commands and deliveries
+    reconnect: Backoff  # relay connections
+    command_timeout: float  # a relay command without an answer
+    intro_timeout: float  # the host re-introduces a pair that makes no progress
+    intro_backoff: float  # ... then each time this many times later
+    intro_max: float  # ... up to this
+    intro_check: float  # ... looking for such pairs this often
+
+    @staticmethod
+    def of(fast: bool, intro_timeout: float | None = None) -> Timers:
+        agent = AgentConfig(database=Path(), relays=[])
+        chat = ChatConfig(db_prefix=Path(), relays=[])
+        client = FAST_CLIENT if fast else agent.client
+        check = chat.intro_check_interval
+        if fast and intro_timeout is not None:
+            check = min(check, intro_timeout / 2)
+        return Timers(
+            retry=FAST_RETRY if fast else agent.retry,
+            reconnect=client.reconnect,
+            command_timeout=client.command_timeout,
+            intro_timeout=chat.intro_timeout if intro_timeout is None else intro_timeout,
+            intro_backoff=chat.intro_backoff,
+            intro_max=chat.intro_timeout_max,
+            intro_check=check,
+        )
+
+
+def _backoff(b: Backoff) -> str:
+    return f"{b.initial:g} s up to {b.cap:g} s"
+
+
+def describe_timers(fast: bool, intro_timeout: float | None = None) -> str:
+    """The clients' retry timers in words: with `fast`, how much shorter than the defaults."""
+    mine, default = Timers.of(fast, intro_timeout), Timers.of(False)
+    parts = []
+    for what, a, b in (
+        ("agent retries after", mine.retry, default.retry),
+        ("relay reconnects after", mine.reconnect, default.reconnect),
+    ):
+        if a == b:
+            parts.append(f"{what} {_backoff(a)}")
+        else:
+            parts.append(
+                f"{what} {_backoff(a)} instead of {_backoff(b)} "
+                f"({b.initial / a.initial:.0f}× shorter at first, {b.cap / a.cap:.0f}× at most)"
+            )
+    for what, x, y in (
+        ("relay command timeout", mine.command_timeout, default.command_timeout),
+        ("re-introduction of a stuck pair after", mine.intro_timeout, default.intro_timeout),
+    ):
+        parts.append(f"{what} {x:g} s" + ("" if x == y else f" instead of {y:g} s"))
+    parts[-1] += f" (then ×{mine.intro_backoff:g}, up to {mine.intro_max:g} s)"
+    head = "shortened retry timers" if fast else "default timers"
+    if not fast and mine != default:
+        head = "default retry timers"
+    return f"{head}: " + ", ".join(parts)
+
+
 async def serve(config: ChatConfig, name: str) -> None:
     chat = await ChatController.open(config)
     if await chat.active_user() is None:
@@ -72,15 +146,19 @@ def main() -> None:
     parser.add_argument("--relay", action="append", required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--fast", action="store_true", help="short retry delays for tests")
-    parser.add_argument("--intro-timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--intro-timeout",
+        type=float,
+        help="the host's re-introduction timeout (default: the chat's)",
+    )
     args = parser.parse_args()
-    config = ChatConfig(db_prefix=args.db, relays=args.relay, intro_timeout=args.intro_timeout)
+    config = ChatConfig(db_prefix=args.db, relays=args.relay)
+    if args.intro_timeout is not None:
+        config.intro_timeout = args.intro_timeout
     if args.fast:
-        config.intro_check_interval = min(config.intro_check_interval, args.intro_timeout / 2)
-        config.agent = {
-            "retry": Backoff(0.05, 1.5, 0.5, 0.2),
-            "client": ClientSettings(5.0, 5.0, 30.0, Backoff(0.05, 1.5, 0.5, 0.1)),
-        }
+        if args.intro_timeout is not None:
+            config.intro_check_interval = min(config.intro_check_interval, args.intro_timeout / 2)
+        config.agent = {"retry": FAST_RETRY, "client": FAST_CLIENT}
     asyncio.run(serve(config, args.name))
 
 
@@ -97,9 +175,13 @@ class ChatProcess(LineProcess[cev.ChatEvent]):
         name: str,
         *,
         fast: bool = True,
-        intro_timeout: float = 600.0,
+        intro_timeout: float | None = None,
     ) -> None:
-        args = ["--db", str(db), "--name", name, "--intro-timeout", str(intro_timeout)]
+        """`fast`: shortened retry timers (see `describe_timers`), False for the defaults;
+        `intro_timeout`: the host's re-introduction timeout (None: the chat's default)."""
+        args = ["--db", str(db), "--name", name]
+        if intro_timeout is not None:
+            args += ["--intro-timeout", str(intro_timeout)]
         args += [x for r in relays for x in ("--relay", r)]
         super().__init__(
             "parley.testing.chat_process",
@@ -109,6 +191,7 @@ class ChatProcess(LineProcess[cev.ChatEvent]):
         self.db = db
         self.relays = relays
         self.name = name
+        self.fast = fast
 
     async def start(  # type: ignore[override]
         self, crash_at: str = "", timeout: float = 30.0
