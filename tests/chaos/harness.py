@@ -10,6 +10,10 @@ from tests.chaos.conftest import chaos_seed_line
 
 def explain(result: ScenarioResult) -> str:
     lines = [chaos_seed_line(result.seed), *result.problems]
+    lines.append(
+        f"full mesh at {result.time_to_mesh} s, last fault at {result.faults_end} s (after the "
+        f"group's creation); {result.config.describe_timers()}"
+    )
     lines += [f"pair not connected: {p}" for p in result.missing_pairs[:20]]
     for name, lost in result.missing_messages.items():
         lines.append(f"{name} is missing {len(lost)} messages, e.g. {lost[:3]}")
