@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.report import write_section
 from parley.agent import events as ev
 from parley.agent.agent import Agent, AgentConfig
 from parley.testing.process import RelayProcess
@@ -58,7 +59,6 @@ from parley.testing.process import RelayProcess
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Agent"
-DOCS_INTRO = "# Benchmarks\n\nMeasurements of parley's parts, one section per script in `bench/`.\n"
 COMMAND = ".venv/bin/python -m bench.agent"
 
 BODY_SIZE = 256
@@ -645,26 +645,6 @@ def section(
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) the `## Agent` section; one quick read-modify-write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        current = path.read_text()
-    except FileNotFoundError:
-        current = DOCS_INTRO
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        rest = "".join(lines[end:])
-        new = "".join(lines[:start]) + text + ("\n" + rest if rest else "")
-    path.write_text(new)
-
-
 # ---------------------------------------------------------------- main
 
 
@@ -697,7 +677,7 @@ async def amain(args: argparse.Namespace) -> int:
     for line in interference(results):
         print(line and "\n" + line)
     if not args.quick and not args.no_docs:
-        write_section(DOCS, section(plan, results, info, counts))
+        write_section(SECTION, section(plan, results, info, counts), DOCS)
         print(f"\nwrote the Agent section of {DOCS.relative_to(ROOT)}")
     return 0
 

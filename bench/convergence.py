@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.group import _cpu, _machine_cpu, machine
+from bench.report import write_section
 from parley.demo.faults import HARSH_CUT_MEAN, HARSH_DOWNTIME, HARSH_KILLS, HARSH_REFUSE_SHARE
 from parley.demo.field import EARLY_MESSAGES, MESH_LIMIT, MESSAGES, field_config, field_problems
 from parley.demo.scenario import ScenarioResult, default_span, run_scenario
@@ -214,19 +215,6 @@ def section(runs: list[Run], info: list[str], members: int, relays: int) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        path.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    rest = "".join(lines[end:])
-    path.write_text("".join(lines[:start]) + text + ("\n" + rest if rest else ""))
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.convergence", description=__doc__.split("\n")[0]
@@ -254,7 +242,7 @@ async def amain(args: argparse.Namespace) -> int:
     for line in [*info, "", *summary(runs, args.members)]:
         print(line)
     if not args.no_docs:
-        write_section(args.docs, section(runs, info, args.members, args.relays))
+        write_section(SECTION, section(runs, info, args.members, args.relays), args.docs)
         print(f"\nwrote the Convergence section of {args.docs}")
     return 0 if all(r.converged for r in runs) else 1
 

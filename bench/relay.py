@@ -46,6 +46,7 @@ from bench.echo import (
     run_echo,
     wait_for_quiet,
 )
+from bench.report import write_section
 from parley.protocol import relay as p
 from parley.protocol.address import RelayAddress
 from parley.protocol.relay_auth import AuthKey
@@ -60,12 +61,6 @@ from parley.testing.process import RelayProcess
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Relay"
-DOCS_INTRO = """# Benchmarks
-
-Measurements of parley's parts. Each section is written by a script under `bench/` (named in
-the section) that rewrites it when run, with the date, the machine and the command; compare
-numbers only between runs on the same machine.
-"""
 TARGET_RATE = 10_000  # messages per second at 100 queues
 TARGET_RATIO = 0.5  # of the echo ceiling
 TARGET_QUEUES = 100
@@ -682,24 +677,6 @@ def _wrap(line: str, width: int = 100) -> str:
     )
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the `## Relay` section of `path` (or add it, or create the file)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(DOCS_INTRO + "\n" + text)
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        existing = "".join(lines).rstrip("\n")
-        path.write_text(existing + "\n\n" + text)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    rest = "".join(lines[end:])
-    head = "".join(lines[:start])
-    path.write_text(head + text + ("\n" + rest if rest else ""))
-
-
 def print_lines(rows: list[str], out: Callable[[str], None] = print) -> None:
     for row in rows:
         out(row)
@@ -804,7 +781,7 @@ async def amain(args: argparse.Namespace) -> int:
             duration=duration,
             repeat=repeat,
         )
-        write_section(DOCS, text)
+        write_section(SECTION, text, DOCS)
         print(f"\nwrote the Relay section of {DOCS.relative_to(ROOT)}")
     return 0
 
