@@ -1,5 +1,19 @@
 """parley.store: the SQLite executor shared by every layer."""
 
-from parley.store.database import Database, DatabaseClosed, create_private_file, migrate
+from parley.store.database import (
+    Database,
+    DatabaseClosed,
+    DatabaseKeyError,
+    create_private_file,
+    encrypt_file,
+    migrate,
+)
 
-__all__ = ["Database", "DatabaseClosed", "create_private_file", "migrate"]
+__all__ = [
+    "Database",
+    "DatabaseClosed",
+    "DatabaseKeyError",
+    "create_private_file",
+    "encrypt_file",
+    "migrate",
+]

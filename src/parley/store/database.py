@@ -5,6 +5,11 @@ plain function of a `sqlite3.Connection`; it runs on the database thread inside
 `BEGIN IMMEDIATE ... COMMIT` and its result (or exception, after a rollback) comes back to
 the awaiting coroutine. Because one thread owns the connection, calls are serialised and
 never interleave inside a transaction.
+
+Private at rest: files are created 0600 (and existing ones set so), deleted content is
+overwritten (`secure_delete`), and the write-ahead log is checkpointed and truncated every
+few seconds and at close, so that what was cleared does not linger in old WAL frames. With
+a key the file is encrypted with SQLCipher (the `encrypted` extra, `sqlcipher3-binary`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -23,20 +29,57 @@ T = TypeVar("T")
 
 _Call = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
 
+# the write-ahead log is checkpointed and truncated at most this often (and at close)
+CHECKPOINT_INTERVAL = 5.0
+
 
 class DatabaseClosed(RuntimeError):
     """The database was closed before or while the call was made."""
 
 
+class DatabaseKeyError(RuntimeError):
+    """The database cannot be opened with the key given (or without one)."""
+
+
 def create_private_file(path: Path) -> None:
-    """Create `path` readable and writable by its owner only, if it does not exist.
+    """Create `path` readable and writable by its owner only; make an existing one so.
 
     SQLite gives its -wal and -shm files the mode of the main database file, so making the
-    main file 0600 before SQLite opens it keeps all three private.
+    main file 0600 before SQLite opens it keeps all three private. A parent directory made
+    here is 0700.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(fd)
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)
+
+
+def _connect(path: Path, key: str | None) -> sqlite3.Connection:
+    if key is None:
+        return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        from sqlcipher3 import dbapi2 as sqlcipher
+    except ImportError as e:
+        raise DatabaseKeyError(
+            "an encrypted database needs SQLCipher: pip install 'parley[encrypted]'"
+        ) from e
+    conn: sqlite3.Connection = sqlcipher.connect(
+        str(path), isolation_level=None, check_same_thread=False
+    )
+    conn.execute("PRAGMA key = '" + key.replace("'", "''") + "'")
+    return conn
+
+
+def _check_readable(conn: sqlite3.Connection, path: Path, key: str | None) -> None:
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except Exception as e:  # sqlite3 and sqlcipher3 each have their DatabaseError
+        conn.close()
+        if key is None:
+            raise DatabaseKeyError(f"{path} is encrypted (or not a database): give its key") from e
+        raise DatabaseKeyError(f"cannot open {path}: wrong key, or not a database") from e
 
 
 class Database:
@@ -45,18 +88,25 @@ class Database:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        self._last_checkpoint = time.monotonic()
+        self._dirty = False  # committed since the last checkpoint
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name=f"sqlite:{path.name}", daemon=True)
         self._thread.start()
 
     @classmethod
-    def open_sync(cls, path: str | Path, migrations: Sequence[str]) -> Database:
-        """Open (creating privately if needed) and migrate the database at `path`."""
+    def open_sync(
+        cls, path: str | Path, migrations: Sequence[str], key: str | None = None
+    ) -> Database:
+        """Open (creating privately if needed) and migrate the database at `path`;
+        encrypted with `key` (a passphrase) if one is given."""
         p = Path(path)
         if str(p) != ":memory:":
             create_private_file(p)
-        conn = sqlite3.connect(str(p), isolation_level=None, check_same_thread=False)
+        conn = _connect(p, key)
+        _check_readable(conn, p, key)
+        conn.execute("PRAGMA secure_delete=ON")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -65,17 +115,27 @@ class Database:
         return cls(p, conn)
 
     @classmethod
-    async def open(cls, path: str | Path, migrations: Sequence[str]) -> Database:
-        return await asyncio.to_thread(cls.open_sync, path, migrations)
+    async def open(
+        cls, path: str | Path, migrations: Sequence[str], key: str | None = None
+    ) -> Database:
+        return await asyncio.to_thread(cls.open_sync, path, migrations, key)
 
     def _serve(self) -> None:
         conn = self._conn
         while True:
-            item = self._calls.get()
+            try:
+                item = self._calls.get(timeout=CHECKPOINT_INTERVAL if self._dirty else None)
+            except queue.Empty:
+                self._checkpoint()
+                continue
             if item is None:
                 break
             fn, fut = item
             if not fut.set_running_or_notify_cancel():
+                continue
+            if fn is _CHECKPOINT:  # outside any transaction
+                self._checkpoint()
+                fut.set_result(None)
                 continue
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -88,8 +148,25 @@ class Database:
             except BaseException as e:
                 fut.set_exception(e)
             else:
+                self._dirty = True
                 fut.set_result(result)
+            if self._dirty and time.monotonic() - self._last_checkpoint > CHECKPOINT_INTERVAL:
+                self._checkpoint()
+        self._checkpoint()
         conn.close()
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it (database thread only)."""
+        self._last_checkpoint = time.monotonic()
+        self._dirty = False
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except Exception:  # a reader in another process may hold it up: next time
+            self._dirty = True
+
+    async def checkpoint(self) -> None:
+        """Checkpoint and truncate the write-ahead log now."""
+        await self.run(_CHECKPOINT)
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         """Queue `fn` for the database thread; returns a concurrent future."""
@@ -116,6 +193,45 @@ class Database:
         self._closed = True
         self._calls.put(None)
         self._thread.join()
+
+
+def encrypt_file(path: str | Path, key: str) -> None:
+    """Encrypt the plaintext database at `path` in place with `key` (no process may have it
+    open). The plaintext copy is overwritten before it is removed."""
+    p = Path(path)
+    plain = sqlite3.connect(str(p), isolation_level=None)
+    _check_readable(plain, p, None)  # plaintext, or it says so
+    plain.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file now
+    plain.close()
+    tmp = p.with_name(p.name + ".encrypting")
+    tmp.unlink(missing_ok=True)
+    create_private_file(tmp)
+    try:
+        from sqlcipher3 import dbapi2 as sqlcipher
+    except ImportError as e:
+        raise DatabaseKeyError(
+            "an encrypted database needs SQLCipher: pip install 'parley[encrypted]'"
+        ) from e
+    src = sqlcipher.connect(str(p), isolation_level=None)
+    try:
+        version = src.execute("PRAGMA user_version").fetchone()[0]
+        quoted = key.replace("'", "''")
+        src.execute(f"ATTACH DATABASE ? AS encrypted KEY '{quoted}'", (str(tmp),))
+        src.execute("SELECT sqlcipher_export('encrypted')")
+        src.execute(f"PRAGMA encrypted.user_version = {int(version)}")
+        src.execute("DETACH DATABASE encrypted")
+    finally:
+        src.close()
+    size = p.stat().st_size
+    with open(p, "r+b") as f:  # do not leave the plaintext pages on disk behind the rename
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def _CHECKPOINT(conn: sqlite3.Connection) -> None:
+    """A marker for the database thread: checkpoint instead of running a transaction."""
 
 
 def migrate(conn: sqlite3.Connection, migrations: Sequence[str]) -> None:
