@@ -9,7 +9,6 @@ from parley.api import commands as c
 from parley.api.handlers import ApiHandler
 from parley.chat import events as cev
 from parley.chat.controller import ChatController
-from parley.chat.store import UserRow
 
 
 class FakeChat:
@@ -19,8 +18,8 @@ class FakeChat:
         self.result: tuple[int, str | None] = (0, None)
         self.during: Callable[[], Awaitable[None]] | None = None
 
-    async def active_user(self) -> UserRow:
-        return UserRow(1, "alice", "")
+    async def active_user(self) -> cev.User:
+        return cev.User(1, "alice", "")
 
     async def create_invitation(self, timeout: float = 30.0) -> tuple[int, str | None]:
         if self.during is not None:

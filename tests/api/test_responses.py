@@ -6,9 +6,8 @@ import json
 
 from parley.api import responses as r
 from parley.chat import events as cev
-from parley.chat.store import UserRow
 
-USER = UserRow(1, "alice", "Alice A")
+USER = cev.User(1, "alice", "Alice A")
 BOB = cev.Contact(3, "bob", "bob", "Bob B", "ready")
 TEAM = cev.Group(2, "team", "team", "The Team", "active")
 

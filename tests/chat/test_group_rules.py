@@ -1,21 +1,37 @@
-"""Group rules: leaving, removal, deletion, the order of introduction steps, failures."""
+"""Group rules: leaving, removal and deletion between processes; then, without relays (a
+real chat store, a recording agent), the order of introduction steps and failures."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from parley.agent import events as aev
 from parley.chat import events as cev
-from parley.chat import store as s
+from parley.chat import store
 from parley.chat.controller import ChatController
+from parley.chat.effects import Effects, create_call
+from parley.chat.model import (
+    C_FAILED,
+    CAT_PRE,
+    CMD_FAILED,
+    CMD_ISSUED,
+    FN_INTRO_LINK_CREATED,
+    FN_JOINED,
+    I_NEW,
+    K_MEMBER_DIRECT,
+    K_MEMBER_GROUP,
+    M_INTRODUCED,
+    SIDE_INVITEE,
+)
 from parley.protocol import chat as cp
 from parley.relay.server import RelayServer
 from parley.testing.waiting import wait_for_condition
-from tests.chat.conftest import MakeChat, chat_config, expect, make_contacts
+from tests.chat.bench import Bench, member_group, ready_connection
+from tests.chat.conftest import MakeChat, expect, make_contacts
 from tests.chat.test_group import full_mesh
 
 
@@ -52,151 +68,129 @@ async def test_leave_remove_delete(relay: RelayServer, make_chat: MakeChat) -> N
     assert await a.groups() == []
 
 
-async def test_forward_before_announcement(relay: RelayServer, make_chat: MakeChat) -> None:
-    """x.grp.mem.fwd arriving before x.grp.mem.new still creates the member and joins."""
-    relays = [str(relay.address)]
-    a, c = await make_chat("alice", relays), await make_chat("cath", relays)
-    await make_contacts(a, c)
-    await a.create_group("team")
-    await a.add_member("team", "cath")
-    await expect(c, cev.ReceivedGroupInvitation)
-    await c.join_group("team")
-    await expect(c, cev.UserJoinedGroup)
-
-    # bob's two links, made by a real agent, as a newcomer would make them
-    bob = await make_chat("bob", relays)
-    _, group_link = await bob.agent.create_connection()
-    _, direct_link = await bob.agent.create_connection()
-    bob_id = cp.new_member_id()
-    fwd = cp.make(
-        cp.XGrpMemFwd(
-            cp.MemberInfo(bob_id, "member", cp.Profile("bob")),
-            cp.IntroInvitation(group_link, direct_link),
-        )
-    )
-    host_conn = await c._db.run(lambda db: c._host_connection(db, 1))
-    assert host_conn is not None
-    async with c._lock:  # as the host's connection would deliver it
-        await c._on_agent_event(
-            aev.AgentEvent("", host_conn, aev.Msg(999, 999, cp.encode_chat_message(fwd)))
-        )
-    members = {m.name: m for m in await c.members("team")}
-    assert members["bob"].category == "post" and members["bob"].member_id == bob_id
-
-    async def two_joins() -> bool:
-        sql = "SELECT count(*) FROM commands WHERE function = 'joined' AND status != 'new'"
-        return await _count(c, sql) == 2
-
-    await wait_for_condition(two_joins, 10)
-    # the late x.grp.mem.new changes nothing
-    new = cp.make(cp.XGrpMemNew(cp.MemberInfo(bob_id, "member", cp.Profile("bob"))))
-    async with c._lock:
-        await c._on_agent_event(
-            aev.AgentEvent("", host_conn, aev.Msg(1000, 1000, cp.encode_chat_message(new)))
-        )
-    assert [m.name for m in await c.members("team")].count("bob") == 1
+@pytest.fixture
+async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
+    b = await Bench.open(tmp_path / "bob_chat.db")
+    yield b
+    await b.close()
 
 
-async def _count(chat: ChatController, sql: str) -> int:
-    return int((await chat._db.run(lambda db: db.execute(sql).fetchone()))[0])
+def _issued(c: sqlite3.Connection, fx: Effects) -> None:
+    for command_id in fx.commands:
+        store.mark_issued(c, command_id)
+
+
+async def test_forward_before_announcement(bench: Bench) -> None:
+    """x.grp.mem.fwd arriving before x.grp.mem.new still creates the member and joins its
+    two links; the same forward again, or the late x.grp.mem.new, changes nothing."""
+    group = await bench.read(lambda c: member_group(c, "cath"))
+    bob = cp.MemberInfo(cp.new_member_id(), "member", cp.Profile("bob"))
+    fwd = cp.XGrpMemFwd(bob, cp.IntroInvitation("link-group", "link-direct"))
+    await bench.receive("host-conn", fwd)
+    members = await bench.read(lambda c: store.members(c, group.group_id))
+    assert [(m.display_name, m.category) for m in members][-1] == ("bob", "post")
+    joins = bench.agent.of_kind("join")
+    assert [call[2][0] for call in joins] == ["link-group", "link-direct"]
+    for _, _, (_, info) in joins:
+        assert isinstance(info, bytes)
+        assert isinstance(cp.decode_chat_message(info).params, cp.XGrpMemInfo)
+    await bench.receive("host-conn", fwd)  # (a new message id: not a repeat)
+    await bench.receive("host-conn", cp.XGrpMemNew(bob))
+    assert len(bench.agent.of_kind("join")) == 2
+    members = await bench.read(lambda c: store.members(c, group.group_id))
+    assert [m.display_name for m in members].count("bob") == 1
 
 
 @pytest.mark.parametrize("order", [("group", "direct"), ("direct", "group")])
 @pytest.mark.parametrize("restart_between", [False, True])
 async def test_both_links_in_either_order_give_one_invitation(
-    relay: RelayServer, tmp_path: Path, order: tuple[str, str], restart_between: bool
+    bench: Bench, order: tuple[str, str], restart_between: bool
 ) -> None:
-    config = chat_config(tmp_path / "bob", [str(relay.address)])
-    bob = await ChatController.open(config)
-    user = await bob.create_user("bob")
-    sent: list[tuple[str, bytes]] = []
-
-    async def record(conn_id: str, body: bytes) -> int:  # the agent below the chat
-        sent.append((conn_id, body))
-        return len(sent)
-
-    def setup(db: sqlite3.Connection) -> dict[str, str]:
-        db.execute(
-            "INSERT INTO groups (user_id, local_name, display_name, status, created_at) "
-            "VALUES (?, 'team', 'team', 'active', 0)",
-            (user.user_id,),
+    def setup(c: sqlite3.Connection) -> dict[str, str]:
+        group = member_group(c)
+        cath = store.insert_member(
+            c, group.group_id, cp.new_member_id(), "member", CAT_PRE, M_INTRODUCED, "cath"
         )
-        s.insert_member(db, 1, cp.new_member_id(), "member", s.CAT_USER, s.M_CONNECTED, "bob")
-        host = s.insert_member(
-            db, 1, cp.new_member_id(), "owner", s.CAT_HOST, s.M_CONNECTED, "alice"
+        intro_id = store.insert_intro(
+            c, group.group_id, SIDE_INVITEE, group.me, cath, I_NEW, cp.new_msg_id()
         )
-        cath = s.insert_member(
-            db, 1, cp.new_member_id(), "member", s.CAT_PRE, s.M_INTRODUCED, "cath"
-        )
-        conn = s.insert_connection(db, s.K_MEMBER_GROUP, member_row=host, status=s.C_READY)
-        s.set_connection(db, conn, agent_conn_id="host-conn")
-        db.execute(
-            "INSERT INTO introductions (group_id, side, re_member, to_member, status, "
-            "msg_id, created_at, updated_at) VALUES (1, 'invitee', 1, ?, 'new', ?, 0, 0)",
-            (cath, cp.new_msg_id()),
-        )
-        commands = {}
-        for which, kind in (("group", s.K_MEMBER_GROUP), ("direct", s.K_MEMBER_DIRECT)):
-            conn = s.insert_connection(db, kind, member_row=cath)
-            commands[which] = bob._command(
-                db,
-                user,
-                conn,
-                "intro_link_created",
-                {"intro_id": 1, "which": which},
-                {"op": "create"},
+        fx, commands = Effects(), {}
+        for which, kind in (("group", K_MEMBER_GROUP), ("direct", K_MEMBER_DIRECT)):
+            conn = store.insert_connection(c, kind, member_row=cath)
+            data = {"intro_id": intro_id, "which": which}
+            commands[which] = fx.call(
+                c, group.user.user_id, conn, FN_INTRO_LINK_CREATED, data, create_call()
             )
-        db.execute("UPDATE commands SET status = 'issued'")
+        _issued(c, fx)
         return commands
 
-    commands = await bob._db.run(setup)
-    bob.agent.send_message = record  # type: ignore[method-assign]
+    commands = await bench.read(setup)
     first, second = order
-    await bob._run_continuation(commands[first], f"conn-{first}", aev.Inv(f"link-{first}"))
-    assert sent == []  # one link is not enough
+    await bench.complete(commands[first], f"conn-{first}", aev.Inv(f"link-{first}"))
+    assert bench.agent.sent == []  # one link is not enough
     if restart_between:
-        await bob.close()
-        bob = await ChatController.open(config)
-        bob.agent.send_message = record  # type: ignore[method-assign]
-    await bob._run_continuation(commands[second], f"conn-{second}", aev.Inv(f"link-{second}"))
-    await bob._run_continuation(commands[second], f"conn-{second}", aev.Inv(f"link-{second}"))
-    await bob._run_continuation(commands[first], f"conn-{first}", aev.Inv(f"link-{first}"))
-    assert len(sent) == 1  # exactly once, however often the events are replayed
-    conn_id, body = sent[0]
-    msg = cp.decode_chat_message(body)
-    assert conn_id == "host-conn" and isinstance(msg.params, cp.XGrpMemInv)
+        bench = await bench.reopen()
+    await bench.complete(commands[second], f"conn-{second}", aev.Inv(f"link-{second}"))
+    await bench.complete(commands[second], f"conn-{second}", aev.Inv(f"link-{second}"))
+    await bench.complete(commands[first], f"conn-{first}", aev.Inv(f"link-{first}"))
+    assert len(bench.agent.sent) == 1  # exactly once, however often the events are replayed
+    (msg,) = bench.agent.messages("host-conn")
+    assert isinstance(msg.params, cp.XGrpMemInv)
     assert msg.params.member_intro == cp.IntroInvitation("link-group", "link-direct")
-    await bob.close()
+    if restart_between:
+        await bench.close()
 
 
-async def test_failed_member_connection_shows_the_reason(
-    relay: RelayServer, make_chat: MakeChat
-) -> None:
-    _a, b, _c = await group_of_three(make_chat, relay)
-
-    def failing_command(db: sqlite3.Connection) -> tuple[str, int]:
-        cath = db.execute("SELECT member_row FROM members WHERE display_name = 'cath'").fetchone()[
-            0
-        ]
-        conn = s.insert_connection(db, s.K_MEMBER_DIRECT, member_row=cath)
-        user = s.active_user(db)
-        assert user is not None
-        return b._command(db, user, conn, "joined", {}, {"op": "join"}), cath
-
-    command, _cath_row = await b._db.run(failing_command)
-    async with b._lock:
-        await b._run_continuation(command, "", aev.Err("relay refused: NO_QUEUE", "NO_QUEUE"))
-    failed = await expect(b, cev.MemberFailed)
-    assert failed.member.name == "cath" and "NO_QUEUE" in failed.reason
-    cath = next(m for m in await b.members("team") if m.name == "cath")
-    assert cath.last_error and "NO_QUEUE" in cath.last_error
-    status = await b._db.run(
-        lambda db: json.loads(
-            json.dumps(
-                db.execute(
-                    "SELECT status FROM commands WHERE command_id = ?", (command,)
-                ).fetchone()[0]
-            )
+async def test_failed_member_connection_shows_the_reason(bench: Bench) -> None:
+    def setup(c: sqlite3.Connection) -> tuple[str, int]:
+        group = member_group(c)
+        cath = store.insert_member(
+            c, group.group_id, cp.new_member_id(), "member", CAT_PRE, M_INTRODUCED, "cath"
         )
+        conn = store.insert_connection(c, K_MEMBER_DIRECT, member_row=cath)
+        fx = Effects()
+        command = fx.call(c, group.user.user_id, conn, FN_JOINED, {}, {"op": "join"})
+        _issued(c, fx)
+        return command, conn
+
+    command, conn = await bench.read(setup)
+    await bench.complete(command, "", aev.Err("relay refused: NO_QUEUE", "NO_QUEUE"))
+    (failed,) = bench.drain()
+    assert isinstance(failed, cev.MemberFailed)
+    assert failed.member.name == "cath" and "NO_QUEUE" in failed.reason
+    assert failed.member.last_error and "NO_QUEUE" in failed.member.last_error
+    row = await bench.read(lambda c: store.connection(c, conn))
+    assert row is not None and row.status == C_FAILED
+    k = await bench.read(lambda c: store.command(c, command))
+    assert k is not None and k.status == CMD_FAILED
+    # the ERR replayed (a crash before the agent's event was acked): nothing more
+    await bench.complete(command, "", aev.Err("relay refused: NO_QUEUE", "NO_QUEUE"))
+    assert bench.drain() == []
+
+
+async def test_group_events_only_from_whom_they_may_come(bench: Bench) -> None:
+    """Introductions and removals come from the host only; a member's x.grp.mem.intro
+    is ignored."""
+    group = await bench.read(lambda c: member_group(c))
+
+    def other_member(c: sqlite3.Connection) -> int:
+        row = store.insert_member(
+            c, group.group_id, cp.new_member_id(), "member", CAT_PRE, "memConnected", "cath"
+        )
+        ready_connection(c, K_MEMBER_GROUP, row, "cath-conn")
+        return row
+
+    await bench.read(other_member)
+    dan = cp.MemberInfo(cp.new_member_id(), "member", cp.Profile("dan"))
+    await bench.receive("cath-conn", cp.XGrpMemIntro(dan))
+    me = await bench.read(lambda c: store.user_member(c, group.group_id))
+    await bench.receive("cath-conn", cp.XGrpMemDel(me.member_id))
+    assert bench.agent.calls == [] and bench.drain() == []
+    members = await bench.read(lambda c: store.members(c, group.group_id))
+    assert "dan" not in [m.display_name for m in members]
+    assert (await bench.read(lambda c: store.user_member(c, group.group_id))).status == (
+        "memConnected"
     )
-    assert status == "failed"
+    await bench.receive("host-conn", cp.XGrpMemIntro(dan))  # from the host: two links
+    assert len(bench.agent.of_kind("create")) == 2
+    assert CMD_ISSUED in [k.status for k in await bench.read(store.open_commands)]

@@ -13,6 +13,7 @@ import pytest
 from parley.chat import events as cev
 from parley.chat import store as s
 from parley.chat.controller import ChatConfig, ChatController, intro_delay
+from parley.chat.model import CAT_HOST, M_INTRODUCED, SIDE_INVITEE
 from parley.relay.server import RelayServer
 from parley.testing.waiting import wait_for_condition
 from tests.chat.conftest import MakeChat, expect, make_contacts
@@ -31,7 +32,7 @@ def hold_host_con(chat: ChatController) -> tuple[list[str], Callable[[], Awaitab
             m = s.member(c, conn.member_row) if conn and conn.member_row else None
             return m.category if m else None
 
-        if await chat._db.run(category) == s.CAT_HOST:
+        if await chat._db.run(category) == CAT_HOST:
             held.append(agent_conn)
             return
         await original(agent_conn)
@@ -47,7 +48,7 @@ def hold_host_con(chat: ChatController) -> tuple[list[str], Callable[[], Awaitab
 
 async def invitee_intros(chat: ChatController) -> list[tuple[str, bool]]:
     """(status, both links made) of the newcomer's introductions."""
-    rows = await chat._db.run(lambda c: s.intros(c, "side = 'invitee' ORDER BY intro_id", ()))
+    rows = await chat._db.run(lambda c: s.intros_on_side(c, SIDE_INVITEE))
     return [(r.status, bool(r.group_link and r.direct_link)) for r in rows]
 
 
@@ -87,7 +88,7 @@ async def test_intro_before_the_newcomers_con_is_answered_on_con(
     assert held, "bob's chat saw the CON with the host before the intro"
     assert await invitee_intros(b) == [("new", True)]  # not sent: nothing to send it on
     members = {m.name: m.status for m in await b.members("team")}
-    assert members["cath"] == s.M_INTRODUCED
+    assert members["cath"] == M_INTRODUCED
 
     await release()  # the CON arrives: the links go to the host now, once
     await expect(b, cev.UserJoinedGroup)

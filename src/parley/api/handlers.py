@@ -16,7 +16,6 @@ from parley.api import commands as c
 from parley.api import responses as r
 from parley.chat import events as cev
 from parley.chat.controller import ChatController, ChatError
-from parley.chat.store import UserRow
 from parley.protocol.chat import ChatMessageError
 
 log = logging.getLogger(__name__)
@@ -170,7 +169,7 @@ class ApiHandler:
                 )
         return r.command_error(f"unhandled command {cmd!r}")
 
-    async def _user(self) -> UserRow:
+    async def _user(self) -> cev.User:
         user = await self.chat.active_user()
         if user is None:
             raise _Refused(r.no_active_user())
@@ -271,7 +270,7 @@ class ApiHandler:
         return r.chat_json(info, items)
 
     async def _send(
-        self, user: UserRow, ref: c.ChatRef | c.NamedChatRef, texts: Sequence[str]
+        self, user: cev.User, ref: c.ChatRef | c.NamedChatRef, texts: Sequence[str]
     ) -> JsonObject:
         info, name = await self._chat_info(ref)
         sent: list[r.AChatItemJson] = []
@@ -285,7 +284,7 @@ class ApiHandler:
 
     # contacts and groups
 
-    async def _add_contact(self, user: UserRow) -> JsonObject:
+    async def _add_contact(self, user: cev.User) -> JsonObject:
         self._connects_in_flight += 1
         try:
             connection_id, link = await self.chat.create_invitation(self.invitation_timeout)
@@ -300,7 +299,7 @@ class ApiHandler:
             )
         return r.response("invitation", user, connReqInvitation=link)
 
-    async def _remove_member(self, user: UserRow, group_id: int, member_id: int) -> JsonObject:
+    async def _remove_member(self, user: cev.User, group_id: int, member_id: int) -> JsonObject:
         group = await self._group(group_id)
         members = await self.chat.members(group.name)
         member = self._member(members, group_id, member_id)
@@ -350,7 +349,7 @@ class ApiHandler:
             return []
         held, self._held = self._held, []
         out: list[JsonObject] = []
-        user: UserRow | None = None
+        user: cev.User | None = None
         for e in held:
             if e.connection_id in self._answered:
                 self._answered.discard(e.connection_id)

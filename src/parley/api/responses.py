@@ -19,7 +19,6 @@ from typing import Any, Literal, NotRequired, TypedDict
 import msgspec
 
 from parley.chat import events as cev
-from parley.chat.store import UserRow
 
 JsonObject = dict[str, Any]
 
@@ -160,7 +159,7 @@ def timestamp(t: float) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
-def user_json(user: UserRow) -> UserJson:
+def user_json(user: cev.User) -> UserJson:
     return {
         "userId": user.user_id,
         "localDisplayName": user.display_name,
@@ -311,7 +310,7 @@ def group_json(group: cev.Group, members: Sequence[cev.Member]) -> GroupJson:
 # ---------------------------------------------------------------- responses and errors
 
 
-def response(kind: str, user: UserRow | None = None, **fields: Any) -> JsonObject:
+def response(kind: str, user: cev.User | None = None, **fields: Any) -> JsonObject:
     """``{"type": kind, "user": ..., **fields}``: the "resp" of a reply or an event."""
     out: JsonObject = {"type": kind}
     if user is not None:
@@ -361,7 +360,7 @@ def envelope(resp: JsonObject, corr_id: str | int | None = None) -> bytes:
 
 
 def event_response(
-    user: UserRow | None,
+    user: cev.User | None,
     event: cev.ChatEvent,
     members: Sequence[cev.Member] = (),
     item: cev.ChatItem | None = None,

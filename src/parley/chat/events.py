@@ -5,6 +5,12 @@ from __future__ import annotations
 import msgspec
 
 
+class User(msgspec.Struct, frozen=True):
+    user_id: int
+    display_name: str
+    full_name: str
+
+
 class Contact(msgspec.Struct, frozen=True):
     contact_id: int
     name: str

@@ -1,12 +1,10 @@
-"""The chat's SQLite schema and row types: users, contacts, groups, members, connections,
-introductions, chat items and the continuations of agent commands.
+"""The chat's SQLite schema, the row types read from it, and every SQL statement of the chat.
 
-Status values (docs/chat-protocol.md explains when each is set):
-
-- connection: new, joined, requested, accepted, snd-ready, ready, failed, deleted
-- member (simplex-chat's names): memInvited, memIntroduced, memIntroInvited, memAccepted,
-  memAnnounced, memConnected, memComplete, memCreator, memLeft, memRemoved
-- member category: user, invitee, host, pre, post
+Every function here runs on the database thread inside the transaction of one
+`Database.run` call; the rooms compose them so that a state change commits together with
+its outbox rows and its continuations. No other module of `parley.chat` executes SQL.
+The status strings are in `parley.chat.model` (docs/chat-protocol.md explains when each is
+set).
 """
 
 from __future__ import annotations
@@ -15,6 +13,39 @@ import sqlite3
 import time
 
 import msgspec
+
+from parley.chat.model import (
+    C_DELETED,
+    C_FAILED,
+    C_NEW,
+    C_READY,
+    CAT_HOST,
+    CAT_INVITEE,
+    CAT_POST,
+    CAT_PRE,
+    CAT_USER,
+    CMD_DONE,
+    CMD_FAILED,
+    CMD_ISSUED,
+    CMD_NEW,
+    CT_DELETED,
+    D_SND,
+    FN_ALLOWED,
+    G_DELETED,
+    GONE_MEMBER,
+    I_CONNECTED,
+    I_NEW,
+    ITEM_RECEIVED,
+    ITEM_SENDING,
+    ITEM_SENT,
+    K_CONTACT,
+    K_MEMBER_GROUP,
+    M_ACCEPTED,
+    M_COMPLETE,
+    M_CONNECTED,
+    SIDE_HOST,
+    SIDE_INVITEE,
+)
 
 MIGRATIONS = [
     """
@@ -146,41 +177,6 @@ MIGRATIONS = [
     """,
 ]
 
-# connection statuses
-C_NEW = "new"
-C_JOINED = "joined"
-C_REQUESTED = "requested"
-C_ACCEPTED = "accepted"
-C_SND_READY = "snd-ready"
-C_READY = "ready"
-C_FAILED = "failed"
-C_DELETED = "deleted"
-
-# connection kinds
-K_CONTACT = "contact"
-K_MEMBER_GROUP = "member_group"
-K_MEMBER_DIRECT = "member_direct"
-
-# member statuses (simplex-chat's values)
-M_INVITED = "memInvited"
-M_INTRODUCED = "memIntroduced"
-M_INTRO_INVITED = "memIntroInvited"
-M_ACCEPTED = "memAccepted"
-M_ANNOUNCED = "memAnnounced"
-M_CONNECTED = "memConnected"
-M_COMPLETE = "memComplete"
-M_CREATOR = "memCreator"
-M_LEFT = "memLeft"
-M_REMOVED = "memRemoved"
-ACTIVE_MEMBER = (M_CONNECTED, M_COMPLETE, M_CREATOR)
-
-# member categories
-CAT_USER = "user"
-CAT_INVITEE = "invitee"
-CAT_HOST = "host"
-CAT_PRE = "pre"
-CAT_POST = "post"
-
 
 def now() -> float:
     return time.time()
@@ -252,13 +248,37 @@ class IntroRow(msgspec.Struct):
 
 class CommandRow(msgspec.Struct):
     command_id: str
+    user_id: int
     connection_id: int | None
     function: str
     data: str
     agent_call: str
     status: str
+    created_at: float
 
 
+class ItemRow(msgspec.Struct):
+    item_id: int
+    direction: str
+    text: str
+    status: str
+    created_at: float
+    contact_id: int | None
+    group_id: int | None
+    author_member: int | None
+    shared_msg_id: str | None
+
+
+class OutboxRow(msgspec.Struct):
+    id: int
+    agent_conn_id: str
+    body: bytes
+    item_id: int | None
+
+
+_USER_COLS = "user_id, display_name, full_name"
+_CONTACT_COLS = "contact_id, local_name, display_name, full_name, status"
+_GROUP_COLS = "group_id, local_name, display_name, full_name, status, invitation"
 _MEMBER_COLS = (
     "member_row, group_id, member_id, role, category, status, display_name, full_name, "
     "contact_id, last_error"
@@ -268,47 +288,180 @@ _INTRO_COLS = (
     "intro_id, group_id, side, re_member, to_member, status, group_link, direct_link, msg_id, "
     "attempts, last_error, updated_at, retry_delay, created_at"
 )
+_COMMAND_COLS = "command_id, user_id, connection_id, function, data, agent_call, status, created_at"
+_ITEM_COLS = (
+    "item_id, direction, text, status, created_at, contact_id, group_id, author_member, "
+    "shared_msg_id"
+)
+# the columns the `set_*` helpers may change (callers name them as keywords)
+_CONN_FIELDS = frozenset({"agent_conn_id", "contact_id", "status", "link", "last_error"})
+_MEMBER_FIELDS = frozenset({"status", "display_name", "full_name", "last_error"})
+_INTRO_FIELDS = frozenset({"status", "group_link", "direct_link", "last_error"})
+_GONE = tuple(GONE_MEMBER)
+
+
+def _set(
+    c: sqlite3.Connection,
+    table: str,
+    key: str,
+    allowed: frozenset[str],
+    row: object,
+    fields: dict[str, object],
+) -> None:
+    assert fields and set(fields) <= allowed, f"{table}: cannot set {sorted(fields)}"
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    c.execute(
+        f"UPDATE {table} SET {cols}, updated_at = ? WHERE {key} = ?",
+        (*fields.values(), now(), row),
+    )
+
+
+# ---------------------------------------------------------------- users
 
 
 def active_user(c: sqlite3.Connection) -> UserRow | None:
-    r = c.execute("SELECT user_id, display_name, full_name FROM users WHERE active = 1").fetchone()
+    r = c.execute(f"SELECT {_USER_COLS} FROM users WHERE active = 1").fetchone()
     return UserRow(*r) if r else None
+
+
+def user_by_id(c: sqlite3.Connection, user_id: int) -> UserRow | None:
+    r = c.execute(f"SELECT {_USER_COLS} FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    return UserRow(*r) if r else None
+
+
+def insert_user(c: sqlite3.Connection, display_name: str, full_name: str) -> UserRow:
+    """A new user profile, which becomes the active one."""
+    c.execute("UPDATE users SET active = 0")
+    cur = c.execute(
+        "INSERT INTO users (display_name, full_name, active, created_at) VALUES (?, ?, 1, ?)",
+        (display_name, full_name, now()),
+    )
+    assert cur.lastrowid is not None
+    return UserRow(cur.lastrowid, display_name, full_name)
+
+
+def unique_name(c: sqlite3.Connection, table: str, user_id: int, wanted: str) -> str:
+    """`wanted`, or `wanted_2`, `wanted_3`... if a contact or group already has it."""
+    assert table in ("contacts", "groups")
+    name, n = wanted, 1
+    while c.execute(
+        f"SELECT 1 FROM {table} WHERE user_id = ? AND local_name = ?", (user_id, name)
+    ).fetchone():
+        n += 1
+        name = f"{wanted}_{n}"
+    return name
+
+
+# ---------------------------------------------------------------- contacts
 
 
 def contact_by_id(c: sqlite3.Connection, contact_id: int) -> ContactRow | None:
     r = c.execute(
-        "SELECT contact_id, local_name, display_name, full_name, status FROM contacts "
-        "WHERE contact_id = ?",
-        (contact_id,),
+        f"SELECT {_CONTACT_COLS} FROM contacts WHERE contact_id = ?", (contact_id,)
     ).fetchone()
     return ContactRow(*r) if r else None
 
 
 def contact_by_name(c: sqlite3.Connection, user_id: int, name: str) -> ContactRow | None:
     r = c.execute(
-        "SELECT contact_id, local_name, display_name, full_name, status FROM contacts "
-        "WHERE user_id = ? AND local_name = ? AND status != 'deleted'",
-        (user_id, name),
+        f"SELECT {_CONTACT_COLS} FROM contacts "
+        "WHERE user_id = ? AND local_name = ? AND status != ?",
+        (user_id, name, CT_DELETED),
     ).fetchone()
     return ContactRow(*r) if r else None
 
 
+def live_contacts(c: sqlite3.Connection, user_id: int) -> list[ContactRow]:
+    rows = c.execute(
+        f"SELECT {_CONTACT_COLS} FROM contacts WHERE user_id = ? AND status != ? "
+        "ORDER BY local_name",
+        (user_id, CT_DELETED),
+    )
+    return [ContactRow(*r) for r in rows]
+
+
+def insert_contact(
+    c: sqlite3.Connection, user_id: int, display_name: str, full_name: str, status: str
+) -> int:
+    local = unique_name(c, "contacts", user_id, display_name)
+    cur = c.execute(
+        "INSERT INTO contacts (user_id, local_name, display_name, full_name, status, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, local, display_name, full_name, status, now()),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def set_contact_status(c: sqlite3.Connection, contact_id: int, status: str) -> None:
+    c.execute("UPDATE contacts SET status = ? WHERE contact_id = ?", (status, contact_id))
+
+
+def tombstone_contact(c: sqlite3.Connection, contact_id: int) -> None:
+    """Deleted: its name (`name#id`) is free again for a new contact."""
+    c.execute(
+        "UPDATE contacts SET status = ?, local_name = local_name || '#' || contact_id "
+        "WHERE contact_id = ?",
+        (CT_DELETED, contact_id),
+    )
+
+
+# ---------------------------------------------------------------- groups
+
+
 def group_by_id(c: sqlite3.Connection, group_id: int) -> GroupRow | None:
-    r = c.execute(
-        "SELECT group_id, local_name, display_name, full_name, status, invitation FROM groups "
-        "WHERE group_id = ?",
-        (group_id,),
-    ).fetchone()
+    r = c.execute(f"SELECT {_GROUP_COLS} FROM groups WHERE group_id = ?", (group_id,)).fetchone()
     return GroupRow(*r) if r else None
 
 
 def group_by_name(c: sqlite3.Connection, user_id: int, name: str) -> GroupRow | None:
     r = c.execute(
-        "SELECT group_id, local_name, display_name, full_name, status, invitation FROM groups "
-        "WHERE user_id = ? AND local_name = ? AND status != 'deleted'",
-        (user_id, name),
+        f"SELECT {_GROUP_COLS} FROM groups WHERE user_id = ? AND local_name = ? AND status != ?",
+        (user_id, name, G_DELETED),
     ).fetchone()
     return GroupRow(*r) if r else None
+
+
+def live_group_ids(c: sqlite3.Connection, user_id: int) -> list[int]:
+    rows = c.execute(
+        "SELECT group_id FROM groups WHERE user_id = ? AND status != ? ORDER BY local_name",
+        (user_id, G_DELETED),
+    )
+    return [r[0] for r in rows]
+
+
+def insert_group(
+    c: sqlite3.Connection,
+    user_id: int,
+    display_name: str,
+    full_name: str,
+    status: str,
+    invitation: str | None = None,
+) -> int:
+    local = unique_name(c, "groups", user_id, display_name)
+    cur = c.execute(
+        "INSERT INTO groups (user_id, local_name, display_name, full_name, status, invitation, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (user_id, local, display_name, full_name, status, invitation, now()),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def set_group_status(c: sqlite3.Connection, group_id: int, status: str) -> None:
+    c.execute("UPDATE groups SET status = ? WHERE group_id = ?", (status, group_id))
+
+
+def tombstone_group(c: sqlite3.Connection, group_id: int) -> None:
+    """Deleted: its name (`name#id`) is free again for a new group."""
+    c.execute(
+        "UPDATE groups SET status = ?, local_name = local_name || '#' || group_id "
+        "WHERE group_id = ?",
+        (G_DELETED, group_id),
+    )
+
+
+# ---------------------------------------------------------------- members
 
 
 def member(c: sqlite3.Connection, member_row: int) -> MemberRow | None:
@@ -332,105 +485,42 @@ def members(c: sqlite3.Connection, group_id: int) -> list[MemberRow]:
     return [MemberRow(*r) for r in rows]
 
 
+def _member_in(c: sqlite3.Connection, group_id: int, category: str) -> MemberRow | None:
+    r = c.execute(
+        f"SELECT {_MEMBER_COLS} FROM members WHERE group_id = ? AND category = ?",
+        (group_id, category),
+    ).fetchone()
+    return MemberRow(*r) if r else None
+
+
 def user_member(c: sqlite3.Connection, group_id: int) -> MemberRow:
+    m = _member_in(c, group_id, CAT_USER)
+    assert m is not None, "every group has the user's own member row"
+    return m
+
+
+def host_member(c: sqlite3.Connection, group_id: int) -> MemberRow | None:
+    """(a member) who invited us."""
+    return _member_in(c, group_id, CAT_HOST)
+
+
+def current_member_of_contact(c: sqlite3.Connection, group_id: int, contact_id: int) -> bool:
+    """Whether the contact is a member of the group that has not left or been removed."""
     r = c.execute(
-        f"SELECT {_MEMBER_COLS} FROM members WHERE group_id = ? AND category = 'user'",
-        (group_id,),
+        "SELECT 1 FROM members WHERE group_id = ? AND contact_id = ? AND status NOT IN (?, ?)",
+        (group_id, contact_id, *_GONE),
     ).fetchone()
-    assert r is not None, "every group has the user's own member row"
-    return MemberRow(*r)
+    return r is not None
 
 
-def connection(c: sqlite3.Connection, connection_id: int) -> ConnectionRow | None:
+def unconnected_pre_members(c: sqlite3.Connection, group_id: int) -> int:
+    """(newcomer) how many members introduced to us are not connected yet."""
     r = c.execute(
-        f"SELECT {_CONN_COLS} FROM connections WHERE connection_id = ?", (connection_id,)
+        "SELECT count(*) FROM members WHERE group_id = ? AND category = ? "
+        "AND status NOT IN (?, ?, ?, ?)",
+        (group_id, CAT_PRE, M_CONNECTED, M_COMPLETE, *_GONE),
     ).fetchone()
-    return ConnectionRow(*r) if r else None
-
-
-def connection_by_agent_id(c: sqlite3.Connection, agent_conn_id: str) -> ConnectionRow | None:
-    r = c.execute(
-        f"SELECT {_CONN_COLS} FROM connections WHERE agent_conn_id = ?", (agent_conn_id,)
-    ).fetchone()
-    return ConnectionRow(*r) if r else None
-
-
-def member_connections(c: sqlite3.Connection, member_row: int) -> list[ConnectionRow]:
-    rows = c.execute(
-        f"SELECT {_CONN_COLS} FROM connections WHERE member_row = ? AND status != 'deleted' "
-        "ORDER BY connection_id",
-        (member_row,),
-    )
-    return [ConnectionRow(*r) for r in rows]
-
-
-def member_connection(c: sqlite3.Connection, member_row: int, kind: str) -> ConnectionRow | None:
-    for conn in member_connections(c, member_row):
-        if conn.kind == kind:
-            return conn
-    return None
-
-
-def contact_connection(c: sqlite3.Connection, contact_id: int) -> ConnectionRow | None:
-    r = c.execute(
-        f"SELECT {_CONN_COLS} FROM connections WHERE contact_id = ? AND kind = 'contact' "
-        "AND status != 'deleted' ORDER BY connection_id DESC",
-        (contact_id,),
-    ).fetchone()
-    return ConnectionRow(*r) if r else None
-
-
-def intro(c: sqlite3.Connection, intro_id: int) -> IntroRow | None:
-    r = c.execute(f"SELECT {_INTRO_COLS} FROM introductions WHERE intro_id = ?", (intro_id,))
-    row = r.fetchone()
-    return IntroRow(*row) if row else None
-
-
-def intros(c: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[IntroRow]:
-    rows = c.execute(f"SELECT {_INTRO_COLS} FROM introductions WHERE {where}", params)
-    return [IntroRow(*r) for r in rows]
-
-
-def insert_connection(
-    c: sqlite3.Connection,
-    kind: str,
-    *,
-    contact_id: int | None = None,
-    member_row: int | None = None,
-    status: str = C_NEW,
-) -> int:
-    t = now()
-    cur = c.execute(
-        "INSERT INTO connections (kind, contact_id, member_row, status, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (kind, contact_id, member_row, status, t, t),
-    )
-    assert cur.lastrowid is not None
-    return cur.lastrowid
-
-
-def set_connection(c: sqlite3.Connection, connection_id: int, **fields: object) -> None:
-    cols = ", ".join(f"{k} = ?" for k in fields)
-    c.execute(
-        f"UPDATE connections SET {cols}, updated_at = ? WHERE connection_id = ?",
-        (*fields.values(), now(), connection_id),
-    )
-
-
-def set_member(c: sqlite3.Connection, member_row: int, **fields: object) -> None:
-    cols = ", ".join(f"{k} = ?" for k in fields)
-    c.execute(
-        f"UPDATE members SET {cols}, updated_at = ? WHERE member_row = ?",
-        (*fields.values(), now(), member_row),
-    )
-
-
-def set_intro(c: sqlite3.Connection, intro_id: int, **fields: object) -> None:
-    cols = ", ".join(f"{k} = ?" for k in fields)
-    c.execute(
-        f"UPDATE introductions SET {cols}, updated_at = ? WHERE intro_id = ?",
-        (*fields.values(), now(), intro_id),
-    )
+    return int(r[0])
 
 
 def insert_member(
@@ -454,6 +544,280 @@ def insert_member(
     return cur.lastrowid
 
 
+def set_member(c: sqlite3.Connection, member_row: int, **fields: object) -> None:
+    _set(c, "members", "member_row", _MEMBER_FIELDS, member_row, fields)
+
+
+# ---------------------------------------------------------------- connections
+
+
+def connection(c: sqlite3.Connection, connection_id: int) -> ConnectionRow | None:
+    r = c.execute(
+        f"SELECT {_CONN_COLS} FROM connections WHERE connection_id = ?", (connection_id,)
+    ).fetchone()
+    return ConnectionRow(*r) if r else None
+
+
+def connection_by_agent_id(c: sqlite3.Connection, agent_conn_id: str) -> ConnectionRow | None:
+    r = c.execute(
+        f"SELECT {_CONN_COLS} FROM connections WHERE agent_conn_id = ?", (agent_conn_id,)
+    ).fetchone()
+    return ConnectionRow(*r) if r else None
+
+
+def connection_and_user(
+    c: sqlite3.Connection, agent_conn_id: str
+) -> tuple[ConnectionRow, UserRow] | None:
+    """The chat's connection for an agent connection, and the active user; None without
+    either (an event for a connection the chat does not know)."""
+    conn = connection_by_agent_id(c, agent_conn_id)
+    user = active_user(c)
+    return (conn, user) if conn is not None and user is not None else None
+
+
+def member_connections(c: sqlite3.Connection, member_row: int) -> list[ConnectionRow]:
+    rows = c.execute(
+        f"SELECT {_CONN_COLS} FROM connections WHERE member_row = ? AND status != ? "
+        "ORDER BY connection_id",
+        (member_row, C_DELETED),
+    )
+    return [ConnectionRow(*r) for r in rows]
+
+
+def member_connection(c: sqlite3.Connection, member_row: int, kind: str) -> ConnectionRow | None:
+    for conn in member_connections(c, member_row):
+        if conn.kind == kind:
+            return conn
+    return None
+
+
+def contact_connection(c: sqlite3.Connection, contact_id: int) -> ConnectionRow | None:
+    r = c.execute(
+        f"SELECT {_CONN_COLS} FROM connections WHERE contact_id = ? AND kind = ? "
+        "AND status != ? ORDER BY connection_id DESC",
+        (contact_id, K_CONTACT, C_DELETED),
+    ).fetchone()
+    return ConnectionRow(*r) if r else None
+
+
+def contact_agent_conns(c: sqlite3.Connection, contact_id: int) -> list[str]:
+    rows = c.execute(
+        "SELECT agent_conn_id FROM connections WHERE contact_id = ? AND kind = ? "
+        "AND agent_conn_id IS NOT NULL AND status != ?",
+        (contact_id, K_CONTACT, C_DELETED),
+    )
+    return [r[0] for r in rows]
+
+
+def delete_contact_connections(c: sqlite3.Connection, contact_id: int) -> None:
+    c.execute(
+        "UPDATE connections SET status = ? WHERE contact_id = ? AND kind = ?",
+        (C_DELETED, contact_id, K_CONTACT),
+    )
+
+
+def delete_agent_connection(c: sqlite3.Connection, agent_conn_id: str) -> None:
+    c.execute(
+        "UPDATE connections SET status = ? WHERE agent_conn_id = ?", (C_DELETED, agent_conn_id)
+    )
+
+
+def ready_group_conns(c: sqlite3.Connection, group_id: int) -> list[str]:
+    """Agent ids of the ready group connections to the members still in the group."""
+    rows = c.execute(
+        "SELECT x.agent_conn_id FROM connections x JOIN members m USING (member_row) "
+        "WHERE m.group_id = ? AND x.kind = ? AND x.status = ? "
+        "AND m.status NOT IN (?, ?) ORDER BY m.member_row",
+        (group_id, K_MEMBER_GROUP, C_READY, *_GONE),
+    )
+    return [r[0] for r in rows]
+
+
+def group_agent_conns(c: sqlite3.Connection, group_id: int) -> list[str]:
+    """Agent ids of all the group's member connections not deleted."""
+    rows = c.execute(
+        "SELECT x.agent_conn_id FROM connections x JOIN members m USING (member_row) "
+        "WHERE m.group_id = ? AND x.agent_conn_id IS NOT NULL AND x.status != ?",
+        (group_id, C_DELETED),
+    )
+    return [r[0] for r in rows]
+
+
+def host_agent_conn(c: sqlite3.Connection, group_id: int) -> str | None:
+    """(a member) the ready group connection with the host."""
+    r = c.execute(
+        "SELECT x.agent_conn_id FROM connections x JOIN members m USING (member_row) "
+        "WHERE m.group_id = ? AND m.category = ? AND x.kind = ? AND x.status = ?",
+        (group_id, CAT_HOST, K_MEMBER_GROUP, C_READY),
+    ).fetchone()
+    return r[0] if r else None
+
+
+def unsettled_connections(c: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(agent id, status) of the connections with an agent id still under way."""
+    rows = c.execute(
+        "SELECT agent_conn_id, status FROM connections WHERE agent_conn_id IS NOT NULL "
+        "AND status NOT IN (?, ?, ?)",
+        (C_READY, C_DELETED, C_FAILED),
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def insert_connection(
+    c: sqlite3.Connection,
+    kind: str,
+    *,
+    contact_id: int | None = None,
+    member_row: int | None = None,
+    status: str = C_NEW,
+) -> int:
+    t = now()
+    cur = c.execute(
+        "INSERT INTO connections (kind, contact_id, member_row, status, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (kind, contact_id, member_row, status, t, t),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def set_connection(c: sqlite3.Connection, connection_id: int, **fields: object) -> None:
+    _set(c, "connections", "connection_id", _CONN_FIELDS, connection_id, fields)
+
+
+# ---------------------------------------------------------------- introductions
+
+
+def intro(c: sqlite3.Connection, intro_id: int) -> IntroRow | None:
+    r = c.execute(f"SELECT {_INTRO_COLS} FROM introductions WHERE intro_id = ?", (intro_id,))
+    row = r.fetchone()
+    return IntroRow(*row) if row else None
+
+
+def intros_on_side(c: sqlite3.Connection, side: str) -> list[IntroRow]:
+    rows = c.execute(
+        f"SELECT {_INTRO_COLS} FROM introductions WHERE side = ? ORDER BY intro_id", (side,)
+    )
+    return [IntroRow(*r) for r in rows]
+
+
+def host_intros_unconnected(c: sqlite3.Connection) -> list[IntroRow]:
+    """(host) the introductions whose pair has not connected yet."""
+    rows = c.execute(
+        f"SELECT {_INTRO_COLS} FROM introductions WHERE side = ? AND status != ?",
+        (SIDE_HOST, I_CONNECTED),
+    )
+    return [IntroRow(*r) for r in rows]
+
+
+def host_intros_of_pair(c: sqlite3.Connection, newcomer: int, other: int) -> list[IntroRow]:
+    """(host) the introductions of `other` to the newcomer."""
+    rows = c.execute(
+        f"SELECT {_INTRO_COLS} FROM introductions WHERE side = ? AND re_member = ? "
+        "AND to_member = ?",
+        (SIDE_HOST, newcomer, other),
+    )
+    return [IntroRow(*r) for r in rows]
+
+
+def invitee_intros_of(c: sqlite3.Connection, member_row: int) -> list[IntroRow]:
+    """(newcomer) our introductions to the member."""
+    rows = c.execute(
+        f"SELECT {_INTRO_COLS} FROM introductions WHERE side = ? AND to_member = ?",
+        (SIDE_INVITEE, member_row),
+    )
+    return [IntroRow(*r) for r in rows]
+
+
+def invitee_intros_with_links(c: sqlite3.Connection, group_id: int | None) -> list[IntroRow]:
+    """(newcomer) introductions (of one group, or of all) whose two links exist and whose
+    x.grp.mem.inv is not sent yet."""
+    sql = (
+        f"SELECT {_INTRO_COLS} FROM introductions WHERE side = ? AND status = ? "
+        "AND group_link IS NOT NULL AND direct_link IS NOT NULL"
+    )
+    params: tuple[object, ...] = (SIDE_INVITEE, I_NEW)
+    if group_id is not None:
+        sql += " AND group_id = ?"
+        params += (group_id,)
+    rows = c.execute(sql + " ORDER BY intro_id", params)
+    return [IntroRow(*r) for r in rows]
+
+
+def insert_intro(
+    c: sqlite3.Connection,
+    group_id: int,
+    side: str,
+    re_member: int,
+    to_member: int,
+    status: str,
+    msg_id: str,
+    attempts: int = 1,
+    retry_delay: float | None = None,
+) -> int:
+    t = now()
+    cur = c.execute(
+        "INSERT INTO introductions (group_id, side, re_member, to_member, status, msg_id, "
+        "attempts, retry_delay, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (group_id, side, re_member, to_member, status, msg_id, attempts, retry_delay, t, t),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def set_intro(c: sqlite3.Connection, intro_id: int, **fields: object) -> None:
+    _set(c, "introductions", "intro_id", _INTRO_FIELDS, intro_id, fields)
+
+
+def delete_intro(c: sqlite3.Connection, intro_id: int) -> None:
+    c.execute("DELETE FROM introductions WHERE intro_id = ?", (intro_id,))
+
+
+def delete_invitee_intros_of(c: sqlite3.Connection, member_row: int) -> None:
+    c.execute(
+        "DELETE FROM introductions WHERE side = ? AND to_member = ?", (SIDE_INVITEE, member_row)
+    )
+
+
+def invitee_intros_connected(c: sqlite3.Connection, member_row: int) -> None:
+    """(newcomer) we connected to the member."""
+    c.execute(
+        "UPDATE introductions SET status = ? WHERE side = ? AND to_member = ?",
+        (I_CONNECTED, SIDE_INVITEE, member_row),
+    )
+
+
+_HOST_PAIR = "side = ? AND ((re_member = ? AND to_member = ?) OR (re_member = ? AND to_member = ?))"
+
+
+def host_pair_connected(c: sqlite3.Connection, a: int, b: int) -> None:
+    """(host) members `a` and `b` said they connected to each other."""
+    c.execute(
+        f"UPDATE introductions SET status = ?, updated_at = ? WHERE {_HOST_PAIR}",
+        (I_CONNECTED, now(), SIDE_HOST, a, b, b, a),
+    )
+
+
+def host_pair_is_connected(c: sqlite3.Connection, a: int, b: int) -> bool:
+    r = c.execute(
+        f"SELECT 1 FROM introductions WHERE status = ? AND {_HOST_PAIR}",
+        (I_CONNECTED, SIDE_HOST, a, b, b, a),
+    ).fetchone()
+    return r is not None
+
+
+def host_intros_pending(c: sqlite3.Connection, newcomer: int) -> int:
+    """(host) how many introductions to the newcomer have not connected."""
+    r = c.execute(
+        "SELECT count(*) FROM introductions WHERE side = ? AND re_member = ? AND status != ?",
+        (SIDE_HOST, newcomer, I_CONNECTED),
+    ).fetchone()
+    return int(r[0])
+
+
+# ---------------------------------------------------------------- received messages
+
+
 def first_seen(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
     """Record that `msg_id` arrived in `scope`; False if it had arrived before."""
     cur = c.execute(
@@ -463,22 +827,234 @@ def first_seen(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
     return cur.rowcount == 1
 
 
+def member_scope(group_id: int, member_id: str) -> str:
+    """The `received` scope of messages from a group member."""
+    return f"group:{group_id}:{member_id}"
+
+
 def heard_since(c: sqlite3.Connection, group_id: int, member_id: str, since: float) -> bool:
     """Whether a message from the member (any, over its own connection) arrived after
     `since`."""
     r = c.execute(
         "SELECT 1 FROM received WHERE scope = ? AND received_at > ? LIMIT 1",
-        (f"group:{group_id}:{member_id}", since),
+        (member_scope(group_id, member_id), since),
     ).fetchone()
     return r is not None
 
 
-def unique_name(c: sqlite3.Connection, table: str, user_id: int, wanted: str) -> str:
-    """`wanted`, or `wanted_2`, `wanted_3`... if a live contact or group already has it."""
-    name, n = wanted, 1
-    while c.execute(
-        f"SELECT 1 FROM {table} WHERE user_id = ? AND local_name = ?", (user_id, name)
-    ).fetchone():
-        n += 1
-        name = f"{wanted}_{n}"
-    return name
+# ---------------------------------------------------------------- chat items
+
+
+def insert_item(
+    c: sqlite3.Connection,
+    user_id: int,
+    direction: str,
+    text: str,
+    shared_msg_id: str | None,
+    *,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+    author: int | None = None,
+) -> int:
+    """A message sent (`D_SND`: sending) or received (`D_RCV`)."""
+    status = ITEM_SENDING if direction == D_SND else ITEM_RECEIVED
+    cur = c.execute(
+        "INSERT INTO chat_items (user_id, contact_id, group_id, author_member, direction, "
+        "shared_msg_id, text, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (user_id, contact_id, group_id, author, direction, shared_msg_id, text, status, now()),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def item(c: sqlite3.Connection, item_id: int) -> ItemRow | None:
+    r = c.execute(f"SELECT {_ITEM_COLS} FROM chat_items WHERE item_id = ?", (item_id,)).fetchone()
+    return ItemRow(*r) if r else None
+
+
+def last_item_ids(
+    c: sqlite3.Connection,
+    count: int,
+    *,
+    user_id: int,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> list[int]:
+    """The ids of the last `count` items of a contact, of a group, or of all the user's
+    chats, oldest first."""
+    if contact_id is not None:
+        column, value = "contact_id", contact_id
+    elif group_id is not None:
+        column, value = "group_id", group_id
+    else:
+        column, value = "user_id", user_id
+    rows = c.execute(
+        f"SELECT item_id FROM chat_items WHERE {column} = ? ORDER BY item_id DESC LIMIT ?",
+        (value, count),
+    )
+    return [r[0] for r in reversed(rows.fetchall())]
+
+
+def item_deliveries(c: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    """(agent connection, agent message id, item) of the sent items waiting for SENT."""
+    rows = c.execute("SELECT agent_conn_id, agent_msg_id, item_id FROM item_deliveries")
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def settle_delivery(
+    c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int, status: str
+) -> int | None:
+    """The agent sent a message (or gave up): its item gets `status` (unless it was sent
+    already). Returns the item, or None if the message carried none."""
+    r = c.execute(
+        "SELECT item_id FROM item_deliveries WHERE agent_conn_id = ? AND agent_msg_id = ?",
+        (agent_conn_id, agent_msg_id),
+    ).fetchone()
+    if r is None:
+        return None
+    c.execute(
+        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status != ?",
+        (status, r[0], ITEM_SENT),
+    )
+    c.execute(
+        "DELETE FROM item_deliveries WHERE agent_conn_id = ? AND agent_msg_id = ?",
+        (agent_conn_id, agent_msg_id),
+    )
+    return int(r[0])
+
+
+# ---------------------------------------------------------------- held group messages
+
+
+def hold_for_connecting_members(
+    c: sqlite3.Connection, group_id: int, body: bytes, item_id: int
+) -> None:
+    """Keep a group message for each member we are still connecting to: introduced ones
+    (pre, post), and (the host) an invitee that joined whose connection is not ready yet."""
+    rows = c.execute(
+        "SELECT m.member_row FROM members m WHERE m.group_id = ? "
+        "AND (m.category IN (?, ?) OR (m.category = ? AND m.status = ?)) "
+        "AND m.status NOT IN (?, ?) AND NOT EXISTS ("
+        "SELECT 1 FROM connections x WHERE x.member_row = m.member_row "
+        "AND x.kind = ? AND x.status = ?)",
+        (group_id, CAT_PRE, CAT_POST, CAT_INVITEE, M_ACCEPTED, *_GONE, K_MEMBER_GROUP, C_READY),
+    ).fetchall()
+    for (member_row,) in rows:
+        c.execute(
+            "INSERT INTO pending_group_messages (member_row, body, item_id, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (member_row, body, item_id, now()),
+        )
+
+
+def take_held(c: sqlite3.Connection, member_row: int) -> list[tuple[bytes, int | None]]:
+    """(body, item) of the messages kept for the member, oldest first; no longer kept."""
+    rows = c.execute(
+        "SELECT id, body, item_id FROM pending_group_messages WHERE member_row = ? ORDER BY id",
+        (member_row,),
+    ).fetchall()
+    c.execute("DELETE FROM pending_group_messages WHERE member_row = ?", (member_row,))
+    return [(body, item_id) for _, body, item_id in rows]
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def insert_outbox(
+    c: sqlite3.Connection, agent_conn_id: str, body: bytes, item_id: int | None = None
+) -> int:
+    cur = c.execute(
+        "INSERT INTO outbox (agent_conn_id, body, item_id, created_at) VALUES (?, ?, ?, ?)",
+        (agent_conn_id, body, item_id, now()),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def outbox_ids(c: sqlite3.Connection) -> list[int]:
+    return [r[0] for r in c.execute("SELECT id FROM outbox ORDER BY id")]
+
+
+def outbox_row(c: sqlite3.Connection, outbox_id: int) -> OutboxRow | None:
+    r = c.execute(
+        "SELECT id, agent_conn_id, body, item_id FROM outbox WHERE id = ?", (outbox_id,)
+    ).fetchone()
+    return OutboxRow(*r) if r else None
+
+
+def outbox_sent(c: sqlite3.Connection, row: OutboxRow, agent_msg_id: int | None) -> None:
+    """The agent has the message (`agent_msg_id`), or refused it (None): off the outbox;
+    an item waits for the agent's SENT."""
+    c.execute("DELETE FROM outbox WHERE id = ?", (row.id,))
+    if agent_msg_id is not None and row.item_id is not None:
+        c.execute(
+            "INSERT OR IGNORE INTO item_deliveries (agent_conn_id, agent_msg_id, item_id) "
+            "VALUES (?, ?, ?)",
+            (row.agent_conn_id, agent_msg_id, row.item_id),
+        )
+
+
+# ---------------------------------------------------------------- continuations
+
+
+def insert_command(
+    c: sqlite3.Connection,
+    command_id: str,
+    user_id: int,
+    connection_id: int | None,
+    function: str,
+    data: str,
+    agent_call: str,
+) -> None:
+    t = now()
+    c.execute(
+        "INSERT INTO commands (command_id, user_id, connection_id, function, data, "
+        "agent_call, status, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (command_id, user_id, connection_id, function, data, agent_call, CMD_NEW, t, t),
+    )
+
+
+def command(c: sqlite3.Connection, command_id: str) -> CommandRow | None:
+    r = c.execute(
+        f"SELECT {_COMMAND_COLS} FROM commands WHERE command_id = ?", (command_id,)
+    ).fetchone()
+    return CommandRow(*r) if r else None
+
+
+def unissued_command_ids(c: sqlite3.Connection) -> list[str]:
+    rows = c.execute(
+        "SELECT command_id FROM commands WHERE status = ? ORDER BY created_at", (CMD_NEW,)
+    )
+    return [r[0] for r in rows]
+
+
+def open_commands(c: sqlite3.Connection) -> list[CommandRow]:
+    """The continuations still waiting: not issued, or issued and not completed."""
+    rows = c.execute(
+        f"SELECT {_COMMAND_COLS} FROM commands WHERE status IN (?, ?) ORDER BY created_at",
+        (CMD_NEW, CMD_ISSUED),
+    )
+    return [CommandRow(*r) for r in rows]
+
+
+def allow_under_way(c: sqlite3.Connection, connection_id: int) -> bool:
+    """Whether the connection's confirmation was allowed already (an ALLOW stored)."""
+    r = c.execute(
+        "SELECT 1 FROM commands WHERE connection_id = ? AND function = ?",
+        (connection_id, FN_ALLOWED),
+    ).fetchone()
+    return r is not None
+
+
+def mark_issued(c: sqlite3.Connection, command_id: str) -> None:
+    c.execute(
+        "UPDATE commands SET status = ?, updated_at = ? WHERE command_id = ? AND status = ?",
+        (CMD_ISSUED, now(), command_id, CMD_NEW),
+    )
+
+
+def finish_command(c: sqlite3.Connection, command_id: str, ok: bool, result: str) -> None:
+    c.execute(
+        "UPDATE commands SET status = ?, result = ?, updated_at = ? WHERE command_id = ?",
+        (CMD_DONE if ok else CMD_FAILED, result, now(), command_id),
+    )

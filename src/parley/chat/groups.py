@@ -1,0 +1,443 @@
+"""Groups: creating one, inviting and joining (DESIGN §4 steps 1 and 2), messages, leaving,
+removal, deletion, and the group events a member receives (but the introductions, in
+`introductions`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+from parley.agent import events as aev
+from parley.chat import connections, contacts, store, views
+from parley.chat import events as cev
+from parley.chat.effects import Completion, Effects, create_call, join_call
+from parley.chat.model import (
+    C_READY,
+    CAT_HOST,
+    CAT_INVITEE,
+    CAT_POST,
+    CAT_USER,
+    D_RCV,
+    D_SND,
+    FN_GROUP_JOINED,
+    FN_MEMBER_INVITATION_CREATED,
+    G_ACTIVE,
+    G_INVITED,
+    G_JOINING,
+    G_LEFT,
+    G_REMOVED,
+    K_MEMBER_GROUP,
+    M_ANNOUNCED,
+    M_COMPLETE,
+    M_CONNECTED,
+    M_CREATOR,
+    M_INVITED,
+    M_LEFT,
+    M_REMOVED,
+    ChatError,
+    member_role,
+)
+from parley.protocol import chat as cp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupMessage:
+    """A chat message received on a member's group or direct connection, with what its
+    handler needs: the user, the connection, the sender, the group, our own member row."""
+
+    user: store.UserRow
+    conn: store.ConnectionRow
+    sender: store.MemberRow
+    group: store.GroupRow
+    me: store.MemberRow
+    msg: cp.ChatMessage
+
+    @property
+    def group_id(self) -> int:
+        return self.group.group_id
+
+
+def member_info(m: store.MemberRow) -> cp.MemberInfo:
+    """A member as the protocol names it (in x.grp.mem.new, .intro and .fwd)."""
+    return cp.MemberInfo(m.member_id, member_role(m.role), cp.Profile(m.display_name, m.full_name))
+
+
+def named(c: sqlite3.Connection, user: store.UserRow, name: str) -> store.GroupRow:
+    group = store.group_by_name(c, user.user_id, name.lstrip("#"))
+    if group is None:
+        raise ChatError(f"no group #{name.lstrip('#')}")
+    return group
+
+
+def member_named(c: sqlite3.Connection, group_id: int, name: str) -> store.MemberRow:
+    for m in store.members(c, group_id):
+        if m.display_name == name and m.category != CAT_USER:
+            return m
+    raise ChatError(f"no member {name}")
+
+
+def _creator(c: sqlite3.Connection, group: store.GroupRow, may: str) -> store.MemberRow:
+    me = store.user_member(c, group.group_id)
+    if me.status != M_CREATOR:
+        raise ChatError(f"only the creator of #{group.local_name} can {may}")
+    return me
+
+
+def listed(c: sqlite3.Connection, user: store.UserRow) -> list[cev.Group]:
+    return [views.group(c, gid) for gid in store.live_group_ids(c, user.user_id)]
+
+
+def members(c: sqlite3.Connection, user: store.UserRow, group_name: str) -> list[cev.Member]:
+    group = named(c, user, group_name)
+    return [views.member(c, m.member_row) for m in store.members(c, group.group_id)]
+
+
+def create(c: sqlite3.Connection, user: store.UserRow, name: str, full_name: str) -> cev.Group:
+    """A group with us as its creator (the caller checked the profile)."""
+    gid = store.insert_group(c, user.user_id, name, full_name, G_ACTIVE)
+    store.insert_member(
+        c,
+        gid,
+        cp.new_member_id(),
+        "owner",
+        CAT_USER,
+        M_CREATOR,
+        user.display_name,
+        user.full_name,
+    )
+    return views.group(c, gid)
+
+
+def check_profile(name: str, full_name: str) -> None:
+    try:
+        cp.GroupProfile(name, full_name)
+    except (cp.ChatMessageError, ValueError) as e:
+        raise ChatError(str(e)) from e
+
+
+# ---------------------------------------------------------------- step 1: the host invites
+
+
+def add_member(
+    c: sqlite3.Connection, user: store.UserRow, group_name: str, contact_name: str, role: str
+) -> tuple[cev.Member, Effects]:
+    """`/a group contact [role]` (host, step 1): a link for the invitee (INV:
+    `member_invitation_created`)."""
+    group = named(c, user, group_name)
+    _creator(c, group, "add members")
+    contact = contacts.named(c, user, contact_name)
+    conn = store.contact_connection(c, contact.contact_id)
+    if conn is None or conn.status != C_READY:
+        raise ChatError(f"{contact_name} is not connected yet")
+    if store.current_member_of_contact(c, group.group_id, contact.contact_id):
+        raise ChatError(f"{contact_name} is already a member of #{group.local_name}")
+    row = store.insert_member(
+        c,
+        group.group_id,
+        cp.new_member_id(),
+        role,
+        CAT_INVITEE,
+        M_INVITED,
+        contact.display_name,
+        contact.full_name,
+        contact.contact_id,
+    )
+    mconn = store.insert_connection(c, K_MEMBER_GROUP, member_row=row)
+    fx = Effects()
+    fx.call(
+        c, user.user_id, mconn, FN_MEMBER_INVITATION_CREATED, {"member_row": row}, create_call()
+    )
+    return views.member(c, row), fx
+
+
+def member_invitation_created(c: sqlite3.Connection, k: Completion) -> Effects:
+    """Step 1 (host): the link for the invitee exists; send it x.grp.inv."""
+    if not isinstance(k.event, aev.Inv):
+        return connections.fail(c, k.connection_id, k.reason)
+    assert k.connection_id is not None
+    store.set_connection(c, k.connection_id, link=k.event.link)
+    m = store.member(c, k.data["member_row"])
+    assert m is not None and m.contact_id is not None
+    group = store.group_by_id(c, m.group_id)
+    me = store.user_member(c, m.group_id)
+    contact_conn = store.contact_connection(c, m.contact_id)
+    assert group is not None
+    if contact_conn is None or contact_conn.agent_conn_id is None:
+        return connections.fail(c, k.connection_id, "contact is gone")
+    inv = cp.XGrpInv(
+        cp.MemberIdRole(me.member_id, member_role(me.role)),
+        cp.MemberIdRole(m.member_id, member_role(m.role)),
+        k.event.link,
+        cp.GroupProfile(group.display_name, group.full_name),
+    )
+    fx = Effects()
+    fx.send(c, contact_conn.agent_conn_id, cp.make(inv))
+    return fx
+
+
+# ---------------------------------------------------------------- step 2: the invitee joins
+
+
+def invitation_received(
+    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
+) -> Effects:
+    """`x.grp.inv` from a contact: the group, invited, with us and the host as members."""
+    inv = msg.params
+    assert isinstance(inv, cp.XGrpInv)
+    gid = store.insert_group(
+        c,
+        user.user_id,
+        inv.group_profile.display_name,
+        inv.group_profile.full_name,
+        G_INVITED,
+        inv.conn_request,
+    )
+    store.insert_member(
+        c,
+        gid,
+        inv.invited_member.member_id,
+        inv.invited_member.member_role,
+        CAT_USER,
+        M_INVITED,
+        user.display_name,
+        user.full_name,
+    )
+    store.insert_member(
+        c,
+        gid,
+        inv.from_member.member_id,
+        inv.from_member.member_role,
+        CAT_HOST,
+        M_INVITED,
+        contact.display_name,
+        contact.full_name,
+        contact.contact_id,
+    )
+    event = cev.ReceivedGroupInvitation(
+        views.group(c, gid), views.contact(contact), inv.invited_member.member_role
+    )
+    return Effects(events=[event])
+
+
+def join(c: sqlite3.Connection, user: store.UserRow, group_name: str) -> tuple[cev.Group, Effects]:
+    """`/j group` (step 2): join the host's link with `x.grp.acpt` (OK: `group_joined`)."""
+    group = named(c, user, group_name)
+    if group.status != G_INVITED or group.invitation is None:
+        raise ChatError(f"no pending invitation to #{group.local_name}")
+    me = store.user_member(c, group.group_id)
+    host = store.host_member(c, group.group_id)
+    assert host is not None
+    conn = store.insert_connection(c, K_MEMBER_GROUP, member_row=host.member_row)
+    store.set_group_status(c, group.group_id, G_JOINING)
+    fx = Effects()
+    call = join_call(group.invitation, cp.make(cp.XGrpAcpt(me.member_id)))
+    fx.call(c, user.user_id, conn, FN_GROUP_JOINED, {"group_id": group.group_id}, call)
+    return views.group(c, group.group_id), fx
+
+
+def host_connected(
+    c: sqlite3.Connection, group: store.GroupRow, me: store.MemberRow, host: store.MemberRow
+) -> Effects:
+    """(invitee) CON with the host: we are in the group."""
+    store.set_member(c, host.member_row, status=M_CONNECTED)
+    store.set_member(c, me.member_row, status=M_CONNECTED)
+    store.set_group_status(c, group.group_id, G_ACTIVE)
+    return Effects(events=[cev.UserJoinedGroup(views.group(c, group.group_id))], label="con:host")
+
+
+# ---------------------------------------------------------------- messages
+
+
+def send_message(
+    c: sqlite3.Connection, user: store.UserRow, group_name: str, msg: cp.ChatMessage, text: str
+) -> tuple[cev.ChatItem, Effects]:
+    group = named(c, user, group_name)
+    if group.status != G_ACTIVE:
+        raise ChatError(f"#{group.local_name} is {group.status}: cannot send")
+    item_id = store.insert_item(c, user.user_id, D_SND, text, msg.msg_id, group_id=group.group_id)
+    body = cp.encode_chat_message(msg)
+    fx = Effects()
+    for conn in store.ready_group_conns(c, group.group_id):
+        fx.send(c, conn, body, item_id)
+    # Kept for the members we are still connecting to, and sent when their group
+    # connection is ready. (The host forwards it too; receivers drop the second copy by
+    # message id. Relying on the host alone loses the message when the host learns the
+    # pair connected before the message reaches it.)
+    store.hold_for_connecting_members(c, group.group_id, body, item_id)
+    return views.item(c, item_id), fx
+
+
+def release_held(c: sqlite3.Connection, member_row: int, agent_conn_id: str, fx: Effects) -> None:
+    """The member's group connection is ready: send what was kept for it."""
+    for body, item_id in store.take_held(c, member_row):
+        fx.send(c, agent_conn_id, body, item_id)
+
+
+def _to_all(c: sqlite3.Connection, group_id: int, msg: cp.ChatMessage, fx: Effects) -> None:
+    body = cp.encode_chat_message(msg)
+    for conn in store.ready_group_conns(c, group_id):
+        fx.send(c, conn, body)
+
+
+def farewell(
+    c: sqlite3.Connection, user: store.UserRow, group_name: str, delete: bool
+) -> tuple[Effects, list[str]]:
+    """Leave the group, or (its creator) delete it: tell everyone. Returns the agent
+    connections to delete once the farewell is sent."""
+    group = named(c, user, group_name)
+    me = store.user_member(c, group.group_id)
+    if delete and me.status != M_CREATOR:
+        raise ChatError(f"only the creator can delete #{group.local_name}")
+    fx = Effects()
+    _to_all(c, group.group_id, cp.make(cp.XGrpDel() if delete else cp.XGrpLeave()), fx)
+    if delete:
+        store.tombstone_group(c, group.group_id)
+    else:
+        store.set_group_status(c, group.group_id, G_LEFT)
+    store.set_member(c, me.member_row, status=M_LEFT)
+    if delete:
+        fx.events.append(cev.GroupDeleted(views.group(c, group.group_id), None))
+    return fx, store.group_agent_conns(c, group.group_id)
+
+
+def remove_member(
+    c: sqlite3.Connection, user: store.UserRow, group_name: str, member_name: str
+) -> tuple[Effects, list[str]]:
+    """(creator) remove a member: tell everyone. Returns the member's agent connections,
+    to delete once that is sent."""
+    group = named(c, user, group_name)
+    _creator(c, group, "remove members")
+    target = member_named(c, group.group_id, member_name)
+    fx = Effects()
+    _to_all(c, group.group_id, cp.make(cp.XGrpMemDel(target.member_id)), fx)
+    store.set_member(c, target.member_row, status=M_REMOVED)
+    view = views.member(c, target.member_row)
+    fx.events.append(cev.MemberRemoved(views.group(c, group.group_id), view, None))
+    conns = [x.agent_conn_id for x in store.member_connections(c, target.member_row)]
+    return fx, [x for x in conns if x]
+
+
+# ---------------------------------------------------------------- received group events
+
+
+def received_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.msg.new` from a member; the host passes it on to those not connected to it."""
+    assert isinstance(g.msg.params, cp.XMsgNew)
+    text = g.msg.params.content.text
+    item_id = store.insert_item(
+        c,
+        g.user.user_id,
+        D_RCV,
+        text,
+        g.msg.msg_id,
+        group_id=g.group_id,
+        author=g.sender.member_row,
+    )
+    fx = Effects(events=[cev.NewChatItem(views.item(c, item_id))])
+    if g.me.status == M_CREATOR:
+        _forward(c, g.group_id, g.sender, g.msg, fx)
+    return fx
+
+
+def _forward(
+    c: sqlite3.Connection,
+    group_id: int,
+    author: store.MemberRow,
+    msg: cp.ChatMessage,
+    fx: Effects,
+) -> None:
+    """Host: pass a member's message on to members it is not connected to yet."""
+    fwd = cp.encode_chat_message(cp.forward(author.member_id, msg))
+    for m in store.members(c, group_id):
+        if m.member_row == author.member_row or m.category != CAT_INVITEE:
+            continue
+        if m.status not in (M_CONNECTED, M_COMPLETE):
+            continue
+        if store.host_pair_is_connected(c, author.member_row, m.member_row):
+            continue
+        conn = store.member_connection(c, m.member_row, K_MEMBER_GROUP)
+        if conn is not None and conn.agent_conn_id and conn.status == C_READY:
+            fx.send(c, conn.agent_conn_id, fwd)
+
+
+def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.msg.forward` from the host: a message of a member we are not connected to."""
+    assert isinstance(g.msg.params, cp.XGrpMsgForward)
+    author_id, inner = g.msg.params.member_id, g.msg.params.msg
+    author = store.member_by_id(c, g.group_id, author_id)
+    if author is None or not isinstance(inner.params, cp.XMsgNew):
+        return Effects()
+    if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
+        return Effects()
+    item_id = store.insert_item(
+        c,
+        g.user.user_id,
+        D_RCV,
+        inner.params.content.text,
+        inner.msg_id,
+        group_id=g.group_id,
+        author=author.member_row,
+    )
+    return Effects(events=[cev.NewChatItem(views.item(c, item_id))])
+
+
+def member_announced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.mem.new` from the host: a new member, who will connect to us."""
+    assert isinstance(g.msg.params, cp.XGrpMemNew)
+    info = g.msg.params.member_info
+    fx = Effects()
+    if store.member_by_id(c, g.group_id, info.member_id) is None:
+        row = announced_member(c, g.group_id, info)
+        fx.events.append(cev.MemberAnnounced(views.group(c, g.group_id), views.member(c, row)))
+    return fx
+
+
+def announced_member(c: sqlite3.Connection, group_id: int, info: cp.MemberInfo) -> int:
+    """A member who joined after us (from x.grp.mem.new, or x.grp.mem.fwd if first)."""
+    return store.insert_member(
+        c,
+        group_id,
+        info.member_id,
+        info.member_role,
+        CAT_POST,
+        M_ANNOUNCED,
+        info.profile.display_name,
+        info.profile.full_name,
+    )
+
+
+def member_left(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.leave`."""
+    gview = views.group(c, g.group_id)
+    store.set_member(c, g.sender.member_row, status=M_LEFT)
+    return Effects(events=[cev.MemberLeft(gview, views.member(c, g.sender.member_row))])
+
+
+def member_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.mem.del` from the host: a member, or we, removed."""
+    assert isinstance(g.msg.params, cp.XGrpMemDel)
+    member_id = g.msg.params.member_id
+    gview = views.group(c, g.group_id)
+    if member_id == g.me.member_id:
+        store.set_member(c, g.me.member_row, status=M_REMOVED)
+        store.set_group_status(c, g.group_id, G_REMOVED)
+        return Effects(events=[cev.UserRemoved(gview, views.member(c, g.sender.member_row))])
+    target = store.member_by_id(c, g.group_id, member_id)
+    if target is None:
+        return Effects()
+    store.set_member(c, target.member_row, status=M_REMOVED)
+    removed = cev.MemberRemoved(
+        gview, views.member(c, target.member_row), views.member(c, g.sender.member_row)
+    )
+    return Effects(events=[removed])
+
+
+def group_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.del` from the host."""
+    store.tombstone_group(c, g.group_id)
+    event = cev.GroupDeleted(views.group(c, g.group_id), views.member(c, g.sender.member_row))
+    return Effects(events=[event])
