@@ -113,3 +113,20 @@ def test_an_existing_database_is_encrypted_in_place(tmp_path: Path) -> None:
         assert db.run_sync(lambda c: c.execute("SELECT count(*) FROM notes").fetchone()) == (1,)
     finally:
         db.close_sync()
+
+
+async def test_an_agent_on_an_encrypted_database(
+    relay: RelayServer, make_agent: MakeAgent, tmp_path: Path
+) -> None:
+    pytest.importorskip("sqlcipher3")
+    addr = str(relay.address)
+    a = await make_agent("a", [addr], database_key="k1")
+    b = await make_agent("b", [addr], database_key="k2")
+    a_conn, b_conn = await connect_pair(a, b)
+    await a.send_message(a_conn, SECRET)
+    _, msg = await expect(b, ev.Msg, b_conn)
+    assert msg.body == SECRET
+    await b.close()
+    assert not contains(tmp_path / "b.db", SECRET)
+    with pytest.raises(DatabaseKeyError):
+        await make_agent("b", [addr])

@@ -109,7 +109,7 @@ class Agent:
     async def open(cls, config: AgentConfig) -> Agent:
         if not config.relays:
             raise AgentError("configure at least one relay")
-        db = await Database.open(config.database, MIGRATIONS)
+        db = await Database.open(config.database, MIGRATIONS, config.database_key)
         agent = cls(config, db)
         await agent._start()
         return agent

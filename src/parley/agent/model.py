@@ -47,6 +47,8 @@ class AgentConfig:
     # when receive queues are checked at their relays (the subscription safety net)
     net: NetPolicy = field(default_factory=NetPolicy)
     seed: int | None = None
+    # a passphrase: the database is encrypted with SQLCipher (the `encrypted` extra)
+    database_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
