@@ -11,7 +11,7 @@ import pytest
 
 from parley.agent import events as aev
 from parley.chat import events as cev
-from parley.chat import store
+from parley.chat import handshake, store
 from parley.chat.controller import ChatController
 from parley.chat.effects import Effects, create_call
 from parley.chat.model import (
@@ -194,3 +194,38 @@ async def test_group_events_only_from_whom_they_may_come(bench: Bench) -> None:
     await bench.receive("host-conn", cp.XGrpMemIntro(dan))  # from the host: two links
     assert len(bench.agent.of_kind("create")) == 2
     assert CMD_ISSUED in [k.status for k in await bench.read(store.open_commands)]
+
+
+async def test_a_member_connection_failed_for_a_mixed_up_member_stays_failed(
+    bench: Bench,
+) -> None:
+    """x.grp.mem.info naming another member fails the connection; its later CON does not
+    make it ready (nor the member connected)."""
+
+    def setup(c: sqlite3.Connection) -> int:
+        group = member_group(c)
+        cath = store.insert_member(
+            c, group.group_id, cp.new_member_id(), "member", CAT_PRE, M_INTRODUCED, "cath"
+        )
+        for kind, agent_conn in ((K_MEMBER_GROUP, "cath-group"), (K_MEMBER_DIRECT, "cath-dm")):
+            conn = store.insert_connection(c, kind, member_row=cath, status="joined")
+            store.set_connection(c, conn, agent_conn_id=agent_conn)
+        return cath
+
+    cath = await bench.read(setup)
+    wrong = cp.XGrpMemInfo(cp.new_member_id(), cp.Profile("mallory"))
+    info = cp.encode_chat_message(cp.make(wrong))
+    await bench.apply(lambda c: handshake.on_info(c, "cath-dm", info))
+    (failed,) = bench.drain()
+    assert isinstance(failed, cev.MemberFailed) and failed.reason == handshake.UNEXPECTED_MEMBER
+    await bench.con("cath-group")
+    await bench.con("cath-dm")
+    conns = await bench.read(lambda c: store.member_connections(c, cath))
+    assert [(x.kind, x.status) for x in conns] == [
+        (K_MEMBER_GROUP, "ready"),
+        (K_MEMBER_DIRECT, C_FAILED),
+    ]
+    member = await bench.read(lambda c: store.member(c, cath))
+    assert member is not None and member.status == M_INTRODUCED
+    assert member.last_error == handshake.UNEXPECTED_MEMBER
+    assert bench.drain() == [] and bench.agent.sent == []

@@ -7,6 +7,7 @@ do after the commit (`Effects`).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from parley.agent import events as aev
@@ -15,6 +16,7 @@ from parley.chat.effects import Completion, Effects, allow_call
 from parley.chat.model import (
     C_ACCEPTED,
     C_DELETED,
+    C_FAILED,
     C_JOINED,
     C_NEW,
     C_READY,
@@ -31,6 +33,8 @@ from parley.chat.model import (
     ChatConfig,
 )
 from parley.protocol import chat as cp
+
+log = logging.getLogger(__name__)
 
 UNEXPECTED_MEMBER = "x.grp.mem.info from an unexpected member"
 
@@ -172,6 +176,11 @@ def on_con(
     conn, user = found
     if conn.kind == K_CONTACT:
         return contacts.connection_ready(c, user, conn, peer_info)
+    if conn.status == C_FAILED:
+        # failed already, with its reason (a mixed-up x.grp.mem.info, say): it does not
+        # become ready silently; a re-introduction replaces it
+        log.warning("member connection %s failed before CON: %s", agent_conn, conn.last_error)
+        return Effects()
     store.set_connection(c, conn.connection_id, status=C_READY, last_error=None)
     fx = _member_connection_ready(c, config, conn)
     fx.label = fx.label or "con:member"
