@@ -180,6 +180,46 @@ class ChatController:
                 await self._engine.delete_agent_connection(agent_conn)
         self.events.put_nowait(cev.ContactDeleted(view))
 
+    async def update_profile(self, display_name: str, full_name: str = "") -> cev.User:
+        """Change our profile (`/p NAME`); announced to every contact and group (x.info)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the long-term address
+
+    async def create_address(self, timeout: float = 30.0) -> str:
+        """Our long-term contact address (`/ad`): a link many people can use; the same
+        one after restarts, until `delete_address`. UserContactLinkCreated follows."""
+        raise NotImplementedError
+
+    async def show_address(self) -> cev.AddressView | None:
+        """The address (`/sa`), with its auto-accept setting; None if there is none."""
+        raise NotImplementedError
+
+    async def delete_address(self) -> None:
+        """Delete the address (`/da`): its link stops working; contacts made stay."""
+        raise NotImplementedError
+
+    async def set_auto_accept(self, on: bool, welcome: str | None = None) -> cev.AddressView:
+        """Accept contact requests automatically (`/auto_accept on|off [welcome]`), and
+        send `welcome` to each new contact once connected."""
+        raise NotImplementedError
+
+    async def contact_requests(self) -> list[cev.ContactRequestView]:
+        """Contact requests waiting for an answer."""
+        raise NotImplementedError
+
+    async def accept_contact_request(self, request_id: int) -> cev.Contact:
+        """Accept a contact request (`/ac NAME`): ContactConnected follows."""
+        raise NotImplementedError
+
+    async def reject_contact_request(self, request_id: int) -> None:
+        """Reject a contact request (`/rc NAME`)."""
+        raise NotImplementedError
+
+    async def contact_request_named(self, name: str) -> cev.ContactRequestView:
+        """The waiting contact request with this local name (what `/ac NAME` names)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------ groups
 
     async def create_group(self, name: str, full_name: str = "") -> cev.Group:
@@ -241,6 +281,29 @@ class ChatController:
             fx, conns = await self._db.run(tx)
             await self._engine.perform(fx)
             self._tasks.append(asyncio.create_task(self._engine.delete_after_sent(conns)))
+
+    async def set_member_role(self, group_name: str, member_name: str, role: str) -> cev.Member:
+        """Change a member's role (`/mr #g NAME ROLE`): owners and admins, for members
+        below their own role, to a role not above it; announced (x.grp.mem.role)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ group links
+
+    async def create_group_link(
+        self, group_name: str, role: str = "member", timeout: float = 30.0
+    ) -> str:
+        """A link for the group (`/create link #g [role]`): whoever joins it is accepted
+        and becomes a member with `role`, then is introduced to every member."""
+        raise NotImplementedError
+
+    async def group_link(self, group_name: str) -> cev.GroupLinkView | None:
+        raise NotImplementedError
+
+    async def set_group_link_role(self, group_name: str, role: str) -> cev.GroupLinkView:
+        raise NotImplementedError
+
+    async def delete_group_link(self, group_name: str) -> None:
+        raise NotImplementedError
 
     async def chat_items(
         self, *, contact: str | None = None, group: str | None = None, count: int = 50

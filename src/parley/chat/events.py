@@ -53,6 +53,33 @@ class ChatItem(msgspec.Struct, frozen=True):
     shared_msg_id: str | None = None
 
 
+class AddressView(msgspec.Struct, frozen=True):
+    """The user's long-term contact address (`/ad`, `/sa`)."""
+
+    link: str
+    auto_accept: bool
+    welcome: str | None
+
+
+class ContactRequestView(msgspec.Struct, frozen=True):
+    """Someone asked to connect through our address (`/ac NAME`, `/rc NAME`)."""
+
+    request_id: int
+    name: str  # the local name to accept or reject it by
+    display_name: str
+    full_name: str
+    created_at: float
+    contact_id: int | None = None  # set when the requester is a contact already
+
+
+class GroupLinkView(msgspec.Struct, frozen=True):
+    """A group's link: whoever joins it becomes a member with `role`."""
+
+    group: Group
+    link: str
+    role: str
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -67,6 +94,57 @@ class ContactConnected(msgspec.Struct, frozen=True, tag="contactConnected"):
 
 class ContactDeleted(msgspec.Struct, frozen=True, tag="contactDeleted"):
     contact: Contact
+
+
+class UserContactLinkCreated(msgspec.Struct, frozen=True, tag="userContactLinkCreated"):
+    """Our long-term address is ready (the link stays the same until it is deleted)."""
+
+    link: str
+
+
+class UserContactLinkDeleted(msgspec.Struct, frozen=True, tag="userContactLinkDeleted"):
+    pass
+
+
+class ReceivedContactRequest(msgspec.Struct, frozen=True, tag="receivedContactRequest"):
+    request: ContactRequestView
+
+
+class AcceptingContactRequest(msgspec.Struct, frozen=True, tag="acceptingContactRequest"):
+    """A contact request was accepted (by us or by auto-accept): the contact connects."""
+
+    contact: Contact
+
+
+class ContactRequestRejected(msgspec.Struct, frozen=True, tag="contactRequestRejected"):
+    request: ContactRequestView
+
+
+class ContactAlreadyExists(msgspec.Struct, frozen=True, tag="contactAlreadyExists"):
+    """A contact request from someone we are connected to already."""
+
+    contact: Contact
+    request: ContactRequestView
+
+
+class ContactUpdated(msgspec.Struct, frozen=True, tag="contactUpdated"):
+    """A contact announced a new profile (x.info)."""
+
+    before: Contact
+    after: Contact
+
+
+class UserProfileUpdated(msgspec.Struct, frozen=True, tag="userProfileUpdated"):
+    before: User
+    after: User
+
+
+class GroupLinkCreated(msgspec.Struct, frozen=True, tag="groupLinkCreated"):
+    link: GroupLinkView
+
+
+class GroupLinkDeleted(msgspec.Struct, frozen=True, tag="groupLinkDeleted"):
+    group: Group
 
 
 class ReceivedGroupInvitation(msgspec.Struct, frozen=True, tag="receivedGroupInvitation"):
@@ -103,6 +181,24 @@ class MemberConnecting(msgspec.Struct, frozen=True, tag="memberConnecting"):
 
     group: Group
     member: Member
+
+
+class MemberRoleUpdated(msgspec.Struct, frozen=True, tag="memberRoleUpdated"):
+    """A member's role changed (`by` None: we changed it)."""
+
+    group: Group
+    member: Member
+    from_role: str
+    to_role: str
+    by: Member | None
+
+
+class GroupMessageRefused(msgspec.Struct, frozen=True, tag="groupMessageRefused"):
+    """A member sent what its role does not allow: dropped (an observer's message, say)."""
+
+    group: Group
+    member: Member
+    reason: str
 
 
 class MemberFailed(msgspec.Struct, frozen=True, tag="memberFailed"):
@@ -157,6 +253,18 @@ ChatEvent = (
     InvitationReady
     | ContactConnected
     | ContactDeleted
+    | UserContactLinkCreated
+    | UserContactLinkDeleted
+    | ReceivedContactRequest
+    | AcceptingContactRequest
+    | ContactRequestRejected
+    | ContactAlreadyExists
+    | ContactUpdated
+    | UserProfileUpdated
+    | GroupLinkCreated
+    | GroupLinkDeleted
+    | MemberRoleUpdated
+    | GroupMessageRefused
     | ReceivedGroupInvitation
     | UserJoinedGroup
     | JoinedGroupMember
@@ -184,6 +292,37 @@ def describe(event: ChatEvent) -> str:
             return f"{contact.name}: contact is connected"
         case ContactDeleted(contact):
             return f"{contact.name}: contact deleted"
+        case UserContactLinkCreated(link):
+            return f"your chat address: {link}"
+        case UserContactLinkDeleted():
+            return "your chat address is deleted"
+        case ReceivedContactRequest(req):
+            return (
+                f"{req.name} wants to connect to you; to accept: /ac {req.name}, "
+                f"to reject: /rc {req.name}"
+            )
+        case AcceptingContactRequest(contact):
+            return f"{contact.name}: accepting contact request..."
+        case ContactRequestRejected(req):
+            return f"{req.name}: contact request rejected"
+        case ContactAlreadyExists(contact, _):
+            return f"{contact.name}: contact already exists (a new request was ignored)"
+        case ContactUpdated(before, after):
+            return f"contact {before.name} updated the profile: {after.display_name}"
+        case UserProfileUpdated(_, after):
+            return f"your profile is updated: {after.display_name}"
+        case GroupLinkCreated(view):
+            return (
+                f"#{view.group.name}: group link created (new members join as "
+                f"{view.role}): {view.link}"
+            )
+        case GroupLinkDeleted(group):
+            return f"#{group.name}: group link deleted"
+        case MemberRoleUpdated(group, member, old, new, by):
+            who = by.name if by else "you"
+            return f"#{group.name}: {who} changed the role of {member.name} from {old} to {new}"
+        case GroupMessageRefused(group, member, reason):
+            return f"#{group.name}: a message from {member.name} was refused: {reason}"
         case ReceivedGroupInvitation(group, contact, role):
             return (
                 f"#{group.name}: {contact.name} invites you to join the group as {role}; "
