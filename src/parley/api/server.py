@@ -7,20 +7,28 @@ queue per connection, so a client that reads slowly holds back only itself (and 
 disconnected if it falls too far behind). While it serves, the server is the only reader
 of ``chat.events``: it sends every event to every connected client.
 
-There is no authentication: whoever can open the port controls the chat. Bind to a
-loopback address. Browsers are refused unless their Origin is allowed (`origins`), so that
-a web page cannot drive the chat through localhost.
+Without a `token`, whoever can open the port controls the chat: serving an address other
+than loopback without one is refused. With a token, a client presents it as
+``ws://HOST:PORT/?token=TOKEN`` or in an ``Authorization: Bearer TOKEN`` header; other
+connections are refused (HTTP 401) before the WebSocket opens. Browsers are refused unless
+their Origin is allowed (`origins`), so that a web page cannot drive the chat through
+localhost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 from collections.abc import Sequence
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from parley.api import commands
@@ -33,6 +41,41 @@ log = logging.getLogger(__name__)
 MAX_FRAME = 1 << 20  # larger frames close the connection (1009, message too big)
 MAX_COMMAND = 256 << 10  # larger requests are answered with chatCmdError
 QUEUE_SIZE = 1000  # frames waiting for a client before it is disconnected
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (a host name other than localhost is not
+    trusted to be one)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_problem(host: str, token: str | None) -> str | None:
+    """Why the API may not be served on `host` with `token` (None if it may)."""
+    if token is not None and not token:
+        return "the API token is empty"
+    if token or is_loopback(host):
+        return None
+    return (
+        f"{host} is not a loopback address: whoever reaches it would control the chat. "
+        "Serve it with a token (parley chat --ws-token TOKEN, or serve_api(..., token=...)), "
+        "or bind 127.0.0.1"
+    )
+
+
+def presented_token(request: Request) -> str | None:
+    """The token a client presents: ``?token=`` in the URL or an Authorization header."""
+    auth = request.headers.get("Authorization")
+    if auth is not None:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    values = parse_qs(urlsplit(request.path).query).get("token")
+    return values[0] if values else None
 
 
 class _Client:
@@ -88,14 +131,30 @@ class ApiServer:
         *,
         max_frame: int = MAX_FRAME,
         origins: Sequence[str] = (),
+        token: str | None = None,
     ) -> None:
+        problem = bind_problem(host, token)
+        if problem is not None:
+            raise ValueError(problem)
         allowed: list[Origin | None] = [None, *(Origin(o) for o in origins)]
+        expected = token.encode() if token else None
+
+        def check_token(conn: ServerConnection, request: Request) -> Response | None:
+            if expected is None:
+                return None
+            given = presented_token(request)
+            if given is not None and hmac.compare_digest(given.encode(), expected):
+                return None
+            log.warning("bot API: refused a connection without the right token")
+            return conn.respond(HTTPStatus.UNAUTHORIZED, "a valid API token is required\n")
+
         self._server = await serve(
             self._serve,
             host,
             port,
             max_size=max_frame,
             origins=allowed,
+            process_request=check_token,
             logger=log,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
@@ -185,12 +244,15 @@ async def serve_api(
     max_frame: int = MAX_FRAME,
     max_command: int = MAX_COMMAND,
     queue_size: int = QUEUE_SIZE,
+    token: str | None = None,
 ) -> ApiServer:
     """Serve the bot API for `chat` on host:port (port 0: any free port, see `.port`).
 
     The chat may be started already or not (the /_start command starts it). `origins`
     are the browser Origins allowed to connect (clients that send no Origin, such as bots,
-    always may). Stop with ``await server.close()``; the chat stays open.
+    always may). With `token`, only clients that present it may connect; without one,
+    `host` must be a loopback address (else ValueError). Stop with
+    ``await server.close()``; the chat stays open.
     """
     server = ApiServer(
         chat,
@@ -198,5 +260,5 @@ async def serve_api(
         max_command=max_command,
         queue_size=queue_size,
     )
-    await server.start(host, port, max_frame=max_frame, origins=origins)
+    await server.start(host, port, max_frame=max_frame, origins=origins, token=token)
     return server

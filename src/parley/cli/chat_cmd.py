@@ -11,7 +11,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from parley.agent.agent import AgentError
 from parley.chat.controller import ChatConfig, ChatController, ChatError
@@ -19,6 +19,7 @@ from parley.protocol.address import AddressError, RelayAddress
 
 API_PREFIX = "parley chat api: "
 USER_PREFIX = "parley chat: you are "
+NO_USER_LINE = "parley chat: no user yet: create it through the API (/_create user)"
 
 
 class ApiServer(Protocol):
@@ -49,7 +50,10 @@ Modes:
   --ws PORT   also serve the WebSocket bot API. The API server then owns the chat's
               event stream: with --headless, events go to API clients only and nothing
               is read from stdin; the interactive terminal still shows events (it reads
-              a copy of the stream).
+              a copy of the stream). With --headless and no user yet, --name may be
+              left out: a bot creates the user with /_create user.
+              --ws-token (or $PARLEY_API_TOKEN) makes clients present a token; binding
+              --ws-host to an address other than loopback needs one.
 """
 
 
@@ -89,6 +93,14 @@ def add_parser(commands: Any) -> None:
         help="address for --ws (default 127.0.0.1)",
     )
     p.add_argument(
+        "--ws-token",
+        default=os.environ.get("PARLEY_API_TOKEN") or None,
+        metavar="TOKEN",
+        help="the token API clients must present (ws://HOST:PORT/?token=TOKEN or an "
+        "'Authorization: Bearer TOKEN' header); default $PARLEY_API_TOKEN. Required for "
+        "a --ws-host other than loopback",
+    )
+    p.add_argument(
         "--headless", action="store_true", help="no interactive terminal (see the modes above)"
     )
     p.set_defaults(run=run)
@@ -111,6 +123,12 @@ def run(args: argparse.Namespace) -> int:
     if args.headless and args.name is not None and not args.name.strip():
         _fail("--name is empty")
         return 2
+    token = getattr(args, "ws_token", None)
+    if args.ws is not None:
+        problem = api_bind_problem(args.ws_host, token)
+        if problem is not None:
+            _fail(problem)
+            return 2
     return asyncio.run(chat_main(args))
 
 
@@ -123,8 +141,12 @@ async def chat_main(args: argparse.Namespace) -> int:
         _fail(f"cannot open {prefix}: {e}")
         return 1
     try:
-        name = await ensure_user(chat, args.name, interactive=not args.headless)
-        if name is None:
+        # headless behind the API, a bot may create the user itself (/_create user)
+        api_creates = args.headless and args.ws is not None
+        name = await ensure_user(
+            chat, args.name, interactive=not args.headless, optional=api_creates
+        )
+        if name is None and (args.name is not None or not api_creates):
             return 2
         tap = None
         if args.ws is not None and not args.headless:
@@ -134,7 +156,7 @@ async def chat_main(args: argparse.Namespace) -> int:
         await chat.start()
         api: ApiServer | None = None
         if args.ws is not None:
-            api = await start_api(chat, args.ws_host, args.ws)
+            api = await start_api(chat, args.ws_host, args.ws, getattr(args, "ws_token", None))
             if api is None:
                 return 1
         try:
@@ -142,6 +164,7 @@ async def chat_main(args: argparse.Namespace) -> int:
             if args.headless:
                 await _headless(chat, name, url)
             else:
+                assert name is not None  # only a headless chat may start without a user
                 await _interactive(chat, name, url, tap)
         finally:
             if api is not None:
@@ -155,9 +178,12 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def ensure_user(chat: ChatController, name: str | None, *, interactive: bool) -> str | None:
+async def ensure_user(
+    chat: ChatController, name: str | None, *, interactive: bool, optional: bool = False
+) -> str | None:
     """The active user's display name, creating the user on the first start: from --name,
-    or asked for on the terminal. None (after saying why) if there is none."""
+    or asked for on the terminal. None (after saying why) if there is none; with
+    `optional`, None without complaint when there is no user and no --name."""
     user = await chat.active_user()
     if user is not None:
         if name is not None and name != user.display_name:
@@ -172,6 +198,8 @@ async def ensure_user(chat: ChatController, name: str | None, *, interactive: bo
         except ChatError as e:
             _fail(f"--name: {e}")
             return None
+    if optional:
+        return None
     if not interactive:
         _fail("no user yet: on the first start give your display name with --name NAME")
         return None
@@ -191,7 +219,22 @@ async def ensure_user(chat: ChatController, name: str | None, *, interactive: bo
             print(f"error: {e}", flush=True)
 
 
-async def start_api(chat: ChatController, host: str, port: int) -> ApiServer | None:
+def api_bind_problem(host: str, token: str | None) -> str | None:
+    """Why the API may not be served on `host` (None if it may): an address other than
+    loopback needs a token."""
+    if token is not None and not token:
+        return "--ws-token is empty"
+    try:
+        from parley.api.server import bind_problem
+    except ImportError:
+        return None  # start_api says the API is missing
+    problem = bind_problem(host, token)
+    return None if problem is None else f"--ws-host {problem}"
+
+
+async def start_api(
+    chat: ChatController, host: str, port: int, token: str | None = None
+) -> ApiServer | None:
     try:
         module = importlib.import_module("parley.api.server")
         serve: ServeApi = module.serve_api
@@ -199,8 +242,11 @@ async def start_api(chat: ChatController, host: str, port: int) -> ApiServer | N
         _fail("the WebSocket API (parley.api.server) is not available in this installation")
         return None
     try:
+        if token:  # (serve_api's keyword; the plain call keeps simple stand-ins working)
+            server: ApiServer = await cast(Any, serve)(chat, host, port, token=token)
+            return server
         return await serve(chat, host, port)
-    except OSError as e:
+    except (OSError, ValueError) as e:
         _fail(f"cannot serve the API on {host}:{port}: {e}")
         return None
 
@@ -219,10 +265,13 @@ def _on_signals(handler: Callable[[], object]) -> Callable[[], None]:
     return undo
 
 
-async def _headless(chat: ChatController, name: str, url: str | None) -> None:
+async def _headless(chat: ChatController, name: str | None, url: str | None) -> None:
     from parley.terminal.headless import run_headless
 
-    print(USER_PREFIX + name, flush=True)
+    if name is not None:
+        print(USER_PREFIX + name, flush=True)
+    else:
+        print(NO_USER_LINE, flush=True)
     stop = asyncio.Event()
     undo = _on_signals(stop.set)
     try:
