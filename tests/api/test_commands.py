@@ -107,7 +107,7 @@ def send_json(ref: str, *texts: str) -> str:
         ("/_read chat @3", c.ChatRead(c.ChatRef("direct", 3))),
         ("/_read chat #2 from=1 to=4", c.ChatRead(c.ChatRef("group", 2))),
         ("/show_address", c.ShowMyAddress()),
-        ("/_show_address 1", c.ShowMyAddress()),
+        ("/_show_address 1", c.ShowMyAddress(1)),
         ("  /u  ", c.ShowActiveUser()),
         ("/U", c.ShowActiveUser()),
     ],
@@ -119,30 +119,105 @@ def test_commands(text: str, expected: c.Command) -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("/address", "contact addresses"),
-        ("/_address 1", "contact addresses"),
-        ("/auto_accept on", "contact addresses"),
-        ("/_accept 4", "contact requests"),
-        ("/_reject 4", "contact requests"),
-        ("/_stop", "cannot be stopped"),
+        ("/_accept member #1 2 member", "without approval"),
         ("/users", "one user"),
         ("/freceive 1", "files"),
-        ("/_create link #2 member", "group links"),
         ("/_delete item @3 1 broadcast", "single messages"),
-        ("/_get link #2", "/_get chats"),
+        ("/_get relays #2", "/_get link"),
         ("/incognito on", "incognito"),
+        ("/_block #1 2 blocked=on", "blocking"),
+        ("/_set custom @1", "custom data"),
+        ("/_reaction @1 2 on {}", "reactions"),
     ],
 )
 def test_unsupported(text: str, words: str) -> None:
+    """Recognised commands parley does not do: refused with a reason."""
     got = c.parse_command(text)
     assert isinstance(got, c.Unsupported)
     assert words in got.reason
+
+
+WELCOME = {"type": "text", "text": "Send me a number"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # the npm client 0.2.x
+        ("/address", c.CreateMyAddress()),
+        ("/_address 1", c.CreateMyAddress(1)),
+        ("/delete_address", c.DeleteMyAddress()),
+        ("/_delete_address 1", c.DeleteMyAddress(1)),
+        ("/auto_accept off", c.SetAutoAccept(False)),
+        ("/auto_accept on", c.SetAutoAccept(True)),
+        ("/auto_accept on incognito=off", c.SetAutoAccept(True)),
+        (f"/auto_accept on json {json.dumps(WELCOME)}", c.SetAutoAccept(True, "Send me a number")),
+        ("/_auto_accept 1 on text hi there", c.SetAutoAccept(True, "hi there", 1)),
+        ("/profile_address off", c.SetProfileAddress(False)),
+        ("/_profile_address 1 on", c.SetProfileAddress(True, 1)),
+        ("/_accept 4", c.AcceptContact(4)),
+        ("/_accept incognito=off 4", c.AcceptContact(4)),
+        ("/_reject 4", c.RejectContact(4)),
+        ("/_create link #2 member", c.CreateGroupLink(2, "member")),
+        ("/_create link #2", c.CreateGroupLink(2, "member")),
+        ("/_create link #2 observer", c.CreateGroupLink(2, "observer")),
+        ("/_set link role #2 admin", c.SetGroupLinkRole(2, "admin")),
+        ("/_delete link #2", c.DeleteGroupLink(2)),
+        ("/_get link #2", c.GetGroupLink(2)),
+        ('/_profile 1 {"displayName": "sq", "fullName": ""}', c.UpdateProfile(1, "sq", "")),
+        # the current API (the Python library's generated command strings)
+        (
+            '/_address_settings 1 {"businessAddress": false, "autoAccept": '
+            '{"acceptIncognito": false}, "autoReply": ' + json.dumps(WELCOME) + "}",
+            c.SetAutoAccept(True, "Send me a number", 1, current=True),
+        ),
+        (
+            '/_address_settings 1 {"businessAddress": false}',
+            c.SetAutoAccept(False, None, 1, current=True),
+        ),
+        ("/_contacts 1", c.ListContacts(1)),
+        ("/_groups 1", c.ListGroups(1)),
+        ("/_groups 1 @3 tea", c.ListGroups(1, 3, "tea")),
+        ("/_get chats 1 count=20", c.GetChats(20)),
+        (
+            '/_get chats 1 pcc=on count=5 {"type": "filters", "favorite": false, "unread": false}',
+            c.GetChats(5),
+        ),
+        ("/_remove #2 5,6", c.RemoveMember(2, 5, (6,), True)),
+        ("/_remove #2 5 messages=off", c.RemoveMember(2, 5)),
+        ("/_member role #2 5,6 observer", c.SetMembersRole(2, (5, 6), "observer")),
+        ("/_connect plan 1 parley:/contact#abc", c.ConnectPlan(1, "parley:/contact#abc")),
+        ("/_connect 1 parley:/contact#abc", c.Connect("parley:/contact#abc")),
+        ("/_delete @3 full", c.DeleteChat(c.ChatRef("direct", 3))),
+        ("/_delete #2 entity notify=off", c.DeleteChat(c.ChatRef("group", 2))),
+        ("/_stop", c.StopChat()),
+        (
+            '/_send @3 json [{"msgContent": {"type": "text", "text": "49"}, "mentions": {}, '
+            '"quotedItemId": 7}]',
+            c.SendMessages(c.ChatRef("direct", 3), ("49",)),
+        ),
+    ],
+)
+def test_address_link_and_current_commands(text: str, expected: c.Command) -> None:
+    assert c.parse_command(text) == expected
 
 
 @pytest.mark.parametrize(
     ("text", "words"),
     [
         ("", "empty"),
+        ("/auto_accept on incognito=on", "incognito"),
+        ("/auto_accept maybe", "usage"),
+        ('/auto_accept on json {"type": "image"}', "text message"),
+        ('/_address_settings 1 {"businessAddress": true}', "business"),
+        ("/_address one", "user id"),
+        ("/_accept", "usage"),
+        ("/_create link #2 king", "unknown role"),
+        ("/_set link role #2", "usage"),
+        ("/_remove #2 5,5", "twice"),
+        ("/_remove #2 5 messages=on", "messages=on"),
+        ('/_get chats 1 count=5 {"type": "search", "search": "x"}', "filters"),
+        ("/_send @3 sign=on json []", "signed"),
         ("hello", "unknown command"),
         ("/frobnicate", "unknown command"),
         ("/u bob", "no arguments"),
@@ -173,8 +248,9 @@ def test_unsupported(text: str, words: str) -> None:
         ('/_send @3 json [{"msgContent": {"type": "text", "text": 5}}]', "string"),
         ('/_send @3 json [{"filePath": "/etc/passwd", "msgContent": {"type": "file"}}]', "files"),
         (
-            '/_send @3 json [{"quotedItemId": 1, "msgContent": {"type": "text", "text": "x"}}]',
-            "quotedItemId",
+            '/_send @3 json [{"fileSource": {"filePath": "/x"}, "msgContent": '
+            '{"type": "text", "text": "x"}}]',
+            "fileSource",
         ),
         ("/_send @3 live=on text hi", "live"),
         ("/_send @3 ttl=30 text hi", "ttl"),
@@ -183,7 +259,7 @@ def test_unsupported(text: str, words: str) -> None:
         ("@'bob hello", "unterminated"),
         ("/_connect", "usage"),
         ("/_connect 1 incognito=on", "incognito"),
-        ("/_connect 1 a b", "no spaces"),
+        ("/_connect 1 a b c", "no spaces"),
         ("/_group", "usage"),
         ('/_group {"fullName": "x"}', "displayName"),
         ("/_add #2", "usage"),

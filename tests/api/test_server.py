@@ -108,9 +108,8 @@ async def test_bad_requests_get_errors_and_the_socket_stays_open(
         assert "unknown command" in command_error(await bot.cmd("/frobnicate"))
         assert "unknown command" in command_error(await bot.cmd("hello"))
         assert "count" in command_error(await bot.cmd("/_get chat @1"))
-        assert "not supported" in command_error(await bot.cmd("/_address 1"))
-        assert "not supported" in command_error(await bot.cmd("/_accept 1"))
         assert "not supported" in command_error(await bot.cmd("/_stop"))
+        assert store_error(await bot.cmd("/_show_address 9")) == "userNotFound"
         assert store_error(await bot.cmd("/_show_address 1")) == "userContactLinkNotFound"
         assert store_error(await bot.cmd("/_info @42")) == "contactNotFound"
         assert store_error(await bot.cmd("/_members #42")) == "groupNotFound"

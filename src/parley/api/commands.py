@@ -5,10 +5,12 @@ the envelope and `parse_command` turns the command string into one of the typed 
 below, an `Unsupported` command (one simplex-chat has and parley does not: the server
 answers it with an error that says why), or a `ParseError`.
 
-The command strings are those of the simplex-chat CLI's WebSocket API, as the official
-``simplex-chat`` npm client (0.2.x) writes them; a few newer optional arguments (``live=``,
-``ttl=``, a user id in ``/_group``) are accepted too, and refused when they ask for
-something parley cannot do.
+The command strings are those of both generations of simplex-chat's bot API: the
+WebSocket API as the official ``simplex-chat`` npm client (0.2.x) writes them, and the
+current API of simplex-chat's ``bots/api/`` (as the Python library ``simplex-chat`` 7.x
+writes them: user ids in ``/_address 1``, ``/_contacts 1``, ``/_get chats 1 count=N {...}``,
+member id lists in ``/_remove #1 2,3``, ...). Newer optional arguments are accepted where
+they ask for nothing parley lacks, and refused when they do.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ class StartChat:
 
 @dataclass(frozen=True, slots=True)
 class GetChats:
-    pass
+    count: int | None = None  # the current API's count=N: the N most recent chats
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,9 @@ class LeaveGroup:
 class RemoveMember:
     group_id: int
     member_id: int  # groupMemberId
+    # the current API's /_remove #1 2,3 (any number of members; userDeletedMembers)
+    more: tuple[int, ...] = ()
+    listed: bool = False  # given as a list (with a comma): the current API's reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +191,115 @@ class ChatRead:
 
 @dataclass(frozen=True, slots=True)
 class ShowMyAddress:
-    """parley has no contact addresses: the answer is always "no address"."""
+    """``/show_address``, ``/_show_address <userId>``."""
+
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateMyAddress:
+    """``/address``, ``/_address <userId>``."""
+
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMyAddress:
+    """``/delete_address``, ``/_delete_address <userId>``."""
+
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetAutoAccept:
+    """``/auto_accept on|off [json {msgContent}]`` (0.2.x) and ``/_address_settings <userId>
+    {AddressSettings}`` (current): accept contact requests automatically, with a welcome."""
+
+    on: bool
+    welcome: str | None = None
+    user_id: int | None = None
+    current: bool = False  # the current API's /_address_settings
+
+
+@dataclass(frozen=True, slots=True)
+class SetProfileAddress:
+    """``/profile_address on|off``, ``/_profile_address <userId> on|off``."""
+
+    on: bool
+    user_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptContact:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RejectContact:
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProfile:
+    """``/_profile <userId> {Profile}``: parley keeps displayName and fullName."""
+
+    user_id: int
+    display_name: str
+    full_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGroupLink:
+    group_id: int
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class SetGroupLinkRole:
+    group_id: int
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGroupLink:
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetGroupLink:
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListContacts:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListGroups:
+    user_id: int
+    contact_id: int | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetMembersRole:
+    group_id: int
+    member_ids: tuple[int, ...]
+    role: Role
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectPlan:
+    """``/_connect plan <userId> <link>``: what kind of link it is, and if it is known."""
+
+    user_id: int
+    link: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopChat:
+    """``/_stop``: refused over WebSocket; the Python library backend answers it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +335,22 @@ Command = (
     | GroupMemberInfo
     | ChatRead
     | ShowMyAddress
+    | CreateMyAddress
+    | DeleteMyAddress
+    | SetAutoAccept
+    | SetProfileAddress
+    | AcceptContact
+    | RejectContact
+    | UpdateProfile
+    | CreateGroupLink
+    | SetGroupLinkRole
+    | DeleteGroupLink
+    | GetGroupLink
+    | ListContacts
+    | ListGroups
+    | SetMembersRole
+    | ConnectPlan
+    | StopChat
     | Unsupported
 )
 
@@ -230,43 +359,34 @@ class _Bad(Exception):
     """Raised inside the parser; becomes a ParseError."""
 
 
-_NO_ADDRESSES = (
-    "parley has no long-term contact addresses: connect with one-time invitation links "
-    "(/connect, then /connect LINK on the other side)"
-)
 _NO_FILES = "parley does not transfer files"
 _NO_USERS = "a parley chat has one user (see /u)"
 
 # simplex-chat commands parley knows but cannot do: their first word(s) and the reason
 _UNSUPPORTED: dict[str, str] = {
-    "/address": _NO_ADDRESSES,
-    "/_address": _NO_ADDRESSES,
-    "/delete_address": _NO_ADDRESSES,
-    "/_delete_address": _NO_ADDRESSES,
-    "/auto_accept": _NO_ADDRESSES,
-    "/_auto_accept": _NO_ADDRESSES,
-    "/profile_address": _NO_ADDRESSES,
-    "/_profile_address": _NO_ADDRESSES,
-    "/_accept": "parley has no contact requests (they come with contact addresses, which "
-    "parley does not have)",
-    "/_reject": "parley has no contact requests (they come with contact addresses, which "
-    "parley does not have)",
+    "/_accept": "only /_accept <contactRequestId> is supported (members join groups "
+    "without approval)",
     "/simplex": "parley cannot connect to the SimpleX team: it is a separate network",
-    "/_stop": "the chat cannot be stopped over the API: stop the parley process instead",
     "/users": _NO_USERS,
-    "/_user": _NO_USERS,
     "/_hide": _NO_USERS,
     "/_unhide": _NO_USERS,
     "/_mute": _NO_USERS,
     "/_unmute": _NO_USERS,
-    "/_profile": "changing the profile is not supported yet",
-    "/_set": "aliases and group link roles are not supported",
+    "/_set": "only /_set link role #<groupId> <role> is supported (aliases, preferences "
+    "and custom data are not)",
     "/_update": "editing sent messages is not supported",
     "/_clear": "clearing a chat is not supported",
-    "/_create": "group links are not supported (to create a user: /_create user {...})",
-    "/_delete": "only /_delete @<contactId> and /_delete #<groupId> are supported: deleting "
-    "users, single messages and group links is not",
-    "/_get": "only /_get chats and /_get chat are supported",
+    "/_create": "only /_create user {...} and /_create link #<groupId> [role] are supported",
+    "/_delete": "only /_delete @<contactId>, /_delete #<groupId>, /_delete link #<groupId> "
+    "and /_delete_address are supported: deleting users and single messages is not",
+    "/_get": "only /_get chats, /_get chat and /_get link are supported",
+    "/_member": "only /_member role #<groupId> <groupMemberIds> <role> is supported",
+    "/_block": "blocking members is not supported",
+    "/_reaction": "message reactions are not supported",
+    "/_public": "public groups (channels with chat relays) are not supported",
+    "/_relay": "chat relays are not supported",
+    "/_invite": "member contacts are not supported",
+    "/_user": _NO_USERS,
     "/_servers": "relays are set when parley starts (parley chat --relay ...)",
     "/_verify": "security code verification is not supported",
     "/_group_profile": "changing a group profile is not supported",
@@ -306,6 +426,69 @@ def _parse(text: str) -> Command:
         case "/_start":
             _flags(rest, {"subscribe", "expire", "xftp", "main"})
             return StartChat()
+        case "/_get" if rest.split(" ", 1)[0] == "link":
+            return GetGroupLink(_only_group("/_get link", rest[len("link") :]))
+        case "/_create" if rest.split(" ", 1)[0] == "link":
+            group_id, role = _group_and_role("/_create link", rest[len("link") :], "member")
+            return CreateGroupLink(group_id, role)
+        case "/_set" if rest.split()[:2] == ["link", "role"]:
+            words = rest.split()[2:]
+            group_id, role = _group_and_role("/_set link role", " ".join(words), None)
+            return SetGroupLinkRole(group_id, role)
+        case "/_delete" if rest.split(" ", 1)[0] == "link":
+            return DeleteGroupLink(_only_group("/_delete link", rest[len("link") :]))
+        case "/address":
+            _no_args(word, rest)
+            return CreateMyAddress()
+        case "/_address":
+            return CreateMyAddress(_only_user(word, rest))
+        case "/delete_address":
+            _no_args(word, rest)
+            return DeleteMyAddress()
+        case "/_delete_address":
+            return DeleteMyAddress(_only_user(word, rest))
+        case "/auto_accept":
+            return _auto_accept(rest, None)
+        case "/_auto_accept":
+            user_token, _, rest = rest.partition(" ")
+            return _auto_accept(rest.strip(), parse_id(user_token, "a user id"))
+        case "/_address_settings":
+            return _address_settings(rest)
+        case "/profile_address":
+            return SetProfileAddress(_on_off(word, rest))
+        case "/_profile_address":
+            user_token, _, rest = rest.partition(" ")
+            return SetProfileAddress(_on_off(word, rest.strip()), parse_id(user_token, "a user id"))
+        case "/_accept" if rest.split(" ", 1)[0] != "member":
+            words = rest.split()
+            if words and words[0].startswith("incognito="):
+                if _flags(words[0], {"incognito"})["incognito"]:
+                    raise _Bad("incognito profiles are not supported")
+                words = words[1:]
+            if len(words) != 1:
+                raise _Bad("usage: /_accept <contactRequestId>")
+            return AcceptContact(parse_id(words[0], "a contact request id"))
+        case "/_reject":
+            words = rest.split()
+            if len(words) != 1:
+                raise _Bad("usage: /_reject <contactRequestId>")
+            return RejectContact(parse_id(words[0], "a contact request id"))
+        case "/_profile":
+            return _update_profile(rest)
+        case "/_contacts":
+            return ListContacts(_only_user(word, rest))
+        case "/_groups":
+            return _list_groups(rest)
+        case "/_member" if rest.split(" ", 1)[0] == "role":
+            return _members_role(rest[len("role") :])
+        case "/_connect" if rest.split(" ", 1)[0] == "plan":
+            words = rest.split()[1:]
+            if len(words) != 2:
+                raise _Bad("usage: /_connect plan <userId> <link>")
+            return ConnectPlan(parse_id(words[0], "a user id"), words[1])
+        case "/_stop":
+            _no_args(word, rest)
+            return StopChat()
         case "/_get" if rest.split(" ", 1)[0] == "chats":
             return _get_chats(rest[len("chats") :])
         case "/_get" if rest.split(" ", 1)[0] == "chat":
@@ -330,7 +513,10 @@ def _parse(text: str) -> Command:
             return _remove_member(rest)
         case "/_delete" if rest[:1] in ("@", "#"):
             words = rest.split()
-            if len(words) > 1 and words[1:] != ["notify=off"]:
+            mode = words[1:]
+            if mode[:1] in (["full"], ["entity"]):  # the current API's delete mode
+                mode = mode[1:]
+            if mode and mode != ["notify=off"]:
                 raise _Bad(f"unexpected {' '.join(words[1:])!r} after /_delete {words[0]}")
             return DeleteChat(chat_ref(words[0]))
         case "/_info":
@@ -340,8 +526,11 @@ def _parse(text: str) -> Command:
             if len(words) < 2 or words[0] != "chat":
                 raise _Bad("usage: /_read chat @<contactId>|#<groupId>")
             return ChatRead(chat_ref(words[1]))
-        case "/show_address" | "/_show_address":
+        case "/show_address":
+            _no_args(word, rest)
             return ShowMyAddress()
+        case "/_show_address":
+            return ShowMyAddress(_only_user(word, rest))
         case _ if word in _UNSUPPORTED:
             return Unsupported(word, _UNSUPPORTED[word])
     raise _Bad(f"unknown command {head!r}")
@@ -427,12 +616,35 @@ def _create_user(rest: str) -> CreateActiveUser:
 
 
 def _get_chats(rest: str) -> GetChats:
-    """``/_get chats [<userId>] [pcc=on|off]``."""
-    words = rest.split()
+    """``/_get chats [<userId>] [pcc=on|off]`` and the current API's
+    ``/_get chats <userId> [pcc=on] count=<n> [{ChatListQuery}]``."""
+    text = rest.strip()
+    query: dict[str, Any] | None = None
+    if "{" in text:
+        text, brace, body = text.partition("{")
+        query = _json_object(brace + body, "the chat list query")
+    words = text.split()
     if words and words[0].isdigit():
         words = words[1:]
-    _flags(" ".join(words), {"pcc"})
-    return GetChats()
+    count: int | None = None
+    rest_words = []
+    for w in words:
+        if w.startswith("count="):
+            count = parse_id(w[len("count=") :], "count")
+            if not 0 < count <= MAX_COUNT:
+                raise _Bad(f"count must be from 1 to {MAX_COUNT}")
+        elif w.startswith(("before=", "after=")):
+            raise _Bad("paging the chat list by time (before=/after=) is not supported: use count=")
+        else:
+            rest_words.append(w)
+    _flags(" ".join(rest_words), {"pcc"})
+    if query is not None:
+        kind = query.get("type")
+        if kind == "search" or (
+            kind == "filters" and (query.get("favorite") or query.get("unread"))
+        ):
+            raise _Bad("chat list filters (favorite, unread, search) are not supported")
+    return GetChats(count)
 
 
 _PAGE = re.compile(r"(count|before|after)=(\S+)")
@@ -480,6 +692,9 @@ def _send(rest: str) -> SendMessages:
         elif token.startswith("ttl="):
             if token != "ttl=default":
                 raise _Bad("disappearing messages (ttl=) are not supported")
+        elif token.startswith("sign="):
+            if token != "sign=off":
+                raise _Bad("signed messages (sign=on) are not supported")
         else:
             break
         rest = after.lstrip(" ")
@@ -505,8 +720,10 @@ def _composed_text(m: Any) -> str:
         raise _Bad('each message must be an object {"msgContent": {"type": "text", "text": ...}}')
     if m.get("filePath"):
         raise _Bad("parley does not transfer files (filePath)")
-    if m.get("quotedItemId") is not None:
-        raise _Bad("replies to a message (quotedItemId) are not supported")
+    if m.get("fileSource"):
+        raise _Bad("parley does not transfer files (fileSource)")
+    # quotedItemId: parley has no replies: the text is sent without the quote
+    # mentions: parley has no mention metadata: the text (with its @names) is sent as is
     content = m["msgContent"]
     kind, text = content.get("type"), content.get("text")
     if kind != "text":
@@ -542,8 +759,9 @@ def _api_connect(rest: str) -> AddContact | Connect:
         if _flags(words[0], {"incognito"})["incognito"]:
             raise _Bad("incognito profiles are not supported")
         words = words[1:]
-    if len(words) > 1:
+    if len(words) > 2:
         raise _Bad("a link has no spaces")
+    # (the current API may add the short form of a prepared link: parley has one form)
     return Connect(words[0]) if words else AddContact()
 
 
@@ -579,13 +797,144 @@ def _add_member(rest: str) -> AddMember:
 
 
 def _remove_member(rest: str) -> RemoveMember:
-    """``/_remove #<groupId> <groupMemberId>``."""
+    """``/_remove #<groupId> <groupMemberId>[,<groupMemberId>...] [messages=off]``."""
     words = rest.split()
     if words[2:] == ["messages=off"]:
         words = words[:2]
+    elif words[2:] == ["messages=on"]:
+        raise _Bad("removing a member's messages (messages=on) is not supported")
     if len(words) != 2 or not words[0].startswith("#"):
-        raise _Bad("usage: /_remove #<groupId> <groupMemberId>")
-    return RemoveMember(parse_id(words[0][1:], "a group id"), parse_id(words[1], "a member id"))
+        raise _Bad("usage: /_remove #<groupId> <groupMemberId>[,<groupMemberId>...]")
+    ids = _id_list(words[1], "a member id")
+    return RemoveMember(parse_id(words[0][1:], "a group id"), ids[0], ids[1:], "," in words[1])
+
+
+def _id_list(token: str, what: str) -> tuple[int, ...]:
+    ids = tuple(parse_id(t, what) for t in token.split(","))
+    if len(set(ids)) != len(ids):
+        raise _Bad(f"{what} is listed twice")
+    return ids
+
+
+def _only_user(word: str, rest: str) -> int:
+    words = rest.split()
+    if len(words) != 1:
+        raise _Bad(f"usage: {word} <userId>")
+    return parse_id(words[0], "a user id")
+
+
+def _on_off(word: str, rest: str) -> bool:
+    if rest not in ("on", "off"):
+        raise _Bad(f"usage: {word} on|off")
+    return rest == "on"
+
+
+def _role(token: str) -> Role:
+    for role in ROLES:
+        if token == role:
+            return role
+    raise _Bad(f"unknown role {token!r} (owner, admin, member or observer)")
+
+
+def _group_and_role(word: str, rest: str, default: Role | None) -> tuple[int, Role]:
+    """``#<groupId> [role]``."""
+    words = rest.split()
+    if not words or not words[0].startswith("#") or len(words) > 2:
+        raise _Bad(f"usage: {word} #<groupId> <role>")
+    if len(words) == 1:
+        if default is None:
+            raise _Bad(f"usage: {word} #<groupId> <role>")
+        return parse_id(words[0][1:], "a group id"), default
+    return parse_id(words[0][1:], "a group id"), _role(words[1])
+
+
+def _welcome(content: Any) -> str:
+    """The text of a welcome message (a MsgContent)."""
+    if not isinstance(content, dict) or content.get("type") != "text":
+        raise _Bad("the welcome message must be a text message content")
+    text = content.get("text")
+    if not isinstance(text, str):
+        raise _Bad("the welcome message's text must be a string")
+    return text
+
+
+def _auto_accept(rest: str, user_id: int | None) -> SetAutoAccept:
+    """``on [incognito=on|off] [json {MsgContent} | text <welcome>]`` or ``off``."""
+    head, _, more = rest.partition(" ")
+    if head == "off":
+        if more.strip():
+            raise _Bad("usage: /auto_accept off")
+        return SetAutoAccept(False, None, user_id)
+    if head != "on":
+        raise _Bad("usage: /auto_accept on [json {msgContent}] | /auto_accept off")
+    more = more.strip()
+    if more.startswith("incognito="):
+        flag, _, more = more.partition(" ")
+        if _flags(flag, {"incognito"})["incognito"]:
+            raise _Bad("incognito profiles are not supported")
+        more = more.strip()
+    if not more:
+        return SetAutoAccept(True, None, user_id)
+    kind, _, body = more.partition(" ")
+    if kind == "json":
+        try:
+            content: Any = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise _Bad(f"the welcome message is not valid JSON: {e}") from e
+        return SetAutoAccept(True, _welcome(content) or None, user_id)
+    if kind == "text":
+        return SetAutoAccept(True, body.strip() or None, user_id)
+    raise _Bad(f"unexpected {more!r} (expected json {{msgContent}} or text <welcome>)")
+
+
+def _address_settings(rest: str) -> SetAutoAccept:
+    """``/_address_settings <userId> {"businessAddress": false, "autoAccept": {...},
+    "autoReply": {MsgContent}}``."""
+    user_token, _, body = rest.partition(" ")
+    user_id = parse_id(user_token, "a user id")
+    settings = _json_object(body.strip(), "the address settings")
+    if settings.get("businessAddress"):
+        raise _Bad("business addresses are not supported")
+    accept = settings.get("autoAccept")
+    if accept is not None and not isinstance(accept, dict):
+        raise _Bad("autoAccept must be an object")
+    if accept and accept.get("acceptIncognito"):
+        raise _Bad("incognito profiles are not supported")
+    reply = settings.get("autoReply")
+    welcome = _welcome(reply) if reply is not None else None
+    return SetAutoAccept(accept is not None, welcome or None, user_id, current=True)
+
+
+def _update_profile(rest: str) -> UpdateProfile:
+    """``/_profile <userId> {Profile}``."""
+    user_token, _, body = rest.partition(" ")
+    user_id = parse_id(user_token, "a user id")
+    obj = _json_object(body.strip(), "the profile")
+    name, full = _profile(obj, "the profile")
+    return UpdateProfile(user_id, name, full)
+
+
+def _list_groups(rest: str) -> ListGroups:
+    """``/_groups <userId> [@<contactId>] [search]``."""
+    user_token, _, more = rest.partition(" ")
+    user_id = parse_id(user_token, "a user id")
+    more = more.strip()
+    contact_id: int | None = None
+    if more.startswith("@"):
+        token, _, more = more.partition(" ")
+        contact_id = parse_id(token[1:], "a contact id")
+        more = more.strip()
+    return ListGroups(user_id, contact_id, more or None)
+
+
+def _members_role(rest: str) -> SetMembersRole:
+    """``/_member role #<groupId> <groupMemberId>[,...] <role>``."""
+    words = rest.split()
+    if len(words) != 3 or not words[0].startswith("#"):
+        raise _Bad("usage: /_member role #<groupId> <groupMemberId>[,...] <role>")
+    return SetMembersRole(
+        parse_id(words[0][1:], "a group id"), _id_list(words[1], "a member id"), _role(words[2])
+    )
 
 
 def _info(rest: str) -> ContactInfo | GroupMemberInfo:

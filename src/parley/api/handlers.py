@@ -9,7 +9,9 @@ WebSockets: the server gives it parsed commands and chat events and sends what i
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Sequence
 
 from parley.api import commands as c
@@ -36,12 +38,31 @@ class _Refused(Exception):
         self.resp = resp
 
 
-class ApiHandler:
-    """Executes commands (`run`) and turns chat events into simplex-chat events (`event`)."""
+INVITE_PREFIX = "parley:/invite#"
 
-    def __init__(self, chat: ChatController, invitation_timeout: float = 30.0) -> None:
+
+class ApiHandler:
+    """Executes commands (`run`) and turns chat events into simplex-chat events (`event`).
+
+    Both generations of the API are served; where their replies differ only in fields, a
+    reply carries both sets. Where they differ in the reply's type (a single ``/_remove``,
+    a message's status event), `current` picks the current API's (the Python library
+    backend sets it); otherwise the npm client 0.2.x's. `stoppable`: ``/_stop`` answers
+    ``chatStopped`` (the owner closes the chat) instead of being refused.
+    """
+
+    def __init__(
+        self,
+        chat: ChatController,
+        invitation_timeout: float = 30.0,
+        *,
+        current: bool = False,
+        stoppable: bool = False,
+    ) -> None:
         self.chat = chat
         self.invitation_timeout = invitation_timeout
+        self.current = current
+        self.stoppable = stoppable
         # InvitationReady events: those whose link a /connect already returned are not
         # sent again; decided once no /connect is in flight (the event can come first)
         self._connects_in_flight = 0
@@ -60,6 +81,8 @@ class ApiHandler:
             return r.command_error(str(e))
         except ChatMessageError as e:  # e.g. a message too large for the protocol
             return r.command_error(str(e))
+        except NotImplementedError:
+            return r.command_error(f"{_feature(cmd)} are not supported by this parley chat yet")
         except Exception as e:
             log.exception("bot API command %r failed", cmd)
             return r.command_error(f"internal error: {type(e).__name__}: {e}")
@@ -85,10 +108,18 @@ class ApiHandler:
                     return r.response("chatRunning")
                 await self.chat.start()
                 return r.response("chatStarted")
+            case c.StopChat():
+                if self.stoppable:
+                    return r.response("chatStopped")
+                return r.command_error(
+                    "/_stop is not supported by parley: the chat cannot be stopped over the "
+                    "API; stop the parley process instead"
+                )
         user = await self._user()
         match cmd:
-            case c.GetChats():
-                return r.response("apiChats", user, chats=await self._chats())
+            case c.GetChats(count):
+                chats = await self._chats()
+                return r.response("apiChats", user, chats=chats[:count] if count else chats)
             case c.GetChat():
                 return r.response("apiChat", user, chat=await self._chat(cmd))
             case c.SendMessages(ref, texts):
@@ -96,8 +127,13 @@ class ApiHandler:
             case c.AddContact():
                 return await self._add_contact(user)
             case c.Connect(link):
-                await self.chat.connect(link)
-                return r.response("sentConfirmation", user)
+                connection_id = await self.chat.connect(link)
+                invitation = link.strip().startswith(INVITE_PREFIX)
+                return r.response(
+                    "sentConfirmation" if invitation else "sentInvitation",
+                    user,
+                    connection=_pending(connection_id, via_address=not invitation),
+                )
             case c.NewGroup(name, full):
                 group = await self.chat.create_group(name, full)
                 members = await self.chat.members(group.name)
@@ -133,8 +169,8 @@ class ApiHandler:
                 await self.chat.leave_group((await self._group(group_id)).name)
                 info = await self._group_info(group_id)
                 return r.response("leftMemberUser", user, groupInfo=info)
-            case c.RemoveMember(group_id, member_id):
-                return await self._remove_member(user, group_id, member_id)
+            case c.RemoveMember(group_id, member_id, more, listed):
+                return await self._remove_members(user, group_id, (member_id, *more), listed)
             case c.DeleteChat(c.ChatRef("direct", contact_id)):
                 contact = await self._contact(contact_id)
                 await self.chat.delete_contact(contact.name)
@@ -163,11 +199,238 @@ class ApiHandler:
             case c.ChatRead(ref):
                 await self._chat_info(ref)  # the chat must exist; parley tracks no reads
                 return r.response("cmdOk", user)
-            case c.ShowMyAddress():
-                raise _Refused(
-                    r.store_error("userContactLinkNotFound", "parley has no contact addresses")
+        return await self._run_more(user, cmd)
+
+    async def _run_more(self, user: cev.User, cmd: c.Command) -> JsonObject:
+        """Addresses, contact requests, group links, roles, profiles and lists."""
+        match cmd:
+            case c.ShowMyAddress(user_id):
+                self._check_user(user, user_id)
+                address = await self._address()
+                return r.response("userContactLink", user, contactLink=r.address_json(address))
+            case c.CreateMyAddress(user_id):
+                self._check_user(user, user_id)
+                link = await self.chat.create_address(self.invitation_timeout)
+                return r.response(
+                    "userContactLinkCreated",
+                    user,
+                    connReqContact=link,
+                    connLinkContact=r.conn_link(link),
+                )
+            case c.DeleteMyAddress(user_id):
+                self._check_user(user, user_id)
+                await self._address()
+                await self.chat.delete_address()
+                return r.response("userContactLinkDeleted", user)
+            case c.SetAutoAccept(on, welcome, user_id):
+                self._check_user(user, user_id)
+                await self._address()
+                address = await self.chat.set_auto_accept(on, welcome)
+                out = r.response(
+                    "userContactLinkUpdated",
+                    user,
+                    contactLink=r.address_json(address),
+                    connReqContact=address.link,
+                    autoAccept=address.auto_accept,
+                )
+                if address.welcome:
+                    out["autoReply"] = r.text_content(address.welcome)
+                return out
+            case c.SetProfileAddress(on, user_id):
+                self._check_user(user, user_id)
+                if on:
+                    return r.command_error(
+                        "parley profiles do not carry a contact address: share the address "
+                        "link itself (/show_address)"
+                    )
+                profile = r.user_profile_json(user)
+                return r.response(
+                    "userProfileUpdated",
+                    user,
+                    fromProfile=profile,
+                    toProfile=profile,
+                    updateSummary=_no_updates(),
+                )
+            case c.AcceptContact(request_id):
+                await self._request(request_id)
+                contact = await self.chat.accept_contact_request(request_id)
+                return r.response("acceptingContactRequest", user, contact=r.contact_json(contact))
+            case c.RejectContact(request_id):
+                request = await self._request(request_id)
+                await self.chat.reject_contact_request(request_id)
+                return r.response(
+                    "contactRequestRejected",
+                    user,
+                    contactRequest=r.contact_request_json(request),
+                )
+            case c.UpdateProfile(user_id, name, full):
+                self._check_user(user, user_id)
+                if (name, full) == (user.display_name, user.full_name):
+                    return r.response("userProfileNoChange", user)
+                updated = await self.chat.update_profile(name, full)
+                return r.response(
+                    "userProfileUpdated",
+                    updated,
+                    fromProfile=r.user_profile_json(user),
+                    toProfile=r.user_profile_json(updated),
+                    updateSummary=_no_updates(),
+                )
+            case c.CreateGroupLink(group_id, role):
+                group = await self._group(group_id)
+                link = await self.chat.create_group_link(group.name, role, self.invitation_timeout)
+                view = cev.GroupLinkView(group, link, role)
+                return r.response(
+                    "groupLinkCreated",
+                    user,
+                    groupInfo=await self._group_info(group_id),
+                    **r.group_link_fields(view),
+                )
+            case c.SetGroupLinkRole(group_id, role):
+                group = await self._group(group_id)
+                await self._group_link(group)
+                view = await self.chat.set_group_link_role(group.name, role)
+                return r.response(
+                    "groupLink",
+                    user,
+                    groupInfo=await self._group_info(group_id),
+                    **r.group_link_fields(view),
+                )
+            case c.DeleteGroupLink(group_id):
+                group = await self._group(group_id)
+                await self._group_link(group)
+                await self.chat.delete_group_link(group.name)
+                return r.response(
+                    "groupLinkDeleted", user, groupInfo=await self._group_info(group_id)
+                )
+            case c.GetGroupLink(group_id):
+                group = await self._group(group_id)
+                view = await self._group_link(group)
+                return r.response(
+                    "groupLink",
+                    user,
+                    groupInfo=await self._group_info(group_id),
+                    **r.group_link_fields(view),
+                )
+            case c.ListContacts(user_id):
+                self._check_user(user, user_id)
+                contacts = [r.contact_json(x) for x in await self.chat.contacts()]
+                return r.response("contactsList", user, contacts=contacts)
+            case c.ListGroups(user_id, contact_id, search):
+                self._check_user(user, user_id)
+                return r.response(
+                    "groupsList", user, groups=await self._list_groups(contact_id, search)
+                )
+            case c.SetMembersRole(group_id, member_ids, role):
+                return await self._set_roles(user, group_id, member_ids, role)
+            case c.ConnectPlan(user_id, link):
+                self._check_user(user, user_id)
+                return r.response(
+                    "connectionPlan",
+                    user,
+                    connLink=r.conn_link(link),
+                    connectionPlan=await self._plan(link),
                 )
         return r.command_error(f"unhandled command {cmd!r}")
+
+    @staticmethod
+    def _check_user(user: cev.User, user_id: int | None) -> None:
+        if user_id is not None and user_id != user.user_id:
+            raise _Refused(
+                r.store_error(
+                    "userNotFound",
+                    f"no user {user_id}: this chat's user is {user.user_id}",
+                    userId=user_id,
+                )
+            )
+
+    async def _address(self) -> cev.AddressView:
+        try:
+            address = await self.chat.show_address()
+        except NotImplementedError:  # no addresses in this chat: so there is none
+            address = None
+        if address is None:
+            raise _Refused(
+                r.store_error(
+                    "userContactLinkNotFound", "no contact address yet: create one (/_address)"
+                )
+            )
+        return address
+
+    async def _request(self, request_id: int) -> cev.ContactRequestView:
+        for request in await self.chat.contact_requests():
+            if request.request_id == request_id:
+                return request
+        raise _Refused(
+            r.store_error(
+                "contactRequestNotFound",
+                f"no contact request {request_id}",
+                contactRequestId=request_id,
+            )
+        )
+
+    async def _group_link(self, group: cev.Group) -> cev.GroupLinkView:
+        view = await self.chat.group_link(group.name)
+        if view is None:
+            raise _Refused(
+                r.store_error(
+                    "groupLinkNotFound",
+                    f"group {group.group_id} has no link: create one (/_create link)",
+                    groupId=group.group_id,
+                )
+            )
+        return view
+
+    async def _list_groups(self, contact_id: int | None, search: str | None) -> list[JsonObject]:
+        out: list[JsonObject] = []
+        if contact_id is not None:
+            await self._contact(contact_id)
+        for group in await self.chat.groups():
+            if search is not None and search.casefold() not in group.display_name.casefold():
+                continue
+            members = await self._members_or_none(group)
+            if contact_id is not None and not any(m.contact_id == contact_id for m in members):
+                continue
+            out.append(dict(r.group_info_json(group, members)))
+        return out
+
+    async def _set_roles(
+        self, user: cev.User, group_id: int, member_ids: Sequence[int], role: str
+    ) -> JsonObject:
+        group = await self._group(group_id)
+        members = await self.chat.members(group.name)
+        targets = [self._member(members, group_id, i) for i in member_ids]
+        for member in targets:
+            self._unique_name(group, members, member)
+        for member in targets:
+            await self.chat.set_member_role(group.name, member.name, role)
+        after = await self.chat.members(group.name)
+        by_row = {m.member_row: m for m in after}
+        return r.response(
+            "membersRoleUser",
+            user,
+            groupInfo=r.group_info_json(group, after),
+            members=[r.member_json(by_row.get(m.member_row, m)) for m in targets],
+            toRole=role,
+        )
+
+    async def _plan(self, link: str) -> JsonObject:
+        """What `link` is, as the current API's ConnectionPlan (parley knows whether a link
+        is a one-time invitation, a contact address, or the user's own address)."""
+        text = link.strip()
+        if text.startswith(INVITE_PREFIX):
+            return {"type": "invitationLink", "invitationLinkPlan": {"type": "ok"}}
+        if not text.startswith("parley:/"):
+            raise _Refused(
+                r.command_error(
+                    "not a parley link (parley:/invite#... or parley:/contact#...): parley "
+                    "connects only through parley links"
+                )
+            )
+        own = None
+        with contextlib.suppress(NotImplementedError):
+            own = await self.chat.show_address()
+        plan = "ownLink" if own is not None and own.link == text else "ok"
+        return {"type": "contactAddress", "contactAddressPlan": {"type": plan}}
 
     async def _user(self) -> cev.User:
         user = await self.chat.active_user()
@@ -299,26 +562,37 @@ class ApiHandler:
             )
         return r.response("invitation", user, connReqInvitation=link)
 
-    async def _remove_member(self, user: cev.User, group_id: int, member_id: int) -> JsonObject:
-        group = await self._group(group_id)
-        members = await self.chat.members(group.name)
-        member = self._member(members, group_id, member_id)
-        # the controller removes by display name: refuse when that would be ambiguous
+    @staticmethod
+    def _unique_name(group: cev.Group, members: Sequence[cev.Member], member: cev.Member) -> None:
+        """The controller names members by local name: refuse when that is ambiguous."""
         namesakes = [m for m in members if m.category != "user" and m.name == member.name]
         if len(namesakes) > 1:
-            return r.command_error(
-                f"{len(namesakes)} members of #{group.name} are called {member.name}: "
-                "parley cannot yet remove one of them by id"
+            raise _Refused(
+                r.command_error(
+                    f"{len(namesakes)} members of #{group.name} are called {member.name}: "
+                    "parley cannot yet tell them apart by id"
+                )
             )
-        await self.chat.remove_member(group.name, member.name)
+
+    async def _remove_members(
+        self, user: cev.User, group_id: int, member_ids: Sequence[int], listed: bool
+    ) -> JsonObject:
+        group = await self._group(group_id)
+        members = await self.chat.members(group.name)
+        targets = [self._member(members, group_id, i) for i in member_ids]
+        for member in targets:
+            self._unique_name(group, members, member)
+        for member in targets:
+            await self.chat.remove_member(group.name, member.name)
         after = await self.chat.members(group.name)
-        removed = next((m for m in after if m.member_row == member_id), member)
-        return r.response(
-            "userDeletedMember",
-            user,
-            groupInfo=r.group_info_json(group, after),
-            member=r.member_json(removed),
-        )
+        by_row = {m.member_row: m for m in after}
+        removed = [r.member_json(by_row.get(m.member_row, m)) for m in targets]
+        info = r.group_info_json(group, after)
+        if listed or self.current or len(removed) > 1:
+            return r.response(
+                "userDeletedMembers", user, groupInfo=info, members=removed, withMessages=False
+            )
+        return r.response("userDeletedMember", user, groupInfo=info, member=removed[0])
 
     # ------------------------------------------------------------ events
 
@@ -337,7 +611,7 @@ class ApiHandler:
             item = await self._find_item(event.item_id)
             if item is not None and item.group is not None:
                 members = await self._members_or_none(item.group)
-        out = r.event_response(user, event, members, item)
+        out = r.event_response(user, event, members, item, current=self.current)
         return [out] if out is not None else []
 
     async def after_command(self) -> list[JsonObject]:
@@ -355,7 +629,15 @@ class ApiHandler:
                 self._answered.discard(e.connection_id)
                 continue
             user = user or await self.chat.active_user()
-            out.append(r.response("invitation", user, connReqInvitation=e.link))
+            out.append(
+                r.response(
+                    "invitation",
+                    user,
+                    connReqInvitation=e.link,
+                    connLinkInvitation=r.conn_link(e.link),
+                    connection=_pending(e.connection_id, via_address=False),
+                )
+            )
         return out
 
     async def _members_or_none(self, group: cev.Group) -> list[cev.Member]:
@@ -369,3 +651,38 @@ class ApiHandler:
             if item.item_id == item_id:
                 return item
         return None
+
+
+def _pending(connection_id: int, *, via_address: bool) -> JsonObject:
+    """The current API's PendingContactConnection, with what parley knows of it."""
+    now = r.timestamp(time.time())
+    return {
+        "pccConnId": connection_id,
+        "pccAgentConnId": str(connection_id),
+        "pccConnStatus": "new",
+        "viaContactUri": via_address,
+        "incognito": False,
+        "localAlias": "",
+        "createdAt": now,
+        "updatedAt": now,
+    }
+
+
+def _no_updates() -> JsonObject:
+    """The UserProfileUpdateSummary parley gives (it announces the profile in the
+    background and does not count the contacts it reached)."""
+    return {"updateSuccesses": 0, "updateFailures": 0, "changedContacts": []}
+
+
+def _feature(cmd: c.Command | c.ParseError) -> str:
+    """What a command needs, in words (for a chat that lacks it)."""
+    match cmd:
+        case c.AcceptContact() | c.RejectContact():
+            return "contact requests"
+        case c.CreateGroupLink() | c.SetGroupLinkRole() | c.DeleteGroupLink() | c.GetGroupLink():
+            return "group links"
+        case c.SetMembersRole():
+            return "member roles"
+        case c.UpdateProfile():
+            return "profile changes"
+    return "contact addresses"

@@ -307,6 +307,77 @@ def group_json(group: cev.Group, members: Sequence[cev.Member]) -> GroupJson:
     }
 
 
+def conn_link(link: str) -> JsonObject:
+    """The current API's CreatedConnLink: parley links have one form (no short link)."""
+    return {"connFullLink": link}
+
+
+def address_json(address: cev.AddressView) -> JsonObject:
+    """The address as both generations read it: the npm client 0.2.x's UserContactLink
+    (``connReqContact``, ``autoAccept``) and the current API's (``connLinkContact``,
+    ``addressSettings``) in one object."""
+    auto: JsonObject | None = None
+    settings: JsonObject = {"businessAddress": False}
+    if address.auto_accept:
+        auto = {"acceptIncognito": False}
+        settings["autoAccept"] = {"acceptIncognito": False}
+        if address.welcome:
+            auto["autoReply"] = text_content(address.welcome)
+    if address.welcome:
+        settings["autoReply"] = text_content(address.welcome)
+    out: JsonObject = {
+        "connReqContact": address.link,
+        "userContactLinkId": 1,
+        "connLinkContact": conn_link(address.link),
+        "shortLinkDataSet": False,
+        "shortLinkLargeDataSet": False,
+        "addressSettings": settings,
+    }
+    if auto is not None:
+        out["autoAccept"] = auto
+    return out
+
+
+def text_content(text: str) -> JsonObject:
+    return {"type": "text", "text": text}
+
+
+def contact_request_json(req: cev.ContactRequestView) -> JsonObject:
+    ts = timestamp(req.created_at)
+    out: JsonObject = {
+        "contactRequestId": req.request_id,
+        "localDisplayName": req.name,
+        "profile": {"displayName": req.display_name, "fullName": req.full_name, "localAlias": ""},
+        "createdAt": ts,
+        "updatedAt": ts,
+        "pqSupport": False,
+    }
+    if req.contact_id is not None:
+        out["contactId_"] = req.contact_id
+    return out
+
+
+def group_link_fields(link: cev.GroupLinkView) -> JsonObject:
+    """A group link's fields in both generations: the 0.2.x-era ``connReqContact`` and
+    ``memberRole`` beside the current API's ``groupLink`` object."""
+    return {
+        "connReqContact": link.link,
+        "memberRole": link.role,
+        "groupLink": {
+            "userContactLinkId": link.group.group_id,
+            "connLinkContact": conn_link(link.link),
+            "shortLinkDataSet": False,
+            "shortLinkLargeDataSet": False,
+            "groupLinkId": f"group-{link.group.group_id}",
+            "acceptMemberRole": link.role,
+        },
+    }
+
+
+def user_profile_json(user: cev.User) -> JsonObject:
+    return {"displayName": user.display_name, "fullName": user.full_name}
+
+
 # ---------------------------------------------------------------- responses and errors
 
 
@@ -364,15 +435,43 @@ def event_response(
     event: cev.ChatEvent,
     members: Sequence[cev.Member] = (),
     item: cev.ChatItem | None = None,
+    *,
+    current: bool = False,
 ) -> JsonObject | None:
     """The simplex-chat event for a chat event, or None if it has none.
 
     `members` are the current members of the event's group (for ``membership`` and
     ``hostMember``); `item` is the chat item a ChatItemStatus is about, if it was found.
-    Events about the user's own actions (deleting a contact or a group, removing a member)
-    have none: the command's reply reports them, as in simplex-chat.
+    Events about the user's own actions (deleting a contact or a group, removing a member,
+    creating an address or a group link, changing a role or the profile) have none: the
+    command's reply reports them, as in simplex-chat. With `current`, events whose name
+    changed since the npm client 0.2.x get the current API's name
+    (``chatItemsStatusesUpdated``).
     """
     match event:
+        case cev.ReceivedContactRequest(req):
+            return response(
+                "receivedContactRequest", user, contactRequest=contact_request_json(req)
+            )
+        case cev.AcceptingContactRequest(contact):
+            return response("acceptingContactRequest", user, contact=contact_json(contact))
+        case cev.ContactUpdated(before, after):
+            return response(
+                "contactUpdated",
+                user,
+                fromContact=contact_json(before),
+                toContact=contact_json(after),
+            )
+        case cev.MemberRoleUpdated(group, member, old, new, by) if by is not None:
+            return response(
+                "memberRole",
+                user,
+                groupInfo=group_info_json(group, members),
+                byMember=member_json(by),
+                member=member_json(member),
+                fromRole=old,
+                toRole=new,
+            )
         case cev.ContactConnected(contact):
             return response("contactConnected", user, contact=contact_json(contact))
         case cev.ReceivedGroupInvitation(group, contact, role):
@@ -459,6 +558,10 @@ def event_response(
             info = item_chat_info(item, members)
             if info is None:
                 return None
+            if current:
+                return response(
+                    "chatItemsStatusesUpdated", user, chatItems=[a_chat_item(info, item)]
+                )
             return response("chatItemStatusUpdated", user, chatItem=a_chat_item(info, item))
         case cev.ConnectionFailed(connection_id, reason):
             return response(
@@ -489,6 +592,7 @@ def event_group(event: cev.ChatEvent) -> cev.Group | None:
             | cev.MemberRemoved(group=group)
             | cev.UserRemoved(group=group)
             | cev.GroupDeleted(group=group)
+            | cev.MemberRoleUpdated(group=group)
         ):
             return group
     return None
