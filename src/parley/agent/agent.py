@@ -37,6 +37,7 @@ from parley.agent.model import (
     JOINED,
     NEW,
     READY,
+    ROLE_CONTACT,
     AgentConfig,
     AgentError,
     ConnectionStatus,
@@ -68,6 +69,7 @@ __all__ = [
     "JOINED",
     "NEW",
     "READY",
+    "ROLE_CONTACT",
     "Agent",
     "AgentConfig",
     "AgentError",
@@ -127,6 +129,8 @@ class Agent:
                 replay.append(ev.AgentEvent(corr, conn, ev.decode_event(data)))
             for conf_id, conn, info in store.pending_confirmations(c):
                 replay.append(ev.AgentEvent("", conn, ev.Conf(conf_id, info)))
+            for inv_id, conn, info in store.pending_contact_requests(c):
+                replay.append(ev.AgentEvent("", conn, ev.Req(inv_id, info)))
             for conn, mid, smid, body, integrity in store.unacknowledged_messages(c):
                 replay.append(ev.AgentEvent("", conn, ev.Msg(mid, smid, body, integrity)))
             # a failure is reported again after a restart (the first report may have been
@@ -184,26 +188,61 @@ class Agent:
 
     # ------------------------------------------------------------ asynchronous commands
 
-    async def create_connection_async(self, corr_id: str) -> str:
-        """Start making a connection with an invitation link; INV(link) arrives later."""
+    async def create_connection_async(self, corr_id: str, contact: bool = False) -> str:
+        """Start making a connection with an invitation link; INV(link) arrives later.
+
+        With `contact`, a contact address: a link many can join, each join reported as
+        REQ (answer with `accept_contact_async` or `reject_contact`)."""
         conn_id = new_id()
         x3dh = X3DHKeyPair.generate()
         box = generate_box_keypair()
         args = CommandArgs(recipient_key=AuthKey.generate().to_bytes(), box_private=box.private)
+        role = ROLE_CONTACT if contact else "initiator"
 
         def tx(c: sqlite3.Connection) -> CommandRow:
-            store.insert_conn(c, conn_id, "initiator", x3dh.to_bytes(), None)
+            store.insert_conn(c, conn_id, role, x3dh.to_bytes(), None)
             return store.insert_command(c, corr_id, conn_id, "NEW", None, args)
 
         await self._book.add(corr_id, tx)
         return conn_id
 
     async def join_connection_async(self, corr_id: str, link: str, info: bytes) -> str:
-        """Start joining through an invitation link; OK arrives once the joiner confirmed."""
+        """Start joining through a link; OK arrives once the joiner confirmed.
+
+        Through a contact address, the joiner makes its own invitation and sends it with
+        `info` to the address (OK once sent); the owner's agent reports it as REQ, and
+        if the owner accepts, CONF arrives on this connection as for an invitation."""
         try:
-            ap.decode_invitation_link(link)
+            target = ap.check_link(link)
         except ap.EnvelopeError as e:
             raise AgentError(str(e)) from e
+        check_size(info, ap.MAX_INFO_SIZE)
+        conn_id = new_id()
+        x3dh = X3DHKeyPair.generate()
+        contact = isinstance(target, ap.ContactAddress)
+        args = CommandArgs(
+            recipient_key=AuthKey.generate().to_bytes(),
+            box_private=generate_box_keypair().private,
+            sender_key=AuthKey.generate().to_bytes(),
+            snd_box_private=generate_box_keypair().private,
+            info=info,
+            contact_link=link.strip() if contact else "",
+        )
+
+        def tx(c: sqlite3.Connection) -> CommandRow:
+            if contact:  # we make the invitation the address's owner joins
+                store.insert_conn(c, conn_id, "initiator", x3dh.to_bytes(), None)
+            else:
+                store.insert_conn(c, conn_id, "joiner", x3dh.to_bytes(), link.strip())
+            return store.insert_command(c, corr_id, conn_id, "JOIN", None, args)
+
+        await self._book.add(corr_id, tx)
+        return conn_id
+
+    async def accept_contact_async(self, corr_id: str, inv_id: str, info: bytes) -> str:
+        """Accept the contact request `inv_id` (REQ): join the requester's invitation with
+        `info`; returns the new connection's id; OK follows as for `join_connection_async`,
+        then INFO and CON."""
         check_size(info, ap.MAX_INFO_SIZE)
         conn_id = new_id()
         x3dh = X3DHKeyPair.generate()
@@ -216,11 +255,33 @@ class Agent:
         )
 
         def tx(c: sqlite3.Connection) -> CommandRow:
-            store.insert_conn(c, conn_id, "joiner", x3dh.to_bytes(), link.strip())
+            req = store.contact_request(c, inv_id)
+            if req is None:
+                raise AgentError(f"no contact request {inv_id}")
+            address, invitation, status = req
+            if status != "pending":
+                raise AgentError(f"contact request {inv_id} is {status} already")
+            store.live_conn(c, address)
+            store.insert_conn(c, conn_id, "joiner", x3dh.to_bytes(), invitation)
+            store.set_contact_request(c, inv_id, "accepted", conn_id)
             return store.insert_command(c, corr_id, conn_id, "JOIN", None, args)
 
         await self._book.add(corr_id, tx)
         return conn_id
+
+    async def reject_contact(self, inv_id: str) -> None:
+        """Reject the contact request `inv_id`: it is forgotten (the requester hears
+        nothing; a repeat of the same request stays rejected)."""
+
+        def tx(c: sqlite3.Connection) -> None:
+            req = store.contact_request(c, inv_id)
+            if req is None:
+                raise AgentError(f"no contact request {inv_id}")
+            if req[2] == "accepted":
+                raise AgentError(f"contact request {inv_id} is accepted already")
+            store.set_contact_request(c, inv_id, "rejected")
+
+        await self._db.run(tx)
 
     async def allow_connection_async(
         self, corr_id: str, conn_id: str, conf_id: str, info: bytes

@@ -22,6 +22,14 @@ class Conf(msgspec.Struct, frozen=True, tag="CONF"):
     info: bytes
 
 
+class Req(msgspec.Struct, frozen=True, tag="REQ"):
+    """Someone joined our contact address: `info` is theirs; answer with
+    `accept_contact_async(corr_id, inv_id, info)` or `reject_contact(inv_id)`."""
+
+    inv_id: str
+    info: bytes
+
+
 class Info(msgspec.Struct, frozen=True, tag="INFO"):
     """The initiator allowed the connection; its connection info."""
 
@@ -81,7 +89,7 @@ class Up(msgspec.Struct, frozen=True, tag="UP"):
     conn_ids: list[str]
 
 
-Event = Inv | Conf | Info | Con | Msg | Sent | MErr | Ok | Err | End | Down | Up
+Event = Inv | Conf | Req | Info | Con | Msg | Sent | MErr | Ok | Err | End | Down | Up
 
 
 class AgentEvent(msgspec.Struct, frozen=True):

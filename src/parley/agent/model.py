@@ -23,6 +23,9 @@ ACCEPTED = "accepted"  # initiator: allowed, waiting for HELLO
 READY = "ready"  # both queues active (CON)
 DELETED = "deleted"
 
+# connection roles (persisted): "initiator" (made the link), "joiner", and a contact address
+ROLE_CONTACT = "contact"
+
 CHOOSE_RELAY = "*"  # the worker of commands that choose their relay (NEW, JOIN)
 
 

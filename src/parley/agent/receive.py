@@ -15,7 +15,15 @@ import msgspec
 
 from parley.agent import delivery, store
 from parley.agent import events as ev
-from parley.agent.model import CONFIRMATION, DELETED, INVITED, READY, AgentError, new_id
+from parley.agent.model import (
+    CONFIRMATION,
+    DELETED,
+    INVITED,
+    READY,
+    ROLE_CONTACT,
+    AgentError,
+    new_id,
+)
 from parley.agent.store import CommandArgs, CommandRow, ConnRow, RcvQueueRow
 from parley.crypto import (
     CryptoError,
@@ -62,7 +70,9 @@ def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: flo
     store.set_last_relay_msg_id(c, conn_id, msg.msg_id)
     try:
         qm = ap.decode_queue_message(msg.body)
-        if qm.kind == ap.KIND_CONFIRMATION:
+        if conn.role == ROLE_CONTACT or qm.kind == ap.KIND_REQUEST:
+            _request(c, conn, rq, qm, out)
+        elif qm.kind == ap.KIND_CONFIRMATION:
             _confirmation(c, conn, rq, qm, out)
         else:
             _sequenced(c, conn, rq, qm, msg.msg_id, out, message_ttl)
@@ -71,6 +81,26 @@ def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: flo
     except (CryptoError, ap.EnvelopeError, AgentError) as e:
         log.warning("undecodable message on %s dropped: %s", conn_id, e)
     return out
+
+
+def _request(
+    c: sqlite3.Connection,
+    conn: ConnRow,
+    rq: RcvQueueRow,
+    qm: ap.QueueMessage,
+    out: Received,
+) -> None:
+    """An invitation request on a contact address (REQ); a repeat of one is dropped."""
+    if conn.role != ROLE_CONTACT or qm.kind != ap.KIND_REQUEST:
+        raise AgentError(f"unexpected message kind {qm.kind!r} on a {conn.role} connection")
+    assert qm.sender_box_public is not None
+    plain = QueueBox(rq.box_private, qm.sender_box_public).decrypt(qm.box_ciphertext)
+    req = ap.decode_invitation_request(plain)
+    inv_id = new_id()
+    if store.insert_contact_request(c, inv_id, conn.conn_id, req.invitation.strip(), req.info):
+        out.events.append(ev.Req(inv_id, req.info))
+    else:
+        log.info("repeated contact request on %s ignored", conn.conn_id)
 
 
 def _confirmation(

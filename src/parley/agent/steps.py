@@ -25,6 +25,7 @@ from parley.agent.model import (
     INVITED,
     JOINED,
     NEW,
+    ROLE_CONTACT,
     AgentConfig,
     AgentError,
 )
@@ -69,11 +70,13 @@ async def new(env: StepEnv, cmd: CommandRow) -> None:
     conn = await env.book.db.run(lambda c: store.live_conn(c, cmd.conn_id))
     assert conn.x3dh_private is not None
     rq = await _create_rcv_queue(env, cmd)
-    x3dh = X3DHKeyPair.from_bytes(conn.x3dh_private)
-    queue = ap.QueueAddress(rq.relay, rq.sender_id, public_from_private(rq.box_private))
-    link = ap.encode_invitation_link(
-        ap.Invitation(ap.MIN_AGENT_VERSION, ap.AGENT_VERSION, queue, x3dh.public().to_bytes())
-    )
+    if conn.role == ROLE_CONTACT:  # a contact address: the queue alone
+        queue = ap.QueueAddress(rq.relay, rq.sender_id, public_from_private(rq.box_private))
+        link = ap.encode_contact_link(
+            ap.ContactAddress(ap.MIN_AGENT_VERSION, ap.AGENT_VERSION, queue)
+        )
+    else:
+        link = _invitation_link(rq, conn.x3dh_private)
 
     def effects(c: sqlite3.Connection) -> None:
         store.insert_rcv_queue(c, rq)
@@ -83,8 +86,19 @@ async def new(env: StepEnv, cmd: CommandRow) -> None:
     env.inbound.watch(rq)
 
 
+def _invitation_link(rq: RcvQueueRow, x3dh_private: bytes) -> str:
+    x3dh = X3DHKeyPair.from_bytes(x3dh_private)
+    queue = ap.QueueAddress(rq.relay, rq.sender_id, public_from_private(rq.box_private))
+    return ap.encode_invitation_link(
+        ap.Invitation(ap.MIN_AGENT_VERSION, ap.AGENT_VERSION, queue, x3dh.public().to_bytes())
+    )
+
+
 async def join(env: StepEnv, cmd: CommandRow) -> None:
     """The joiner: make the reply queue, then send the confirmation to the link's queue (OK)."""
+    if cmd.args.contact_link:
+        await _request(env, cmd)
+        return
     a = cmd.args
     assert a.recipient_key and a.box_private and a.sender_key and a.snd_box_private
     conn, rq = await env.book.db.run(
@@ -114,6 +128,42 @@ async def join(env: StepEnv, cmd: CommandRow) -> None:
         )
 
     await env.book.complete(cmd, ev.Ok(), effects)
+
+
+async def _request(env: StepEnv, cmd: CommandRow) -> None:
+    """JOIN through a contact address: make our own receive queue and invitation (the
+    connection becomes an initiator's, INVITED), then send the invitation with our info
+    to the address's queue (OK). A repeat reaches the owner as the same request (its
+    agent drops it); the owner accepts by joining our invitation (CONF follows here)."""
+    a = cmd.args
+    assert a.snd_box_private is not None
+    address = ap.decode_contact_link(a.contact_link)
+    conn, rq = await env.book.db.run(
+        lambda c: (store.live_conn(c, cmd.conn_id), store.get_rcv_queue(c, cmd.conn_id))
+    )
+    if rq is None:  # step 1: our queue, made once and reused by every retry
+        new_rq = rq = await _create_rcv_queue(env, cmd)
+        await env.book.save_progress(cmd, lambda c: store.insert_rcv_queue(c, new_rq))
+        env.inbound.watch(rq)
+    if a.envelope is None:  # step 2: the request, encrypted once, with our invitation
+        assert conn.x3dh_private is not None
+        link = _invitation_link(rq, conn.x3dh_private)
+        body = ap.encode_invitation_request(ap.InvitationRequest(link, a.info))
+        box = QueueBox(a.snd_box_private, address.queue.box_public)
+        ct = box.encrypt(body, ap.BOX_PAD)
+        a.envelope = ap.encode_request(public_from_private(a.snd_box_private), ct)
+        await env.book.save_progress(
+            cmd, lambda c: store.set_invited(c, cmd.conn_id, INVITED, link)
+        )
+    try:
+        await env.relays.client(address.queue.relay).send(address.queue.sender_id, None, a.envelope)
+    except PermanentRelayError as e:
+        if e.code in (ErrorCode.NO_QUEUE, ErrorCode.AUTH):
+            raise PermanentRelayError(
+                e.code, "this contact address does not exist (deleted by its owner?)"
+            ) from e
+        raise
+    await env.book.complete(cmd, ev.Ok())
 
 
 async def allow(env: StepEnv, cmd: CommandRow) -> None:
@@ -292,6 +342,7 @@ async def _send_confirmation(env: StepEnv, cmd: CommandRow, peer: ap.QueueAddres
     gets AUTH: the earlier one arrived. The attempt is noted before it is made.
     """
     assert cmd.args.envelope is not None
+    tried_before = cmd.args.uncertain
     if not cmd.args.uncertain:
         cmd.args.uncertain = True
         await env.book.save_progress(cmd, lambda c: None)
@@ -300,5 +351,10 @@ async def _send_confirmation(env: StepEnv, cmd: CommandRow, peer: ap.QueueAddres
     except PermanentRelayError as e:
         # the queue is secured now: an unsigned SEND gets CMD NO_AUTH (or AUTH)
         secured = e.code in (ErrorCode.AUTH, ErrorCode.CMD_NO_AUTH)
-        if not (secured and cmd.args.uncertain):
+        if secured and not tried_before:
+            # nothing of ours can have reached it: someone else used the link
+            raise PermanentRelayError(
+                e.code, "this invitation link was used already (one-time links serve once)"
+            ) from e
+        if not secured:
             raise

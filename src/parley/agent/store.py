@@ -110,6 +110,20 @@ MIGRATIONS = [
         PRIMARY KEY (conn_id, msg_id)
     );
     """,
+    # invitation requests received on contact addresses (REQ), answered by
+    # accept_contact (a JOIN of the requester's invitation) or reject_contact
+    """
+    CREATE TABLE contact_requests (
+        inv_id TEXT PRIMARY KEY,
+        conn_id TEXT NOT NULL REFERENCES connections(conn_id) ON DELETE CASCADE,
+        invitation TEXT NOT NULL,
+        info BLOB NOT NULL,
+        status TEXT NOT NULL,
+        accepted_conn TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (conn_id, invitation)
+    );
+    """,
 ]
 
 
@@ -131,6 +145,7 @@ class CommandArgs(msgspec.Struct):
     envelope: bytes | None = None
     uncertain: bool = False  # an earlier attempt may have reached the relay
     once: bool = False  # the synchronous API: one attempt, no retries
+    contact_link: str = ""  # JOIN through a contact address: the address's link
 
 
 class CommandRow(msgspec.Struct):
@@ -548,6 +563,46 @@ def confirmation_reply_queue(c: sqlite3.Connection, conf_id: str) -> bytes:
 
 def accept_confirmation(c: sqlite3.Connection, conf_id: str) -> None:
     c.execute("UPDATE confirmations SET status = 'accepted' WHERE conf_id = ?", (conf_id,))
+
+
+# ---------------------------------------------------------------- contact requests
+
+
+def insert_contact_request(
+    c: sqlite3.Connection, inv_id: str, conn_id: str, invitation: str, info: bytes
+) -> bool:
+    """Store a request received on a contact address; False if it came before (a retry)."""
+    cur = c.execute(
+        "INSERT OR IGNORE INTO contact_requests (inv_id, conn_id, invitation, info, status, "
+        "created_at) VALUES (?, ?, ?, ?, 'pending', ?)",
+        (inv_id, conn_id, invitation, info, now()),
+    )
+    return cur.rowcount == 1
+
+
+def contact_request(c: sqlite3.Connection, inv_id: str) -> tuple[str, str, str] | None:
+    """(address conn id, the requester's invitation, status) of request `inv_id`."""
+    row: tuple[str, str, str] | None = c.execute(
+        "SELECT conn_id, invitation, status FROM contact_requests WHERE inv_id = ?", (inv_id,)
+    ).fetchone()
+    return row
+
+
+def set_contact_request(
+    c: sqlite3.Connection, inv_id: str, status: str, accepted_conn: str | None = None
+) -> None:
+    c.execute(
+        "UPDATE contact_requests SET status = ?, accepted_conn = ? WHERE inv_id = ?",
+        (status, accepted_conn, inv_id),
+    )
+
+
+def pending_contact_requests(c: sqlite3.Connection) -> list[tuple[str, str, bytes]]:
+    """(inv id, address conn id, info) of every request not answered yet, oldest first."""
+    return c.execute(
+        "SELECT inv_id, conn_id, info FROM contact_requests WHERE status = 'pending' "
+        "ORDER BY created_at"
+    ).fetchall()
 
 
 # ---------------------------------------------------------------- commands

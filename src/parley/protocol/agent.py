@@ -9,6 +9,9 @@ docs/agent-protocol.md describes the bytes. A queue message is
   `ConfirmationBody` (the key the recipient must secure the queue with, the joiner's X3DH
   keys, and a ratchet message).
 - kind `M`, every later message: a box ciphertext of a ratchet message.
+- kind `R`, an invitation request, sent to a contact address's queue (never secured): the
+  sender's per-queue box public key (32 bytes), then a box ciphertext of an
+  `InvitationRequest` (the requester's own one-time invitation link and its info).
 
 The ratchet plaintext is an `AgentMessage`, msgpack-encoded.
 """
@@ -38,8 +41,10 @@ MAX_INFO_SIZE = 14000
 
 KIND_CONFIRMATION = b"C"
 KIND_MESSAGE = b"M"
+KIND_REQUEST = b"R"
 _HEADER = struct.Struct(">Hc")
 LINK_PREFIX = "parley:/invite#"
+CONTACT_PREFIX = "parley:/contact#"
 
 
 class EnvelopeError(ValueError):
@@ -61,6 +66,21 @@ class Invitation(msgspec.Struct, frozen=True, array_like=True):
     max_version: int
     queue: QueueAddress
     x3dh: bytes  # the initiator's two X3DH public keys (64 bytes)
+
+
+class ContactAddress(msgspec.Struct, frozen=True, array_like=True):
+    """What a contact address link carries: the address queue (many may send to it)."""
+
+    min_version: int
+    max_version: int
+    queue: QueueAddress
+
+
+class InvitationRequest(msgspec.Struct, frozen=True, array_like=True):
+    """Sent to a contact address: the requester's own invitation link and its info."""
+
+    invitation: str
+    info: bytes
 
 
 class ConfirmationBody(msgspec.Struct, frozen=True, array_like=True):
@@ -108,6 +128,8 @@ _agent_decoder = msgspec.msgpack.Decoder(AgentMessage)
 _conf_decoder = msgspec.msgpack.Decoder(ConfirmationBody)
 _invitation_decoder = msgspec.msgpack.Decoder(Invitation)
 _queue_decoder = msgspec.msgpack.Decoder(QueueAddress)
+_contact_decoder = msgspec.msgpack.Decoder(ContactAddress)
+_request_decoder = msgspec.msgpack.Decoder(InvitationRequest)
 
 
 def encode_agent_message(msg: AgentMessage) -> bytes:
@@ -152,11 +174,28 @@ def decode_queue_address(data: bytes) -> QueueAddress:
         raise EnvelopeError(f"bad queue address: {e}") from e
 
 
+def encode_invitation_request(req: InvitationRequest) -> bytes:
+    return _agent_encoder.encode(req)
+
+
+def decode_invitation_request(data: bytes) -> InvitationRequest:
+    try:
+        req = _request_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError(f"bad invitation request: {e}") from e
+    decode_invitation_link(req.invitation)
+    return req
+
+
 # ---------------------------------------------------------------- queue messages
 
 
 def encode_confirmation(sender_box_public: bytes, box_ciphertext: bytes) -> bytes:
     return _HEADER.pack(AGENT_VERSION, KIND_CONFIRMATION) + sender_box_public + box_ciphertext
+
+
+def encode_request(sender_box_public: bytes, box_ciphertext: bytes) -> bytes:
+    return _HEADER.pack(AGENT_VERSION, KIND_REQUEST) + sender_box_public + box_ciphertext
 
 
 def encode_message(box_ciphertext: bytes) -> bytes:
@@ -177,7 +216,7 @@ def decode_queue_message(data: bytes) -> QueueMessage:
     if not MIN_AGENT_VERSION <= version <= AGENT_VERSION:
         raise EnvelopeError(f"unsupported agent version {version}")
     rest = data[_HEADER.size :]
-    if kind == KIND_CONFIRMATION:
+    if kind in (KIND_CONFIRMATION, KIND_REQUEST):
         if len(rest) < 32:
             raise EnvelopeError("truncated confirmation")
         return QueueMessage(version, kind, rest[:32], rest[32:])
@@ -194,26 +233,89 @@ def encode_invitation_link(inv: Invitation) -> str:
     return LINK_PREFIX + payload
 
 
+def _foreign(text: str, what: str) -> EnvelopeError:
+    if text.lower().startswith(("simplex:", "https://simplex.chat", "https://smp")):
+        return EnvelopeError(
+            "this is a SimpleX link: parley connects only through parley links "
+            f"({LINK_PREFIX}... or {CONTACT_PREFIX}...)"
+        )
+    return EnvelopeError(f"not a parley {what} (it starts with {_expected(what)})")
+
+
+def _expected(what: str) -> str:
+    return CONTACT_PREFIX if what == "contact address" else LINK_PREFIX
+
+
+def _payload(text: str, prefix: str, what: str) -> bytes:
+    payload = text[len(prefix) :]
+    try:
+        return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    except ValueError as e:
+        raise EnvelopeError(f"corrupt {what} link (damaged or truncated)") from e
+
+
+def _check_queue(queue: QueueAddress, what: str) -> QueueAddress:
+    """The queue with its relay address in the one spelling agents compare."""
+    if len(queue.box_public) != 32 or not queue.sender_id:
+        raise EnvelopeError(f"corrupt {what} link (bad key sizes)")
+    try:
+        relay = str(RelayAddress.parse(queue.relay))
+    except AddressError as e:
+        raise EnvelopeError(f"{what} link with a bad relay address: {e}") from e
+    return queue if relay == queue.relay else QueueAddress(relay, queue.sender_id, queue.box_public)
+
+
 def decode_invitation_link(link: str) -> Invitation:
     """Parse a link; EnvelopeError with a plain reason if it is not a valid invitation."""
     text = link.strip()
     if not text.startswith(LINK_PREFIX):
-        raise EnvelopeError(f"not a parley invitation link (it starts with {LINK_PREFIX})")
-    payload = text[len(LINK_PREFIX) :]
+        if text.startswith(CONTACT_PREFIX):
+            raise EnvelopeError("a contact address, not a one-time invitation link")
+        raise _foreign(text, "invitation link")
     try:
-        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-        inv = _invitation_decoder.decode(raw)
-    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
+        inv = _invitation_decoder.decode(_payload(text, LINK_PREFIX, "invitation"))
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise EnvelopeError("corrupt invitation link (damaged or truncated)") from e
-    if len(inv.x3dh) != 64 or len(inv.queue.box_public) != 32 or not inv.queue.sender_id:
+    if len(inv.x3dh) != 64:
         raise EnvelopeError("corrupt invitation link (bad key sizes)")
     if inv.min_version > AGENT_VERSION or inv.max_version < MIN_AGENT_VERSION:
         raise EnvelopeError("invitation link from an incompatible version")
-    try:
-        relay = str(RelayAddress.parse(inv.queue.relay))  # the one spelling agents compare
-    except AddressError as e:
-        raise EnvelopeError(f"invitation link with a bad relay address: {e}") from e
-    if relay != inv.queue.relay:
-        queue = QueueAddress(relay, inv.queue.sender_id, inv.queue.box_public)
+    queue = _check_queue(inv.queue, "invitation")
+    if queue is not inv.queue:
         inv = Invitation(inv.min_version, inv.max_version, queue, inv.x3dh)
     return inv
+
+
+def encode_contact_link(address: ContactAddress) -> str:
+    payload = base64.urlsafe_b64encode(_agent_encoder.encode(address)).rstrip(b"=").decode()
+    return CONTACT_PREFIX + payload
+
+
+def decode_contact_link(link: str) -> ContactAddress:
+    """Parse a contact address link; EnvelopeError with a plain reason if it is not one."""
+    text = link.strip()
+    if not text.startswith(CONTACT_PREFIX):
+        if text.startswith(LINK_PREFIX):
+            raise EnvelopeError("a one-time invitation link, not a contact address")
+        raise _foreign(text, "contact address")
+    try:
+        address = _contact_decoder.decode(_payload(text, CONTACT_PREFIX, "contact address"))
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError("corrupt contact address link (damaged or truncated)") from e
+    if address.min_version > AGENT_VERSION or address.max_version < MIN_AGENT_VERSION:
+        raise EnvelopeError("contact address link from an incompatible version")
+    queue = _check_queue(address.queue, "contact address")
+    if queue is not address.queue:
+        address = ContactAddress(address.min_version, address.max_version, queue)
+    return address
+
+
+def is_contact_link(link: str) -> bool:
+    return link.strip().startswith(CONTACT_PREFIX)
+
+
+def check_link(link: str) -> Invitation | ContactAddress:
+    """A one-time invitation or a contact address; EnvelopeError with a plain reason."""
+    if is_contact_link(link):
+        return decode_contact_link(link)
+    return decode_invitation_link(link)
