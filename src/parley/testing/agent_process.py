@@ -19,7 +19,7 @@ from parley.agent import events as ev
 from parley.agent.agent import Agent, AgentConfig, AgentError
 from parley.relay.client import ClientSettings
 from parley.retry import Backoff
-from parley.testing.lines import LineProcess, RemoteError, serve_lines
+from parley.testing.lines import LineProcess, serve_lines
 
 
 class Args(msgspec.Struct):
@@ -90,14 +90,9 @@ class AgentProcess(LineProcess[ev.AgentEvent]):
             "parley.testing.agent_process",
             [*args, "--fast"] if fast else args,
             lambda raw: _event.decode(msgspec.json.encode(raw)),
+            refusal=AgentError,  # call(): the agent refused the request
+            call_timeout=10.0,
         )
-
-    async def call(self, op: str, timeout: float = 10.0, **fields: Any) -> Any:
-        """Run `op` in the agent process; AgentError if the agent refused it."""
-        try:
-            return await self.request(op, fields, timeout)
-        except RemoteError as e:
-            raise AgentError(str(e)) from e
 
     async def expect(
         self, predicate: Callable[[ev.AgentEvent], bool], timeout: float = 15.0

@@ -29,7 +29,7 @@ from parley.chat import events as cev
 from parley.chat.controller import ChatConfig, ChatController, ChatError
 from parley.relay.client import ClientSettings
 from parley.retry import Backoff
-from parley.testing.lines import LineProcess, RemoteError, serve_lines
+from parley.testing.lines import LineProcess, serve_lines
 
 OPS = frozenset(
     {
@@ -187,6 +187,7 @@ class ChatProcess(LineProcess[cev.ChatEvent]):
             "parley.testing.chat_process",
             [*args, "--fast"] if fast else args,
             lambda raw: _event.decode(msgspec.json.encode(raw)),
+            refusal=ChatError,  # call(): the controller refused the call
         )
         self.db = db
         self.relays = relays
@@ -198,13 +199,6 @@ class ChatProcess(LineProcess[cev.ChatEvent]):
     ) -> None:
         """Start; with `crash_at`, the process SIGKILLs itself at that step."""
         await super().start(timeout, {"PARLEY_CRASH_AT": crash_at} if crash_at else None)
-
-    async def call(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
-        """Call a controller method in the process; ChatError for its refusals."""
-        try:
-            return await self.request(op, args, timeout)
-        except RemoteError as e:
-            raise ChatError(str(e)) from e
 
     async def expect(
         self, kind: type[Any], where: Callable[[Any], bool] | None = None, timeout: float = 30.0

@@ -94,10 +94,22 @@ async def serve_lines(
 class LineProcess(Generic[E]):
     """Start the child, send requests, receive events; SIGKILL and restart it."""
 
-    def __init__(self, module: str, args: list[str], decode_event: Callable[[Any], E]) -> None:
+    def __init__(
+        self,
+        module: str,
+        args: list[str],
+        decode_event: Callable[[Any], E],
+        *,
+        refusal: type[Exception] = RemoteError,
+        call_timeout: float = 30.0,
+    ) -> None:
+        """`refusal`: what :meth:`request` and :meth:`call` raise when the child refuses
+        a request; `call_timeout`: :meth:`call`'s default timeout."""
         self.module = module
         self.args = args
         self._decode_event = decode_event
+        self.refusal = refusal
+        self.call_timeout = call_timeout
         self.proc: asyncio.subprocess.Process | None = None
         self.events: asyncio.Queue[E] = asyncio.Queue()
         self.history: list[E] = []
@@ -165,7 +177,7 @@ class LineProcess(Generic[E]):
             self._ready.set_exception(error)
 
     async def request(self, op: str, args: dict[str, Any], timeout: float = 30.0) -> Any:
-        """Send a request and wait for its reply; RemoteError if the child refused it."""
+        """Send a request and wait for its reply; `refusal` if the child refused it."""
         if self.proc is None or self.proc.stdin is None:
             raise ConnectionError(f"{self.module} is not running")
         self._next_id += 1
@@ -178,8 +190,12 @@ class LineProcess(Generic[E]):
         async with asyncio.timeout(timeout):
             line = await fut
         if line.error is not None:
-            raise RemoteError(line.error)
+            raise self.refusal(line.error)
         return line.value
+
+    async def call(self, op: str, timeout: float | None = None, **args: Any) -> Any:
+        """Run `op` in the child with `args` (within `call_timeout` unless given)."""
+        return await self.request(op, args, self.call_timeout if timeout is None else timeout)
 
     async def next_event(self, predicate: Callable[[E], bool], timeout: float = 30.0) -> E:
         """The next event satisfying `predicate`; the ones before it are dropped."""

@@ -38,7 +38,7 @@ import random
 import socket
 import struct
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -86,18 +86,7 @@ class ProxyStats:
 
     def snapshot(self) -> ProxyStats:
         """Return an independent copy of the current values."""
-        return ProxyStats(
-            links_accepted=self.links_accepted,
-            links_refused=self.links_refused,
-            random_refusals=self.random_refusals,
-            links_cut=self.links_cut,
-            random_cuts=self.random_cuts,
-            target_failures=self.target_failures,
-            bytes_up=self.bytes_up,
-            bytes_down=self.bytes_down,
-            bytes_dropped=self.bytes_dropped,
-            faults_injected=self.faults_injected,
-        )
+        return replace(self)
 
 
 class _End(enum.Enum):
