@@ -21,6 +21,18 @@ PUBLIC_SIZE = 2 * x25519.KEY_SIZE
 PRIVATE_SIZE = 2 * x25519.KEY_SIZE
 
 
+def _check_keys(key1: bytes, key2: bytes, kind: str) -> None:
+    if len(key1) != x25519.KEY_SIZE or len(key2) != x25519.KEY_SIZE:
+        raise CryptoError(f"X3DH {kind} keys must be {x25519.KEY_SIZE} bytes each")
+
+
+def _split_keys(data: bytes, kind: str) -> tuple[bytes, bytes]:
+    """The two keys of `to_bytes()` (public or private: both are 2 × 32 bytes)."""
+    if len(data) != 2 * x25519.KEY_SIZE:
+        raise CryptoError(f"X3DH {kind} keys must be {2 * x25519.KEY_SIZE} bytes, got {len(data)}")
+    return data[: x25519.KEY_SIZE], data[x25519.KEY_SIZE :]
+
+
 class X3DHPublic(msgspec.Struct, frozen=True):
     """The two public keys one side sends to the other."""
 
@@ -28,17 +40,14 @@ class X3DHPublic(msgspec.Struct, frozen=True):
     key2: bytes
 
     def __post_init__(self) -> None:
-        if len(self.key1) != x25519.KEY_SIZE or len(self.key2) != x25519.KEY_SIZE:
-            raise CryptoError(f"X3DH public keys must be {x25519.KEY_SIZE} bytes each")
+        _check_keys(self.key1, self.key2, "public")
 
     def to_bytes(self) -> bytes:
         return self.key1 + self.key2
 
     @classmethod
     def from_bytes(cls, data: bytes) -> X3DHPublic:
-        if len(data) != PUBLIC_SIZE:
-            raise CryptoError(f"X3DH public keys must be {PUBLIC_SIZE} bytes, got {len(data)}")
-        return cls(data[: x25519.KEY_SIZE], data[x25519.KEY_SIZE :])
+        return cls(*_split_keys(data, "public"))
 
 
 class X3DHKeyPair:
@@ -47,8 +56,7 @@ class X3DHKeyPair:
     __slots__ = ("key1", "key2")
 
     def __init__(self, key1: bytes, key2: bytes) -> None:
-        if len(key1) != x25519.KEY_SIZE or len(key2) != x25519.KEY_SIZE:
-            raise CryptoError(f"X3DH private keys must be {x25519.KEY_SIZE} bytes each")
+        _check_keys(key1, key2, "private")
         self.key1 = key1
         self.key2 = key2
 
@@ -64,9 +72,7 @@ class X3DHKeyPair:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> X3DHKeyPair:
-        if len(data) != PRIVATE_SIZE:
-            raise CryptoError(f"X3DH private keys must be {PRIVATE_SIZE} bytes, got {len(data)}")
-        return cls(data[: x25519.KEY_SIZE], data[x25519.KEY_SIZE :])
+        return cls(*_split_keys(data, "private"))
 
     def __eq__(self, other: object) -> bool:
         return (
