@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 from parley.agent.agent import AgentError
 from parley.chat.controller import ChatConfig, ChatController, ChatError
+from parley.cli.common import add_command
 from parley.protocol.address import AddressError, RelayAddress
 
 API_PREFIX = "parley chat api: "
@@ -58,11 +59,11 @@ Modes:
 
 
 def add_parser(commands: Any) -> None:
-    p: argparse.ArgumentParser = commands.add_parser(
+    p = add_command(
+        commands,
         "chat",
-        help="chat from the terminal (or run headless, or serve the bot API)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "chat from the terminal (or run headless, or serve the bot API)",
+        DESCRIPTION,
     )
     p.add_argument(
         "-d",

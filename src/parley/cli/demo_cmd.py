@@ -15,11 +15,13 @@ from typing import Any
 
 from rich.console import Console
 
+from parley.cli.common import add_command
 from parley.demo.faults import FAULT_LEVELS
 from parley.demo.scenario import Scenario, ScenarioConfig, ScenarioResult
 from parley.demo.view import (
     print_summary,
     rerun_command,
+    say,
     show_live,
     show_plain,
     timers_line,
@@ -54,41 +56,13 @@ their defaults, as `parley chat` does.
 
 
 def add_parser(commands: Any) -> None:
-    defaults = ScenarioConfig()
-    p: argparse.ArgumentParser = commands.add_parser(
-        "demo",
-        help="watch a group form under injected faults",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--members",
-        type=int,
-        default=defaults.members,
-        help="group size, host included (default 8)",
-    )
-    p.add_argument(
-        "--faults",
-        choices=FAULT_LEVELS,
-        default=defaults.faults,
-        help="fault level (default light)",
-    )
+    p = add_command(commands, "demo", "watch a group form under injected faults", DESCRIPTION)
+    _setting(p, "--members", "group size, host included")
+    _setting(p, "--faults", "fault level", choices=FAULT_LEVELS)
     p.add_argument("--seed", type=int, help="seed of the fault schedule (default: random, printed)")
-    p.add_argument(
-        "--relays", type=int, default=defaults.relays, help="number of relays (default 2)"
-    )
-    p.add_argument(
-        "--messages",
-        type=int,
-        default=defaults.messages,
-        help="group messages each member sends once the mesh is complete (default 3)",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=defaults.timeout,
-        help="give up after this many seconds (default 180)",
-    )
+    _setting(p, "--relays", "number of relays")
+    _setting(p, "--messages", "group messages each member sends once the mesh is complete")
+    _setting(p, "--timeout", "give up after this many seconds")
     p.add_argument(
         "--relay-processes",
         action="store_true",
@@ -116,6 +90,15 @@ def add_parser(commands: Any) -> None:
         "directory, removed unless the demo fails)",
     )
     p.set_defaults(run=run)
+
+
+def _setting(p: argparse.ArgumentParser, flag: str, help: str, **extra: Any) -> None:
+    """An option for the ScenarioConfig field of its name, with that field's default (the
+    help says which)."""
+    default = getattr(ScenarioConfig(), flag.removeprefix("--"))
+    shown = f"{default:g}" if isinstance(default, float) else default
+    help = f"{help} (default {shown})"
+    p.add_argument(flag, type=type(default), default=default, help=help, **extra)
 
 
 async def _demo(scenario: Scenario, console: Console, live: bool) -> ScenarioResult:
@@ -148,14 +131,12 @@ def run(args: argparse.Namespace) -> int:
     scenario = Scenario(config)
     console = Console()
     live = console.is_terminal and not args.plain
-    console.print(title(scenario), markup=False, highlight=False, soft_wrap=True)
-    console.print(timers_line(scenario), markup=False, highlight=False, soft_wrap=True)
-    console.print(
+    say(console, title(scenario))
+    say(console, timers_line(scenario))
+    say(
+        console,
         f"seed {scenario.seed}: to see the same fault schedule again, run "
         f"`{rerun_command(scenario)}`",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
     )
     result = asyncio.run(_demo(scenario, console, live))
     print_summary(console, scenario, result)

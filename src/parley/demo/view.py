@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -20,6 +20,11 @@ from parley.demo.scenario import FaultCounts, Progress, Scenario, ScenarioResult
 REFRESH_PER_SECOND = 4
 PLAIN_EVERY = 2.0  # seconds between plain progress lines (when something changed)
 LOG_LINES = 5
+
+
+def say(console: Console, text: str) -> None:
+    """Print one plain line: no markup, no highlighting, never cut."""
+    console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def title(scenario: Scenario) -> str:
@@ -181,19 +186,11 @@ async def show_live(scenario: Scenario, console: Console) -> ScenarioResult:
         refresh_per_second=REFRESH_PER_SECOND,
         transient=False,
     ) as live:
-        task = asyncio.create_task(scenario.run())
-        try:
-            while not task.done():
-                live.update(render(scenario, console.size.height))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(task), 1 / REFRESH_PER_SECOND)
-            live.update(render(scenario, console.size.height))
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-    return task.result()
+        return await _run_showing(
+            scenario,
+            1 / REFRESH_PER_SECOND,
+            lambda done: live.update(render(scenario, console.size.height)),
+        )
 
 
 async def show_plain(scenario: Scenario, console: Console) -> ScenarioResult:
@@ -201,19 +198,32 @@ async def show_plain(scenario: Scenario, console: Console) -> ScenarioResult:
     couple of seconds when it changed."""
 
     def on_log(t: float, text: str) -> None:
-        console.print(f"[{t:6.1f} s] {text}", markup=False, highlight=False, soft_wrap=True)
+        say(console, f"[{t:6.1f} s] {text}")
+
+    last = ""
+
+    def show(done: bool) -> None:
+        nonlocal last
+        line = status_line(scenario.progress, scenario.elapsed())
+        if line.split("] ", 1)[1] != last and not done:
+            say(console, line)
+            last = line.split("] ", 1)[1]
 
     scenario.on_log = on_log
+    return await _run_showing(scenario, PLAIN_EVERY, show)
+
+
+async def _run_showing(
+    scenario: Scenario, every: float, show: Callable[[bool], None]
+) -> ScenarioResult:
+    """Run the scenario, calling `show(done)` every `every` seconds and once at its end;
+    the run is cancelled when this is (Ctrl-C)."""
     task = asyncio.create_task(scenario.run())
-    last = ""
     try:
         while not task.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(task), PLAIN_EVERY)
-            line = status_line(scenario.progress, scenario.elapsed())
-            if line.split("] ", 1)[1] != last and not task.done():
-                console.print(line, markup=False, highlight=False, soft_wrap=True)
-                last = line.split("] ", 1)[1]
+                await asyncio.wait_for(asyncio.shield(task), every)
+            show(task.done())
     finally:
         if not task.done():
             task.cancel()
@@ -281,6 +291,14 @@ def summary_table(result: ScenarioResult) -> Table:
     return table
 
 
+def _say_per_client(console: Console, what: str, lines: dict[str, list[str]]) -> None:
+    """Each client's first few lines under a heading: "<client> <what>:"."""
+    for name, theirs in lines.items():
+        console.print(f"  {name} {what}:", markup=False, soft_wrap=True)
+        for line in _limited(theirs, 5):
+            say(console, f"    {line}")
+
+
 def _limited(lines: list[str], limit: int) -> Iterator[str]:
     yield from lines[:limit]
     if len(lines) > limit:
@@ -307,30 +325,18 @@ def print_summary(console: Console, scenario: Scenario, result: ScenarioResult) 
     if not r.ok:
         console.print("[bold red]What is missing:[/]")
         for problem in r.problems:
-            console.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+            say(console, f"  - {problem}")
         if r.missing_pairs:
             console.print("  member pairs not connected (each side's view):")
             for line in _limited(r.missing_pairs, 20):
-                console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
-        for name, lost in r.missing_messages.items():
-            console.print(f"  {name} is missing:", markup=False, soft_wrap=True)
-            for line in _limited(lost, 5):
-                console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+                say(console, f"    {line}")
+        _say_per_client(console, "is missing", r.missing_messages)
         for line in _limited(r.dropped, 10):
-            console.print(
-                f"  dropped by its sender: {line}", markup=False, highlight=False, soft_wrap=True
-            )
+            say(console, f"  dropped by its sender: {line}")
         for line in _limited(r.duplicates, 20):
-            console.print(f"  duplicate: {line}", markup=False, highlight=False, soft_wrap=True)
-        for name, pending in r.pending_at_end.items():
-            console.print(f"  {name} still has pending:", markup=False, soft_wrap=True)
-            for line in _limited(pending, 5):
-                console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+            say(console, f"  duplicate: {line}")
+        _say_per_client(console, "still has pending", r.pending_at_end)
         if r.workdir is not None:
-            console.print(
-                f"  databases kept in {r.workdir}", markup=False, highlight=False, soft_wrap=True
-            )
-        console.print(
-            f"  rerun: {rerun_command(scenario)}", markup=False, highlight=False, soft_wrap=True
-        )
-    console.print(result_line(r), markup=False, highlight=False, soft_wrap=True)
+            say(console, f"  databases kept in {r.workdir}")
+        say(console, f"  rerun: {rerun_command(scenario)}")
+    say(console, result_line(r))
