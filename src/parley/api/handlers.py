@@ -560,7 +560,13 @@ class ApiHandler:
                 "the relay did not answer in time: the invitation link will come as an "
                 '"invitation" event when it is ready'
             )
-        return r.response("invitation", user, connReqInvitation=link)
+        return r.response(
+            "invitation",
+            user,
+            connReqInvitation=link,
+            connLinkInvitation=r.conn_link(link),
+            connection=_pending(connection_id, via_address=False),
+        )
 
     @staticmethod
     def _unique_name(group: cev.Group, members: Sequence[cev.Member], member: cev.Member) -> None:

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from parley import __version__
-from parley.cli import chat_cmd, demo_cmd, relay_cmd
+from parley.cli import bot_cmd, chat_cmd, demo_cmd, relay_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     relay_cmd.add_parser(commands)
     chat_cmd.add_parser(commands)
     demo_cmd.add_parser(commands)
+    bot_cmd.add_parser(commands)
     return parser
 
 
