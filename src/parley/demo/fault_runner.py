@@ -6,40 +6,33 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 
 from parley.demo.faults import FaultAction, FaultPlan
 from parley.demo.progress import FaultCounts
 from parley.demo.stage import Stage
 
 
+@dataclass(eq=False)
 class FaultRunner:
-    def __init__(
-        self,
-        plan: FaultPlan,
-        stage: Stage,
-        counts: FaultCounts,
-        *,
-        relay_names: list[str],
-        names: list[str],
-        log: Callable[[str], None],
-        fail: Callable[[BaseException], None],
-        clock: Callable[[], float],
-    ) -> None:
-        """`log` tells of each fault, `fail` of one that could not be carried out (a client
-        that does not start again, a relay that does not come back); `clock` gives the
-        scenario's time."""
-        self.plan = plan
-        self.stage = stage
-        self.counts = counts
-        self.relay_names = relay_names
-        self.names = names
-        self.log = log
-        self.fail = fail
-        self.clock = clock
-        self.done = asyncio.Event()  # the schedule is over (or was stopped)
-        self.finished_at: float | None = None  # when the schedule ran to its end
-        self.cleanup_cuts = 0  # links cut after an in-process relay stopped (not faults)
-        self._tasks: set[asyncio.Task[None]] = set()
+    """`log` tells of each fault, `fail` of one that could not be carried out (a client that
+    does not start again, a relay that does not come back); `clock` gives the scenario's
+    time."""
+
+    plan: FaultPlan
+    stage: Stage
+    counts: FaultCounts
+    _: KW_ONLY
+    relay_names: list[str]
+    names: list[str]
+    log: Callable[[str], None]
+    fail: Callable[[BaseException], None]
+    clock: Callable[[], float]
+    done: asyncio.Event = field(init=False, default_factory=asyncio.Event)  # schedule over
+    finished_at: float | None = field(init=False, default=None)  # when it ran to its end
+    # links cut after an in-process relay stopped (not faults)
+    cleanup_cuts: int = field(init=False, default=0)
+    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     async def run(self) -> None:
         plan = self.plan
