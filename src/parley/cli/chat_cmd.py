@@ -15,8 +15,7 @@ from typing import Any, Protocol, cast
 
 from parley.agent.agent import AgentError
 from parley.chat.controller import ChatConfig, ChatController, ChatError
-from parley.cli.common import add_command
-from parley.protocol.address import AddressError, RelayAddress
+from parley.cli.common import add_command, add_relays_option, bad_relay
 
 API_PREFIX = "parley chat api: "
 USER_PREFIX = "parley chat: you are "
@@ -75,16 +74,7 @@ def add_parser(commands: Any) -> None:
         help="database file prefix: DBPREFIX_chat.db and DBPREFIX_agent.db "
         "(default $XDG_DATA_HOME/parley/chat/parley)",
     )
-    p.add_argument(
-        "-s",
-        "--relay",
-        dest="relays",
-        action="append",
-        required=True,
-        metavar="RELAY_ADDRESS",
-        help="a relay address (parley://FINGERPRINT@host[:port]) as `parley relay` prints "
-        "it; repeat for more relays",
-    )
+    add_relays_option(p)
     p.add_argument("--name", help="your display name, used on the first start to create you")
     p.add_argument("--ws", type=int, metavar="PORT", help="serve the WebSocket bot API on PORT")
     p.add_argument(
@@ -112,12 +102,9 @@ def _fail(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for relay in args.relays:
-        try:
-            RelayAddress.parse(relay)
-        except AddressError as e:
-            _fail(str(e))
-            return 2
+    if (error := bad_relay(args.relays)) is not None:
+        _fail(error)
+        return 2
     if args.ws is not None and not 0 <= args.ws < 65536:
         _fail(f"--ws: not a port: {args.ws}")
         return 2
