@@ -607,6 +607,8 @@ class ApiHandler:
         if isinstance(event, cev.InvitationReady):
             self._held.append(event)
             return await self._release_invitations()
+        if isinstance(event, cev.ReceivedContactRequest) and not await self._waiting(event):
+            return []  # auto-accept took it: acceptingContactRequest follows, as in simplex-chat
         user = await self.chat.active_user()
         group = r.event_group(event)
         members: list[cev.Member] = []
@@ -619,6 +621,11 @@ class ApiHandler:
                 members = await self._members_or_none(item.group)
         out = r.event_response(user, event, members, item, current=self.current)
         return [out] if out is not None else []
+
+    async def _waiting(self, event: cev.ReceivedContactRequest) -> bool:
+        """Whether the request still waits for /_accept or /_reject."""
+        requests = await self.chat.contact_requests()
+        return any(x.request_id == event.request.request_id for x in requests)
 
     async def after_command(self) -> list[JsonObject]:
         """Events held back while a command ran that can be sent now."""

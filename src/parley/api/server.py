@@ -114,9 +114,10 @@ class ApiServer:
         invitation_timeout: float = 30.0,
         max_command: int = MAX_COMMAND,
         queue_size: int = QUEUE_SIZE,
+        current: bool = False,
     ) -> None:
         self.chat = chat
-        self.handler = ApiHandler(chat, invitation_timeout)
+        self.handler = ApiHandler(chat, invitation_timeout, current=current)
         self.max_command = max_command
         self.queue_size = queue_size
         self.port = 0
@@ -245,13 +246,16 @@ async def serve_api(
     max_command: int = MAX_COMMAND,
     queue_size: int = QUEUE_SIZE,
     token: str | None = None,
+    current: bool = False,
 ) -> ApiServer:
     """Serve the bot API for `chat` on host:port (port 0: any free port, see `.port`).
 
     The chat may be started already or not (the /_start command starts it). `origins`
     are the browser Origins allowed to connect (clients that send no Origin, such as bots,
     always may). With `token`, only clients that present it may connect; without one,
-    `host` must be a loopback address (else ValueError). Stop with
+    `host` must be a loopback address (else ValueError). `current`: where the two
+    generations of the API reply differently, reply as the current API does (else as the
+    npm client 0.2.x expects). Stop with
     ``await server.close()``; the chat stays open.
     """
     server = ApiServer(
@@ -259,6 +263,7 @@ async def serve_api(
         invitation_timeout=invitation_timeout,
         max_command=max_command,
         queue_size=queue_size,
+        current=current,
     )
     await server.start(host, port, max_frame=max_frame, origins=origins, token=token)
     return server

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parley.protocol.address import AddressError, RelayAddress
+from parley.cli.common import add_command, add_relays_option, bad_relay
 
 DESCRIPTION = """\
 Run a bot script written for SimpleX's official Python library (the simplex-chat package
@@ -23,22 +23,14 @@ Needs the library: pip install simplex-chat
 
 
 def add_parser(commands: Any) -> None:
-    p: argparse.ArgumentParser = commands.add_parser(
+    p = add_command(
+        commands,
         "bot",
-        help="run a bot written for SimpleX's Python library (simplex-chat) on parley",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a bot written for SimpleX's Python library (simplex-chat) on parley",
+        DESCRIPTION,
     )
     p.add_argument("script", type=Path, metavar="SCRIPT.py", help="the bot script")
-    p.add_argument(
-        "-s",
-        "--relay",
-        dest="relays",
-        action="append",
-        required=True,
-        metavar="RELAY_ADDRESS",
-        help="a relay address (parley://FINGERPRINT@host[:port]); repeat for more relays",
-    )
+    add_relays_option(p)
     p.add_argument(
         "script_args",
         nargs="*",
@@ -53,12 +45,10 @@ def _fail(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for relay in args.relays:
-        try:
-            RelayAddress.parse(relay)
-        except AddressError as e:
-            _fail(str(e))
-            return 2
+    problem = bad_relay(args.relays)
+    if problem is not None:
+        _fail(problem)
+        return 2
     script: Path = args.script
     if not script.is_file():
         _fail(f"no such script: {script}")

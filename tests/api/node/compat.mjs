@@ -183,9 +183,6 @@ async function main() {
   await a.apiChatRead(ChatType.Direct, bobId);
 
   // what parley does not do, and mistakes, are refused with chatCmdError
-  check((await a.apiGetUserAddress()) === undefined, "no contact address");
-  const noAddress = await rejects(a.apiCreateUserAddress(), "creating an address");
-  check(/not supported/.test(noAddress.chatError.errorType.message), "why", noAddress);
   const noContact = await rejects(a.apiAddMember(group.groupId, 999, "member"), "unknown contact");
   check(noContact.chatError.storeError.type === "contactNotFound", "contactNotFound", noContact);
   const owner = await rejects(a.apiAddMember(group.groupId, bobId, "owner"), "second owner");
