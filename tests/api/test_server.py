@@ -183,6 +183,13 @@ async def test_contacts_and_messages(
     assert first["chatInfo"] == {"type": "direct", "contact": seen_by_b["contact"]}
     assert first["chatItem"]["chatDir"] == {"type": "directRcv"}
     assert first["chatItem"]["meta"]["itemStatus"] == {"type": "rcvNew"}
+    # each message's delivery settles once: chatItemStatusUpdated with sndSent
+    for text in ("one", "two", "three", "four"):
+        status = await a.event(
+            "chatItemStatusUpdated",
+            lambda e, t=text: e["chatItem"]["chatItem"]["meta"]["itemText"] == t,  # type: ignore[misc]
+        )
+        assert status["chatItem"]["chatItem"]["meta"]["itemStatus"] == {"type": "sndSent"}
     too_long = await a.cmd(f"/_send @{bob} text " + "x" * 20_000)
     assert "too large" in command_error(too_long)
 
