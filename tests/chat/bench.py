@@ -44,9 +44,16 @@ class RecordingAgent:
         self.sent.append((conn_id, body))
         return len(self.sent)
 
-    async def create_connection_async(self, corr_id: str) -> str:
-        self.calls.append(("create", corr_id, ()))
+    async def create_connection_async(self, corr_id: str, contact: bool = False) -> str:
+        self.calls.append(("create", corr_id, (contact,) if contact else ()))
         return f"agent-{next(self._ids)}"
+
+    async def accept_contact_async(self, corr_id: str, inv_id: str, info: bytes) -> str:
+        self.calls.append(("accept", corr_id, (inv_id, info)))
+        return f"agent-{next(self._ids)}"
+
+    async def reject_contact(self, inv_id: str) -> None:
+        self.calls.append(("reject", "", (inv_id,)))
 
     async def join_connection_async(self, corr_id: str, link: str, info: bytes) -> str:
         self.calls.append(("join", corr_id, (link, info)))

@@ -56,6 +56,11 @@ params_by_event: dict[str, st.SearchStrategy[c.Params]] = {
     c.X_GRP_LEAVE: st.just(c.XGrpLeave()),
     c.X_GRP_MEM_DEL: st.builds(c.XGrpMemDel, ids),
     c.X_GRP_DEL: st.just(c.XGrpDel()),
+    c.X_CONTACT: st.builds(c.XContact, profiles, ids),
+    c.X_GRP_MEM_ROLE: st.builds(c.XGrpMemRole, ids, roles),
+    c.X_GRP_LINK_MEM: st.builds(
+        c.XGrpLinkMem, group_profiles, member_infos, st.builds(c.MemberIdRole, ids, roles)
+    ),
 }
 plain_messages = st.builds(c.ChatMessage, ids, st.one_of(*params_by_event.values()))
 params_by_event[c.X_GRP_MSG_FORWARD] = st.builds(c.XGrpMsgForward, ids, plain_messages)
@@ -113,7 +118,7 @@ def test_round_trip_of_each_event(event: str, data: st.DataObject) -> None:
 
 def test_every_event_has_a_params_type() -> None:
     assert set(c.PARAMS_TYPES) == c.EVENTS == set(params_by_event)
-    assert len(c.EVENTS) == 16
+    assert len(c.EVENTS) == 19
     constants = {v for k, v in vars(c).items() if k.startswith("X_") and isinstance(v, str)}
     assert constants == c.EVENTS
     for event, cls in c.PARAMS_TYPES.items():

@@ -10,7 +10,7 @@ import logging
 import sqlite3
 
 from parley.agent import events as aev
-from parley.chat import connections, store, views
+from parley.chat import addresses, connections, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Completion, Effects, create_call, join_call
 from parley.chat.model import (
@@ -20,11 +20,13 @@ from parley.chat.model import (
     CT_READY,
     D_RCV,
     D_SND,
+    FN_ADDRESS_JOINED,
     FN_CONTACT_INVITATION_CREATED,
     FN_CONTACT_JOINED,
     K_CONTACT,
     ChatError,
 )
+from parley.protocol import agent as ap
 from parley.protocol import chat as cp
 
 log = logging.getLogger(__name__)
@@ -64,12 +66,30 @@ def invitation_created(c: sqlite3.Connection, k: Completion) -> Effects:
 
 
 def connect(c: sqlite3.Connection, user: store.UserRow, link: str) -> tuple[int, Effects]:
-    """`/c LINK`: join the link with our profile (`x.info`); the contact comes on CON."""
+    """`/c LINK`: join the link with our profile (`x.info`); the contact comes on CON.
+    Through a contact address (or a group link) the profile goes in a request
+    (`x.contact`, with the id we keep for that address); the owner accepts it, or not."""
     conn = store.insert_connection(c, K_CONTACT)
     fx = Effects()
-    info = cp.make(cp.XInfo(cp.Profile(user.display_name, user.full_name)))
+    profile = cp.Profile(user.display_name, user.full_name)
+    if ap.is_contact_link(link):
+        link = link.strip()
+        x_id = store.connection_x_contact_id(c, link) or cp.new_member_id()
+        store.set_connection(c, conn, link=link, x_contact_id=x_id)
+        request = cp.make(cp.XContact(profile, x_id))
+        fx.call(c, user.user_id, conn, FN_ADDRESS_JOINED, {}, join_call(link, request))
+        return conn, fx
+    info = cp.make(cp.XInfo(profile))
     fx.call(c, user.user_id, conn, FN_CONTACT_JOINED, {}, join_call(link, info))
     return conn, fx
+
+
+def address_joined(c: sqlite3.Connection, k: Completion) -> Effects:
+    """Continuation of a JOIN of someone's address: the request is sent (the contact comes
+    with the owner's CONF, if it accepts), or it could not be (a deleted address, say)."""
+    if not isinstance(k.event, aev.Ok):
+        return connections.fail(c, k.connection_id, k.reason)
+    return Effects()
 
 
 def contact_for(
@@ -119,7 +139,10 @@ def connection_ready(
     store.set_contact_status(c, contact_id, CT_READY)
     contact = store.contact_by_id(c, contact_id)
     assert contact is not None
-    return Effects(events=[cev.ContactConnected(views.contact(contact))], label="con:contact")
+    fx = Effects(events=[cev.ContactConnected(views.contact(contact))], label="con:contact")
+    if conn.agent_conn_id is not None:
+        addresses.welcome_on_connect(c, user, contact_id, conn.agent_conn_id, fx)
+    return fx
 
 
 def send_message(

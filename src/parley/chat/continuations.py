@@ -14,10 +14,12 @@ from collections.abc import Callable
 import msgspec
 
 from parley.agent import events as aev
-from parley.chat import contacts, groups, handshake, introductions, store
+from parley.chat import addresses, contacts, groups, handshake, introductions, store
 from parley.chat.effects import Completion, Effects
 from parley.chat.model import (
     CMD_FINISHED,
+    FN_ADDRESS_CREATED,
+    FN_ADDRESS_JOINED,
     FN_ALLOWED,
     FN_CONTACT_INVITATION_CREATED,
     FN_CONTACT_JOINED,
@@ -25,6 +27,7 @@ from parley.chat.model import (
     FN_INTRO_LINK_CREATED,
     FN_JOINED,
     FN_MEMBER_INVITATION_CREATED,
+    FN_REQUEST_ACCEPTED,
 )
 
 Continuation = Callable[[sqlite3.Connection, Completion], Effects]
@@ -38,6 +41,9 @@ CONTINUATIONS: dict[str, Continuation] = {
     FN_ALLOWED: handshake.allowed,  # ALLOW of a CONF (seed #1419, #1486, #1495)
     FN_MEMBER_INVITATION_CREATED: groups.member_invitation_created,  # CREATE (seed #756)
     FN_INTRO_LINK_CREATED: introductions.intro_link_created,  # CREATE (seed #2112)
+    FN_ADDRESS_CREATED: addresses.created,  # CREATE of our address or a group link
+    FN_ADDRESS_JOINED: contacts.address_joined,  # JOIN of someone's address: request sent
+    FN_REQUEST_ACCEPTED: handshake.joined,  # ACCEPT of a request: wait for INFO
 }
 
 

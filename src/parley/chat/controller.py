@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from parley.agent import Agent, AgentConfig, AgentError, PendingReport
 from parley.agent import events as aev
-from parley.chat import contacts, groups, handshake, inbox, recovery, store, views
+from parley.chat import addresses, contacts, groups, handshake, inbox, recovery, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Effects
 from parley.chat.engine import Engine
@@ -155,10 +155,10 @@ class ChatController:
     async def connect(self, link: str) -> int:
         """Join a contact's invitation link (`/c LINK`); ContactConnected follows."""
         user = await self._user()
-        from parley.protocol.agent import EnvelopeError, decode_invitation_link
+        from parley.protocol.agent import EnvelopeError, check_link
 
         try:
-            decode_invitation_link(link)
+            check_link(link)
         except EnvelopeError as e:
             raise ChatError(str(e)) from e
         return await self._change(lambda c: contacts.connect(c, user, link))
@@ -188,37 +188,63 @@ class ChatController:
 
     async def create_address(self, timeout: float = 30.0) -> str:
         """Our long-term contact address (`/ad`): a link many people can use; the same
-        one after restarts, until `delete_address`. UserContactLinkCreated follows."""
-        raise NotImplementedError
+        one after restarts, until `delete_address`. UserContactLinkCreated follows.
+        ChatError if the relay did not answer within `timeout` (the link is made later,
+        and UserContactLinkCreated says so) or if there is an address already."""
+        user = await self._user()
+        return await self._make_link(lambda c: addresses.create(c, user), timeout)
+
+    async def _make_link(
+        self, tx: Callable[[sqlite3.Connection], tuple[int, Effects]], timeout: float
+    ) -> str:
+        async with self._lock:
+            link_id, fx = await self._db.run(tx)
+            fut = self._engine.waiter(addresses.address_key(link_id))
+            await self._engine.perform(fx)
+        link = await self._engine.wait(fut, timeout)
+        if not isinstance(link, str):
+            raise ChatError("the link is not made yet (is the relay reachable?); it follows")
+        return link
 
     async def show_address(self) -> cev.AddressView | None:
         """The address (`/sa`), with its auto-accept setting; None if there is none."""
-        raise NotImplementedError
+        user = await self._user()
+        return await self._read(lambda c: addresses.show(c, user))
 
     async def delete_address(self) -> None:
         """Delete the address (`/da`): its link stops working; contacts made stay."""
-        raise NotImplementedError
+        user = await self._user()
+        await self._change(lambda c: (None, addresses.delete(c, user)))
 
     async def set_auto_accept(self, on: bool, welcome: str | None = None) -> cev.AddressView:
         """Accept contact requests automatically (`/auto_accept on|off [welcome]`), and
         send `welcome` to each new contact once connected."""
-        raise NotImplementedError
+        user = await self._user()
+        if welcome is not None:
+            text_message(welcome)  # can it be sent?
+        return await self._read(lambda c: addresses.set_auto_accept(c, user, on, welcome))
 
     async def contact_requests(self) -> list[cev.ContactRequestView]:
         """Contact requests waiting for an answer."""
-        raise NotImplementedError
+        user = await self._user()
+        return await self._read(lambda c: addresses.pending(c, user))
 
     async def accept_contact_request(self, request_id: int) -> cev.Contact:
         """Accept a contact request (`/ac NAME`): ContactConnected follows."""
-        raise NotImplementedError
+        user = await self._user()
+        return await self._change(lambda c: addresses.accept(c, user, request_id))
 
     async def reject_contact_request(self, request_id: int) -> None:
         """Reject a contact request (`/rc NAME`)."""
-        raise NotImplementedError
+        user = await self._user()
+        await self._change(lambda c: (None, addresses.reject(c, user, request_id)))
 
     async def contact_request_named(self, name: str) -> cev.ContactRequestView:
         """The waiting contact request with this local name (what `/ac NAME` names)."""
-        raise NotImplementedError
+        user = await self._user()
+        return await self._read(
+            lambda c: addresses.request_view(addresses.request_named(c, user, name))
+        )
 
     # ------------------------------------------------------------ groups
 
@@ -351,6 +377,8 @@ class ChatController:
         match e.event:
             case aev.Conf(conf_id, info):
                 await self._apply(lambda c: handshake.on_conf(c, e.conn_id, conf_id, info))
+            case aev.Req(inv_id, info):
+                await self._apply(lambda c: addresses.on_request(c, e.conn_id, inv_id, info))
             case aev.Info(info):
                 await self._on_info(e.conn_id, info)
             case aev.Con():

@@ -18,7 +18,7 @@ from typing import Any
 from parley.agent import events as aev
 from parley.chat import events as cev
 from parley.chat import store
-from parley.chat.model import OP_ALLOW, OP_CREATE, OP_JOIN
+from parley.chat.model import OP_ACCEPT, OP_ALLOW, OP_CREATE, OP_JOIN
 from parley.protocol import chat as cp
 
 
@@ -31,11 +31,13 @@ class Effects:
     events: list[cev.ChatEvent] = field(default_factory=list)
     waiters: list[tuple[str, object]] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)  # agent connections to delete
+    rejects: list[str] = field(default_factory=list)  # agent contact requests to reject
     label: str = ""  # names the step, for crash points in tests
 
     def merge(self, other: Effects) -> Effects:
         self.label = self.label or other.label
         self.deletes += other.deletes
+        self.rejects += other.rejects
         self.outbox += other.outbox
         self.commands += other.commands
         self.events += other.events
@@ -81,8 +83,12 @@ class Effects:
 # the agent calls a continuation waits for (stored as JSON with it)
 
 
-def create_call() -> dict[str, Any]:
-    return {"op": OP_CREATE}
+def create_call(contact: bool = False) -> dict[str, Any]:
+    return {"op": OP_CREATE, "contact": True} if contact else {"op": OP_CREATE}
+
+
+def accept_call(inv_id: str, info: cp.ChatMessage) -> dict[str, Any]:
+    return {"op": OP_ACCEPT, "inv": inv_id, "info": b64(cp.encode_chat_message(info))}
 
 
 def join_call(link: str, info: cp.ChatMessage) -> dict[str, Any]:

@@ -32,7 +32,9 @@ class AgentCalls(Protocol):
     """The agent calls the engine makes (`parley.agent.Agent` has them)."""
 
     async def send_message(self, conn_id: str, body: bytes) -> int: ...
-    async def create_connection_async(self, corr_id: str) -> str: ...
+    async def create_connection_async(self, corr_id: str, contact: bool = False) -> str: ...
+    async def accept_contact_async(self, corr_id: str, inv_id: str, info: bytes) -> str: ...
+    async def reject_contact(self, inv_id: str) -> None: ...
     async def join_connection_async(self, corr_id: str, link: str, info: bytes) -> str: ...
     async def allow_connection_async(
         self, corr_id: str, conn_id: str, conf_id: str, info: bytes
@@ -65,6 +67,9 @@ class Engine:
             await self._issue(command_id)
         for agent_conn in fx.deletes:
             await self.delete_agent_connection(agent_conn)
+        for inv_id in fx.rejects:
+            with contextlib.suppress(AgentError):  # answered before a crash
+                await self._agent.reject_contact(inv_id)
         for e in fx.events:
             self._publish(e)
         for key, value in fx.waiters:
@@ -103,8 +108,14 @@ class Engine:
         conn_id: str | None = None
         try:
             match call["op"]:
+                case model.OP_CREATE if call.get("contact"):
+                    conn_id = await self._agent.create_connection_async(command_id, contact=True)
                 case model.OP_CREATE:
                     conn_id = await self._agent.create_connection_async(command_id)
+                case model.OP_ACCEPT:
+                    conn_id = await self._agent.accept_contact_async(
+                        command_id, call["inv"], unb64(call["info"])
+                    )
                 case model.OP_JOIN:
                     conn_id = await self._agent.join_connection_async(
                         command_id, call["link"], unb64(call["info"])

@@ -81,6 +81,17 @@ C_DELETED: Final = "deleted"
 K_CONTACT: Final = "contact"
 K_MEMBER_GROUP: Final = "member_group"
 K_MEMBER_DIRECT: Final = "member_direct"
+K_ADDRESS: Final = "address"  # our contact address or a group's link (many join it)
+
+# long-term links (`user_contact_links`) and the requests received on them
+L_CREATING: Final = "creating"  # the agent is making the link
+L_ACTIVE: Final = "active"
+L_DELETED: Final = "deleted"
+R_PENDING: Final = "pending"  # waiting for /ac or /rc
+R_ACCEPTED: Final = "accepted"
+R_REJECTED: Final = "rejected"
+R_KNOWN: Final = "known"  # from someone who is a contact already: not a new contact
+R_GROUP: Final = "group"  # on a group link: accepted as a member
 
 # contact statuses
 CT_CONNECTING: Final = "connecting"
@@ -146,11 +157,15 @@ FN_JOINED: Final = "joined"  # an introduced member's links (step 6)
 FN_ALLOWED: Final = "allowed"
 FN_MEMBER_INVITATION_CREATED: Final = "member_invitation_created"
 FN_INTRO_LINK_CREATED: Final = "intro_link_created"
+FN_ADDRESS_CREATED: Final = "address_created"  # CREATE of our address or a group link
+FN_ADDRESS_JOINED: Final = "address_joined"  # JOIN of someone's address: request sent
+FN_REQUEST_ACCEPTED: Final = "request_accepted"  # ACCEPT of a contact request
 
 # agent calls stored with a continuation (`agent_call` JSON, key "op")
 OP_CREATE: Final = "create"
 OP_JOIN: Final = "join"
 OP_ALLOW: Final = "allow"
+OP_ACCEPT: Final = "accept"
 
 # corr ids of agent commands that have no continuation
 ACK_PREFIX: Final = "ack:"

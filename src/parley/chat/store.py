@@ -175,6 +175,39 @@ MIGRATIONS = [
     """
     ALTER TABLE introductions ADD COLUMN retry_delay REAL;
     """,
+    # long-term addresses: the user's contact address (group_id NULL) and group links;
+    # the requests received on them; the id a requester keeps for an address
+    """
+    CREATE TABLE user_contact_links (
+        link_id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(user_id),
+        group_id INTEGER REFERENCES groups(group_id) ON DELETE CASCADE,
+        connection_id INTEGER NOT NULL,
+        link TEXT,
+        role TEXT,
+        auto_accept INTEGER NOT NULL DEFAULT 0,
+        welcome TEXT,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE contact_requests (
+        request_id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(user_id),
+        link_id INTEGER NOT NULL REFERENCES user_contact_links(link_id),
+        agent_inv_id TEXT NOT NULL UNIQUE,
+        x_contact_id TEXT,
+        local_name TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        full_name TEXT NOT NULL DEFAULT '',
+        contact_id INTEGER,
+        welcome TEXT,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE connections ADD COLUMN x_contact_id TEXT;
+    """,
 ]
 
 
@@ -246,6 +279,36 @@ class IntroRow(msgspec.Struct):
     created_at: float
 
 
+class LinkRow(msgspec.Struct):
+    """A long-term link: the user's contact address (group_id None) or a group's link."""
+
+    link_id: int
+    user_id: int
+    group_id: int | None
+    connection_id: int
+    link: str | None
+    role: str | None
+    auto_accept: bool
+    welcome: str | None
+    status: str
+    created_at: float
+
+
+class RequestRow(msgspec.Struct):
+    request_id: int
+    user_id: int
+    link_id: int
+    agent_inv_id: str
+    x_contact_id: str | None
+    local_name: str
+    display_name: str
+    full_name: str
+    contact_id: int | None
+    welcome: str | None
+    status: str
+    created_at: float
+
+
 class CommandRow(msgspec.Struct):
     command_id: str
     user_id: int
@@ -293,8 +356,29 @@ _ITEM_COLS = (
     "item_id, direction, text, status, created_at, contact_id, group_id, author_member, "
     "shared_msg_id"
 )
+_LINK_COLS = (
+    "link_id, user_id, group_id, connection_id, link, role, auto_accept, welcome, status, "
+    "created_at"
+)
+_REQUEST_COLS = (
+    "request_id, user_id, link_id, agent_inv_id, x_contact_id, local_name, display_name, "
+    "full_name, contact_id, welcome, status, created_at"
+)
 # the columns the `set_*` helpers may change (callers name them as keywords)
-_CONN_FIELDS = frozenset({"agent_conn_id", "contact_id", "status", "link", "last_error"})
+_CONN_FIELDS = frozenset(
+    {
+        "agent_conn_id",
+        "contact_id",
+        "status",
+        "link",
+        "last_error",
+        "x_contact_id",
+        "kind",
+        "member_row",
+    }
+)
+_LINK_FIELDS = frozenset({"link", "role", "auto_accept", "welcome", "status"})
+_REQUEST_FIELDS = frozenset({"status", "contact_id", "welcome"})
 _MEMBER_FIELDS = frozenset({"status", "display_name", "full_name", "last_error"})
 _INTRO_FIELDS = frozenset({"status", "group_link", "direct_link", "last_error"})
 _GONE = tuple(GONE_MEMBER)
@@ -683,6 +767,180 @@ def insert_connection(
 
 def set_connection(c: sqlite3.Connection, connection_id: int, **fields: object) -> None:
     _set(c, "connections", "connection_id", _CONN_FIELDS, connection_id, fields)
+
+
+def connection_x_contact_id(c: sqlite3.Connection, link: str) -> str | None:
+    """The id we sent with an earlier request to the contact address `link`, if any."""
+    r = c.execute(
+        "SELECT x_contact_id FROM connections WHERE link = ? AND x_contact_id IS NOT NULL "
+        "ORDER BY connection_id DESC",
+        (link,),
+    ).fetchone()
+    return r[0] if r else None
+
+
+# ---------------------------------------------------------------- addresses and group links
+
+
+def _link_row(r: tuple[object, ...] | None) -> LinkRow | None:
+    if r is None:
+        return None
+    row = LinkRow(*r)  # type: ignore[arg-type]
+    row.auto_accept = bool(row.auto_accept)
+    return row
+
+
+def insert_contact_link(
+    c: sqlite3.Connection,
+    user_id: int,
+    connection_id: int,
+    status: str,
+    group_id: int | None = None,
+    role: str | None = None,
+) -> int:
+    t = now()
+    cur = c.execute(
+        "INSERT INTO user_contact_links (user_id, group_id, connection_id, role, status, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (user_id, group_id, connection_id, role, status, t, t),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def contact_link(c: sqlite3.Connection, link_id: int) -> LinkRow | None:
+    r = c.execute(f"SELECT {_LINK_COLS} FROM user_contact_links WHERE link_id = ?", (link_id,))
+    return _link_row(r.fetchone())
+
+
+def user_address(c: sqlite3.Connection, user_id: int, dead: str) -> LinkRow | None:
+    """The user's contact address, unless its status is `dead`."""
+    r = c.execute(
+        f"SELECT {_LINK_COLS} FROM user_contact_links WHERE user_id = ? AND group_id IS NULL "
+        "AND status != ? ORDER BY link_id DESC",
+        (user_id, dead),
+    )
+    return _link_row(r.fetchone())
+
+
+def group_link(c: sqlite3.Connection, group_id: int, dead: str) -> LinkRow | None:
+    """The group's link, unless its status is `dead`."""
+    r = c.execute(
+        f"SELECT {_LINK_COLS} FROM user_contact_links WHERE group_id = ? AND status != ? "
+        "ORDER BY link_id DESC",
+        (group_id, dead),
+    )
+    return _link_row(r.fetchone())
+
+
+def contact_link_by_connection(c: sqlite3.Connection, connection_id: int) -> LinkRow | None:
+    r = c.execute(
+        f"SELECT {_LINK_COLS} FROM user_contact_links WHERE connection_id = ?", (connection_id,)
+    )
+    return _link_row(r.fetchone())
+
+
+def set_contact_link(c: sqlite3.Connection, link_id: int, **fields: object) -> None:
+    _set(c, "user_contact_links", "link_id", _LINK_FIELDS, link_id, fields)
+
+
+def insert_contact_request(
+    c: sqlite3.Connection,
+    user_id: int,
+    link_id: int,
+    agent_inv_id: str,
+    x_contact_id: str | None,
+    display_name: str,
+    full_name: str,
+    status: str,
+    contact_id: int | None = None,
+) -> int:
+    """A request received on an address, named uniquely among contacts and pending
+    requests (`alice`, `alice_2`...)."""
+    name, n = display_name, 1
+    while c.execute(
+        "SELECT 1 FROM contacts WHERE user_id = ? AND local_name = ? UNION "
+        "SELECT 1 FROM contact_requests WHERE user_id = ? AND local_name = ? AND status = ?",
+        (user_id, name, user_id, name, status),
+    ).fetchone():
+        n += 1
+        name = f"{display_name}_{n}"
+    t = now()
+    cur = c.execute(
+        "INSERT INTO contact_requests (user_id, link_id, agent_inv_id, x_contact_id, "
+        "local_name, display_name, full_name, contact_id, status, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            user_id,
+            link_id,
+            agent_inv_id,
+            x_contact_id,
+            name,
+            display_name,
+            full_name,
+            contact_id,
+            status,
+            t,
+            t,
+        ),
+    )
+    assert cur.lastrowid is not None
+    return cur.lastrowid
+
+
+def contact_request(c: sqlite3.Connection, request_id: int) -> RequestRow | None:
+    r = c.execute(
+        f"SELECT {_REQUEST_COLS} FROM contact_requests WHERE request_id = ?", (request_id,)
+    ).fetchone()
+    return RequestRow(*r) if r else None
+
+
+def contact_request_by_inv(c: sqlite3.Connection, agent_inv_id: str) -> RequestRow | None:
+    r = c.execute(
+        f"SELECT {_REQUEST_COLS} FROM contact_requests WHERE agent_inv_id = ?", (agent_inv_id,)
+    ).fetchone()
+    return RequestRow(*r) if r else None
+
+
+def contact_requests_with_status(
+    c: sqlite3.Connection, user_id: int, status: str
+) -> list[RequestRow]:
+    rows = c.execute(
+        f"SELECT {_REQUEST_COLS} FROM contact_requests WHERE user_id = ? AND status = ? "
+        "ORDER BY request_id",
+        (user_id, status),
+    )
+    return [RequestRow(*r) for r in rows]
+
+
+def contact_of_x_contact_id(
+    c: sqlite3.Connection, user_id: int, link_id: int, x_contact_id: str
+) -> int | None:
+    """A live contact made from an earlier request with this id on the same address."""
+    r = c.execute(
+        "SELECT r.contact_id FROM contact_requests r JOIN contacts k USING (contact_id) "
+        "WHERE r.user_id = ? AND r.link_id = ? AND r.x_contact_id = ? AND k.status != ? "
+        "ORDER BY r.request_id DESC",
+        (user_id, link_id, x_contact_id, CT_DELETED),
+    ).fetchone()
+    return r[0] if r else None
+
+
+def set_contact_request(c: sqlite3.Connection, request_id: int, **fields: object) -> None:
+    _set(c, "contact_requests", "request_id", _REQUEST_FIELDS, request_id, fields)
+
+
+def take_welcome(c: sqlite3.Connection, contact_id: int) -> str | None:
+    """The welcome message waiting for the contact's connection, once (then it is gone)."""
+    r = c.execute(
+        "SELECT request_id, welcome FROM contact_requests WHERE contact_id = ? "
+        "AND welcome IS NOT NULL ORDER BY request_id DESC",
+        (contact_id,),
+    ).fetchone()
+    if r is None:
+        return None
+    c.execute("UPDATE contact_requests SET welcome = NULL WHERE request_id = ?", (r[0],))
+    return str(r[1])
 
 
 # ---------------------------------------------------------------- introductions

@@ -41,6 +41,7 @@ MAX_FULL_NAME_LENGTH: Final = 200
 
 X_INFO: Final = "x.info"
 X_OK: Final = "x.ok"
+X_CONTACT: Final = "x.contact"
 X_MSG_NEW: Final = "x.msg.new"
 X_GRP_INV: Final = "x.grp.inv"
 X_GRP_ACPT: Final = "x.grp.acpt"
@@ -55,11 +56,15 @@ X_GRP_MSG_FORWARD: Final = "x.grp.msg.forward"
 X_GRP_LEAVE: Final = "x.grp.leave"
 X_GRP_MEM_DEL: Final = "x.grp.mem.del"
 X_GRP_DEL: Final = "x.grp.del"
+X_GRP_MEM_ROLE: Final = "x.grp.mem.role"
+X_GRP_LINK_MEM: Final = "x.grp.link.mem"
 
 # Events a member broadcasts to the whole group, which the host therefore forwards (inside
 # x.grp.msg.forward) to members not yet connected to the author. The codec accepts any
 # non-forward event inside a forward; receivers act only on these and ignore the rest.
-FORWARDABLE_EVENTS: Final = frozenset({X_MSG_NEW, X_GRP_LEAVE, X_GRP_MEM_DEL, X_GRP_DEL})
+FORWARDABLE_EVENTS: Final = frozenset(
+    {X_MSG_NEW, X_GRP_LEAVE, X_GRP_MEM_DEL, X_GRP_DEL, X_GRP_MEM_ROLE, X_INFO}
+)
 
 MemberRole: TypeAlias = Literal["owner", "admin", "member", "observer"]
 # from the least to the most powerful
@@ -209,6 +214,18 @@ class XOk(_Wire, frozen=True):
     profile: Profile
 
 
+class XContact(_Wire, frozen=True):
+    """The requester's info in a request to a contact address: its profile, and an id it
+    keeps for that address (the same in a repeated request, so the owner knows it)."""
+
+    event: ClassVar[str] = X_CONTACT
+    profile: Profile
+    x_contact_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.x_contact_id, "xContactId")
+
+
 class XMsgNew(_Wire, frozen=True):
     event: ClassVar[str] = X_MSG_NEW
     content: MsgContent
@@ -330,9 +347,31 @@ class XGrpDel(_Wire, frozen=True):
     event: ClassVar[str] = X_GRP_DEL
 
 
+class XGrpMemRole(_Wire, frozen=True):
+    """A member's new role, announced by an owner or admin to the group."""
+
+    event: ClassVar[str] = X_GRP_MEM_ROLE
+    member_id: str
+    role: MemberRole
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
+class XGrpLinkMem(_Wire, frozen=True):
+    """(the host, to a member who joined through the group link) the host's own member
+    profile in the group, and the member's id and role; sent first on the connection."""
+
+    event: ClassVar[str] = X_GRP_LINK_MEM
+    group_profile: GroupProfile
+    from_member: MemberInfo
+    invited_member: MemberIdRole
+
+
 Params: TypeAlias = (
     XInfo
     | XOk
+    | XContact
     | XMsgNew
     | XGrpInv
     | XGrpAcpt
@@ -347,11 +386,14 @@ Params: TypeAlias = (
     | XGrpLeave
     | XGrpMemDel
     | XGrpDel
+    | XGrpMemRole
+    | XGrpLinkMem
 )
 
 _PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
     XInfo,
     XOk,
+    XContact,
     XMsgNew,
     XGrpInv,
     XGrpAcpt,
@@ -366,6 +408,8 @@ _PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
     XGrpLeave,
     XGrpMemDel,
     XGrpDel,
+    XGrpMemRole,
+    XGrpLinkMem,
 )
 
 # event name -> params type
