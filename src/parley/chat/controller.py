@@ -311,7 +311,8 @@ class ChatController:
     async def set_member_role(self, group_name: str, member_name: str, role: str) -> cev.Member:
         """Change a member's role (`/mr #g NAME ROLE`): owners and admins, for members
         below their own role, to a role not above it; announced (x.grp.mem.role)."""
-        raise NotImplementedError
+        user = await self._user()
+        return await self._change(lambda c: groups.set_role(c, user, group_name, member_name, role))
 
     # ------------------------------------------------------------ group links
 

@@ -80,6 +80,27 @@ def member_named(c: sqlite3.Connection, group_id: int, name: str) -> store.Membe
     raise ChatError(f"no member {name}")
 
 
+def rank(role: str) -> int:
+    """owner > admin > member > observer (an unknown role ranks lowest)."""
+    return cp.MEMBER_ROLES.index(role) if role in cp.MEMBER_ROLES else -1
+
+
+ADMIN_RANK = cp.MEMBER_ROLES.index("admin")
+
+
+def may_manage(actor_role: str, target_role: str, new_role: str | None = None) -> str | None:
+    """Why a member with `actor_role` may not remove a member with `target_role` (or
+    change its role to `new_role`), or None if it may: admins and owners manage members
+    below their own role, and give roles not above their own."""
+    if rank(actor_role) < ADMIN_RANK:
+        return f"a {actor_role} cannot manage members (admins and owners can)"
+    if rank(target_role) >= rank(actor_role) and actor_role != "owner":
+        return f"a {actor_role} cannot manage a member whose role is {target_role}"
+    if new_role is not None and rank(new_role) > rank(actor_role):
+        return f"a {actor_role} cannot give the role {new_role}"
+    return None
+
+
 def _creator(c: sqlite3.Connection, group: store.GroupRow, may: str) -> store.MemberRow:
     me = store.user_member(c, group.group_id)
     if me.status != M_CREATOR:
@@ -258,6 +279,8 @@ def send_message(
     group = named(c, user, group_name)
     if group.status != G_ACTIVE:
         raise ChatError(f"#{group.local_name} is {group.status}: cannot send")
+    if store.user_member(c, group.group_id).role == "observer":
+        raise ChatError(f"#{group.local_name}: you are an observer: you cannot send messages")
     item_id = store.insert_item(c, user.user_id, D_SND, text, msg.msg_id, group_id=group.group_id)
     body = cp.encode_chat_message(msg)
     fx = Effects()
@@ -310,8 +333,13 @@ def remove_member(
     """(creator) remove a member: tell everyone. Returns the member's agent connections,
     to delete once that is sent."""
     group = named(c, user, group_name)
-    _creator(c, group, "remove members")
+    me = store.user_member(c, group.group_id)
     target = member_named(c, group.group_id, member_name)
+    why = may_manage(me.role, target.role)
+    if why is not None:
+        raise ChatError(f"#{group.local_name}: you cannot remove {member_name}: {why}")
+    if target.status in (M_REMOVED, M_LEFT):
+        raise ChatError(f"#{group.local_name}: {member_name} is not a member any more")
     fx = Effects()
     _to_all(c, group.group_id, cp.make(cp.XGrpMemDel(target.member_id)), fx)
     store.set_member(c, target.member_row, status=M_REMOVED)
@@ -327,6 +355,8 @@ def remove_member(
 def received_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """`x.msg.new` from a member; the host passes it on to those not connected to it."""
     assert isinstance(g.msg.params, cp.XMsgNew)
+    if g.sender.role == "observer":
+        return refused(c, g.group_id, g.sender, "observers cannot send messages")
     text = g.msg.params.content.text
     item_id = store.insert_item(
         c,
@@ -341,6 +371,15 @@ def received_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if g.me.status == M_CREATOR:
         _forward(c, g.group_id, g.sender, g.msg, fx)
     return fx
+
+
+def refused(c: sqlite3.Connection, group_id: int, sender: store.MemberRow, why: str) -> Effects:
+    """A member sent what its role does not allow: dropped, and said so."""
+    log.info("refused a message from %s: %s", sender.display_name, why)
+    event = cev.GroupMessageRefused(
+        views.group(c, group_id), views.member(c, sender.member_row), why
+    )
+    return Effects(events=[event])
 
 
 def _forward(
@@ -369,10 +408,19 @@ def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     assert isinstance(g.msg.params, cp.XGrpMsgForward)
     author_id, inner = g.msg.params.member_id, g.msg.params.msg
     author = store.member_by_id(c, g.group_id, author_id)
-    if author is None or not isinstance(inner.params, cp.XMsgNew):
+    if author is None or author.category == CAT_USER:  # never our own words back
+        return Effects()
+    if not isinstance(inner.params, cp.XMsgNew | cp.XGrpMemDel | cp.XGrpMemRole):
         return Effects()
     if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
         return Effects()
+    if not isinstance(inner.params, cp.XMsgNew):
+        as_author = GroupMessage(g.user, g.conn, author, g.group, g.me, inner)
+        if isinstance(inner.params, cp.XGrpMemDel):
+            return member_deleted(c, as_author)
+        return member_role_changed(c, as_author)
+    if author.role == "observer":
+        return refused(c, g.group_id, author, "observers cannot send messages")
     item_id = store.insert_item(
         c,
         g.user.user_id,
@@ -421,19 +469,80 @@ def member_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """`x.grp.mem.del` from the host: a member, or we, removed."""
     assert isinstance(g.msg.params, cp.XGrpMemDel)
     member_id = g.msg.params.member_id
+    target_row = (
+        g.me if member_id == g.me.member_id else store.member_by_id(c, g.group_id, member_id)
+    )
+    if target_row is None:
+        return Effects()
+    why = may_manage(g.sender.role, target_row.role)
+    if why is not None:
+        return refused(c, g.group_id, g.sender, f"x.grp.mem.del refused: {why}")
     gview = views.group(c, g.group_id)
+    fx = Effects()
+    if g.me.status == M_CREATOR:  # the host passes it on to those not connected to the sender
+        _forward(c, g.group_id, g.sender, g.msg, fx)
     if member_id == g.me.member_id:
         store.set_member(c, g.me.member_row, status=M_REMOVED)
         store.set_group_status(c, g.group_id, G_REMOVED)
-        return Effects(events=[cev.UserRemoved(gview, views.member(c, g.sender.member_row))])
-    target = store.member_by_id(c, g.group_id, member_id)
+        fx.events.append(cev.UserRemoved(gview, views.member(c, g.sender.member_row)))
+        return fx
+    if target_row.status == M_REMOVED:
+        return fx
+    store.set_member(c, target_row.member_row, status=M_REMOVED)
+    removed = cev.MemberRemoved(
+        gview, views.member(c, target_row.member_row), views.member(c, g.sender.member_row)
+    )
+    fx.events.append(removed)
+    return fx
+
+
+def set_role(
+    c: sqlite3.Connection, user: store.UserRow, group_name: str, member_name: str, role: str
+) -> tuple[cev.Member, Effects]:
+    """`/mr #g NAME ROLE`: change a member's role; announced (x.grp.mem.role)."""
+    group = named(c, user, group_name)
+    if role not in cp.MEMBER_ROLES:
+        raise ChatError(f"unknown role {role} (owner, admin, member or observer)")
+    me = store.user_member(c, group.group_id)
+    target = member_named(c, group.group_id, member_name)
+    why = may_manage(me.role, target.role, role)
+    if why is not None:
+        raise ChatError(f"#{group.local_name}: you cannot change the role of {member_name}: {why}")
+    old = target.role
+    store.set_member(c, target.member_row, role=role)
+    fx = Effects()
+    _to_all(c, group.group_id, cp.make(cp.XGrpMemRole(target.member_id, member_role(role))), fx)
+    view = views.member(c, target.member_row)
+    fx.events.append(cev.MemberRoleUpdated(views.group(c, group.group_id), view, old, role, None))
+    return view, fx
+
+
+def member_role_changed(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.mem.role` from an admin or owner (checked here, as the sender did)."""
+    assert isinstance(g.msg.params, cp.XGrpMemRole)
+    member_id, role = g.msg.params.member_id, g.msg.params.role
+    target = g.me if member_id == g.me.member_id else store.member_by_id(c, g.group_id, member_id)
     if target is None:
         return Effects()
-    store.set_member(c, target.member_row, status=M_REMOVED)
-    removed = cev.MemberRemoved(
-        gview, views.member(c, target.member_row), views.member(c, g.sender.member_row)
+    why = may_manage(g.sender.role, target.role, role)
+    if why is not None:
+        return refused(c, g.group_id, g.sender, f"x.grp.mem.role refused: {why}")
+    fx = Effects()
+    if g.me.status == M_CREATOR:
+        _forward(c, g.group_id, g.sender, g.msg, fx)
+    if target.role == role:
+        return fx
+    store.set_member(c, target.member_row, role=role)
+    fx.events.append(
+        cev.MemberRoleUpdated(
+            views.group(c, g.group_id),
+            views.member(c, target.member_row),
+            target.role,
+            role,
+            views.member(c, g.sender.member_row),
+        )
     )
-    return Effects(events=[removed])
+    return fx
 
 
 def group_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:

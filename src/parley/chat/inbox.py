@@ -50,7 +50,8 @@ GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
     cp.XGrpMemCon: (Sender.TO_HOST, introductions.member_con),
     cp.XGrpMemConAll: (Sender.TO_HOST, introductions.member_con_all),
     cp.XGrpLeave: (Sender.ANY, groups.member_left),
-    cp.XGrpMemDel: (Sender.HOST, groups.member_deleted),
+    cp.XGrpMemDel: (Sender.ANY, groups.member_deleted),  # the roles are checked there
+    cp.XGrpMemRole: (Sender.ANY, groups.member_role_changed),
     cp.XGrpDel: (Sender.HOST, groups.group_deleted),
 }
 

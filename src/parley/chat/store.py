@@ -379,7 +379,7 @@ _CONN_FIELDS = frozenset(
 )
 _LINK_FIELDS = frozenset({"link", "role", "auto_accept", "welcome", "status"})
 _REQUEST_FIELDS = frozenset({"status", "contact_id", "welcome"})
-_MEMBER_FIELDS = frozenset({"status", "display_name", "full_name", "last_error"})
+_MEMBER_FIELDS = frozenset({"status", "display_name", "full_name", "last_error", "role"})
 _INTRO_FIELDS = frozenset({"status", "group_link", "direct_link", "last_error"})
 _GONE = tuple(GONE_MEMBER)
 
