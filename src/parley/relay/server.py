@@ -119,14 +119,16 @@ class Stored(msgspec.Struct, frozen=True, gc=False):
 
 
 class BodyCache:
-    """Message bodies by message id, least recently used dropped beyond `limit` bytes."""
+    """Message bodies by message id, the oldest dropped beyond `limit` bytes.
+
+    Oldest first, not least recently used: a body is read when its message is delivered,
+    and delivered messages are acknowledged and gone soon after, so recency of use says
+    little; bodies of messages that wait long are the ones to drop."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.bytes = 0
         self._bodies: OrderedDict[bytes, bytes] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -135,24 +137,16 @@ class BodyCache:
         return msg_id in self._bodies
 
     def get(self, msg_id: bytes) -> bytes | None:
-        body = self._bodies.get(msg_id)
-        if body is None:
-            self.misses += 1
-            return None
-        self._bodies.move_to_end(msg_id)
-        self.hits += 1
-        return body
+        return self._bodies.get(msg_id)
 
     def put(self, msg_id: bytes, body: bytes) -> None:
-        if len(body) > self.limit:
+        bodies = self._bodies
+        if msg_id in bodies or len(body) > self.limit:
             return
-        old = self._bodies.pop(msg_id, None)
-        if old is not None:
-            self.bytes -= len(old)
-        self._bodies[msg_id] = body
+        bodies[msg_id] = body
         self.bytes += len(body)
         while self.bytes > self.limit:
-            _, dropped = self._bodies.popitem(last=False)
+            _, dropped = bodies.popitem(last=False)
             self.bytes -= len(dropped)
 
     def discard(self, msg_id: bytes) -> None:
@@ -938,11 +932,13 @@ class RelayServer:
         s = q.subscriber
         if s is None or q.delivered or not q.messages:
             return
-        body = self._head_body(q, fetched)
+        head = q.messages[0]
+        body = self.cache._bodies.get(head.msg_id)
+        if body is None and fetched is not None:
+            body = fetched.get(head.msg_id)
         if body is None:
             self._fetch(q)
             return
-        head = q.messages[0]
         q.delivered = True
         self.stats.messages_delivered += 1
         s.send(b"", q.recipient_id, p.Msg(head.msg_id, head.ts, head.flags, body))
