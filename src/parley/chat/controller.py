@@ -30,7 +30,17 @@ from typing import Any, TypeVar
 
 from parley.agent import Agent, AgentConfig, AgentError, PendingReport
 from parley.agent import events as aev
-from parley.chat import addresses, contacts, groups, handshake, inbox, recovery, store, views
+from parley.chat import (
+    addresses,
+    contacts,
+    group_links,
+    groups,
+    handshake,
+    inbox,
+    recovery,
+    store,
+    views,
+)
 from parley.chat import events as cev
 from parley.chat.effects import Effects
 from parley.chat.engine import Engine
@@ -321,16 +331,22 @@ class ChatController:
     ) -> str:
         """A link for the group (`/create link #g [role]`): whoever joins it is accepted
         and becomes a member with `role`, then is introduced to every member."""
-        raise NotImplementedError
+        user = await self._user()
+        return await self._make_link(
+            lambda c: group_links.create(c, user, group_name, role), timeout
+        )
 
     async def group_link(self, group_name: str) -> cev.GroupLinkView | None:
-        raise NotImplementedError
+        user = await self._user()
+        return await self._read(lambda c: group_links.show(c, user, group_name))
 
     async def set_group_link_role(self, group_name: str, role: str) -> cev.GroupLinkView:
-        raise NotImplementedError
+        user = await self._user()
+        return await self._read(lambda c: group_links.set_role(c, user, group_name, role))
 
     async def delete_group_link(self, group_name: str) -> None:
-        raise NotImplementedError
+        user = await self._user()
+        await self._change(lambda c: (None, group_links.delete(c, user, group_name)))
 
     async def chat_items(
         self, *, contact: str | None = None, group: str | None = None, count: int = 50

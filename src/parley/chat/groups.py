@@ -318,6 +318,9 @@ def farewell(
     fx = Effects()
     _to_all(c, group.group_id, cp.make(cp.XGrpDel() if delete else cp.XGrpLeave()), fx)
     if delete:
+        from parley.chat import group_links  # (it builds on this module)
+
+        group_links.delete_with_group(c, group.group_id, fx)
         store.tombstone_group(c, group.group_id)
     else:
         store.set_group_status(c, group.group_id, G_LEFT)

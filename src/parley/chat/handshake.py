@@ -11,7 +11,15 @@ import logging
 import sqlite3
 
 from parley.agent import events as aev
-from parley.chat import connections, contacts, groups, introductions, model, store
+from parley.chat import (
+    connections,
+    contacts,
+    group_links,
+    groups,
+    introductions,
+    model,
+    store,
+)
 from parley.chat.effects import Completion, Effects, allow_call
 from parley.chat.model import (
     C_ACCEPTED,
@@ -85,6 +93,8 @@ def on_conf(c: sqlite3.Connection, agent_conn: str, conf_id: str, info: bytes) -
         case model.K_CONTACT, cp.XInfo(profile):
             contacts.contact_for(c, user, conn, profile)
             reply = cp.XOk(_profile(user))
+        case model.K_CONTACT, cp.XGrpLinkMem() as link_mem if conn.link is not None:
+            reply = group_links.accepted(c, user, conn, link_mem)
         case model.K_MEMBER_GROUP, cp.XGrpAcpt(member_id) if conn.member_row is not None:
             m = store.member(c, conn.member_row)
             assert m is not None
