@@ -70,3 +70,34 @@ async def test_link_of_a_deleted_group(relay: RelayServer, make_chat: MakeChat) 
     failed = await expect(bob, cev.ConnectionFailed)
     assert "does not exist" in failed.reason
     assert await bob.groups() == [] and await bob.contacts() == []
+
+
+async def test_a_second_bob_is_shown_distinctly(
+    relay: RelayServer, make_chat: MakeChat, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from parley.chat.controller import ChatController
+    from tests.chat.conftest import chat_config
+
+    relays = [str(relay.address)]
+    host = await make_chat("host", relays)
+    await host.create_group("team")
+    link = await host.create_group_link("team")
+    bob = await make_chat("bob", relays)
+    other = await ChatController.open(chat_config(Path(str(tmp_path)) / "other", relays))
+    await other.create_user("bob")
+    await other.start()
+    try:
+        chats = {"host": host, "bob": bob, "other": other}
+        for chat in (bob, other):
+            await chat.connect(link)
+            await expect(chat, cev.UserJoinedGroup)
+        await wait_for_condition(lambda: full_mesh(chats, "team"), 30)
+        assert sorted(m.name for m in await host.members("team")) == ["bob", "bob_1", "host"]
+        assert sorted(m.name for m in await bob.members("team")) == ["bob", "bob_1", "host"]
+        await other.send_group_message("team", "I am the other bob")
+        got = await expect(bob, cev.NewChatItem, where=lambda e: e.item.direction == "rcv")
+        assert got.item.author is not None and got.item.author.name == "bob_1"
+    finally:
+        await other.close()

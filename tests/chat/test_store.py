@@ -82,4 +82,4 @@ def test_names_are_unique_per_user_and_freed_by_deletion(db: Database) -> None:
         store.insert_contact(c, user.user_id, "bob", "", CT_READY)
         return sorted(x.local_name for x in store.live_contacts(c, user.user_id))
 
-    assert db.run_sync(tx) == ["bob", "bob_2"]
+    assert db.run_sync(tx) == ["bob", "bob_1"]

@@ -64,13 +64,12 @@ def _decode(
 def _check_member_info(
     c: sqlite3.Connection, conn: store.ConnectionRow, info: cp.XGrpMemInfo
 ) -> store.MemberRow | None:
-    """The member a connection is for, if x.grp.mem.info names it (and its profile)."""
+    """The member a connection is for, if x.grp.mem.info names it. Its name stays the one
+    the host announced (and made unique in the group): a different name here cannot take
+    another member's place."""
     m = store.member(c, conn.member_row) if conn.member_row else None
     if m is None or m.member_id != info.member_id:
         return None  # a mixed-up link: the connection is not the member's
-    store.set_member(
-        c, m.member_row, display_name=info.profile.display_name, full_name=info.profile.full_name
-    )
     return m
 
 

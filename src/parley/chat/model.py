@@ -6,6 +6,7 @@ These strings are stored in the chat's database; changing one needs a migration.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +42,20 @@ def intro_delay(config: ChatConfig, attempts: int, jitter: float = 0.0) -> float
     base = config.intro_timeout * config.intro_backoff ** min(max(attempts - 1, 0), 30)
     base = min(base, max(config.intro_timeout_max, config.intro_timeout))
     return base * (1.0 + config.intro_jitter * max(-1.0, min(1.0, jitter)))
+
+
+def safe_name(name: str) -> str:
+    """A name as shown and as commands name it: control, format (zero-width, direction
+    overrides) and other invisible characters escaped as `\\uXXXX`, so that no name can
+    look like another."""
+    out = []
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def member_role(role: str) -> cp.MemberRole:

@@ -45,6 +45,7 @@ from parley.chat.model import (
     M_CONNECTED,
     SIDE_HOST,
     SIDE_INVITEE,
+    safe_name,
 )
 
 MIGRATIONS = [
@@ -425,11 +426,26 @@ def insert_user(c: sqlite3.Connection, display_name: str, full_name: str) -> Use
 
 
 def unique_name(c: sqlite3.Connection, table: str, user_id: int, wanted: str) -> str:
-    """`wanted`, or `wanted_2`, `wanted_3`... if a contact or group already has it."""
+    """`wanted` (escaped, see `safe_name`), or `wanted_1`, `wanted_2`... if a contact or
+    group already has it (as simplex-chat names them)."""
     assert table in ("contacts", "groups")
-    name, n = wanted, 1
+    wanted = safe_name(wanted)
+    name, n = wanted, 0
     while c.execute(
         f"SELECT 1 FROM {table} WHERE user_id = ? AND local_name = ?", (user_id, name)
+    ).fetchone():
+        n += 1
+        name = f"{wanted}_{n}"
+    return name
+
+
+def unique_member_name(c: sqlite3.Connection, group_id: int, wanted: str) -> str:
+    """The name a new member is shown by in its group: `wanted` (escaped), or `wanted_1`,
+    `wanted_2`... if another member has it; it stays, whatever the member says later."""
+    wanted = safe_name(wanted)
+    name, n = wanted, 0
+    while c.execute(
+        "SELECT 1 FROM members WHERE group_id = ? AND display_name = ?", (group_id, name)
     ).fetchone():
         n += 1
         name = f"{wanted}_{n}"
@@ -619,6 +635,7 @@ def insert_member(
     contact_id: int | None = None,
 ) -> int:
     t = now()
+    display_name = unique_member_name(c, group_id, display_name)
     cur = c.execute(
         "INSERT INTO members (group_id, member_id, role, category, status, display_name, "
         "full_name, contact_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -857,7 +874,8 @@ def insert_contact_request(
 ) -> int:
     """A request received on an address, named uniquely among contacts and pending
     requests (`alice`, `alice_2`...)."""
-    name, n = display_name, 1
+    display_name = safe_name(display_name)
+    name, n = display_name, 0
     while c.execute(
         "SELECT 1 FROM contacts WHERE user_id = ? AND local_name = ? UNION "
         "SELECT 1 FROM contact_requests WHERE user_id = ? AND local_name = ? AND status = ?",
