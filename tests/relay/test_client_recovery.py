@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from parley.protocol import relay as p
+from parley.protocol.address import RelayAddress
 from parley.protocol.relay_auth import AuthKey
 from parley.relay.client import (
     MessageReceived,
@@ -21,7 +25,7 @@ from parley.relay.errors import PermanentRelayError
 from parley.relay.server import RelayServer
 from parley.testing.proxy import FaultProxy
 from parley.testing.waiting import wait_for_condition
-from tests.relay.conftest import FAST, next_event
+from tests.relay.conftest import FAST, next_event, relay_config
 
 
 async def new_queue(c: RelayClient) -> tuple[AuthKey, p.Ids]:
@@ -117,3 +121,39 @@ async def test_refused_subscription_is_reported(make_client: Callable[[], RelayC
     assert ended.error.code == p.ErrorCode.AUTH
     assert ids.recipient_id not in c.wanted
     assert c.subscription_error(ids.recipient_id) is ended.error
+
+
+async def test_a_client_with_nothing_to_do_stays_disconnected(
+    relay: RelayServer, make_client: Callable[[], RelayClient]
+) -> None:
+    """A lost connection is not re-made for a client that wants nothing from the relay (no
+    queue to keep subscribed, no recent command): the next command connects."""
+    c = make_client()
+    c._last_demand = -float("inf")
+    await c.ping()
+    c._last_demand = -float("inf")  # as if the command was long ago
+    c.drop_connection()
+    assert not c.connected and c._reconnect_task is None
+    await c.ping()  # connects on demand
+    assert c.connected
+
+
+async def test_a_relay_with_a_password_lets_only_its_users_make_queues(tmp_path: Path) -> None:
+    server = RelayServer(relay_config(tmp_path / "relay", create_password="open sesame"))
+    await server.start()
+    try:
+        given = server.address.with_password()
+        assert given.startswith("parley://") and ":open%20sesame@" in given
+        assert str(RelayAddress.parse(given)) == str(server.address)  # canonical: no password
+        with_pw = RelayClient(given, settings=FAST)
+        without = RelayClient(str(server.address), settings=FAST)
+        try:
+            await new_queue(with_pw)
+            with pytest.raises(PermanentRelayError) as e:
+                await new_queue(without)
+            assert e.value.code == p.ErrorCode.AUTH
+        finally:
+            await with_pw.close()
+            await without.close()
+    finally:
+        await server.stop()

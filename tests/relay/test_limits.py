@@ -113,7 +113,7 @@ async def test_creation_password(tmp_path: Path) -> None:
         assert relay.stats.commands["NEW:AUTH"] == 2
         raw.close()
         # a client that sends no password is refused, for good
-        c = RelayClient(relay.address, settings=FAST)
+        c = RelayClient(str(relay.address), settings=FAST)  # the address without its password
         with pytest.raises(PermanentRelayError) as e:
             await c.create_queue(AuthKey.generate())
         assert e.value.code == p.ErrorCode.AUTH

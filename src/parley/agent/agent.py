@@ -88,11 +88,13 @@ class Agent:
 
     def __init__(self, config: AgentConfig, db: Database) -> None:
         # addresses are compared as strings everywhere: keep one spelling of each
-        config.relays = [str(RelayAddress.parse(r)) for r in config.relays]
+        parsed = [RelayAddress.parse(r) for r in config.relays]
+        config.relays = [str(a) for a in parsed]
+        passwords = {str(a): a.password for a in parsed if a.password}
         self.config = config
         self._db = db
         self._rng = random.Random(config.seed)
-        self._relays = RelayPool(config.client)
+        self._relays = RelayPool(config.client, passwords)
         self._tasks = Tasks()
         self._book = CommandBook(db)
         self._delivery = Delivery(self._book, self._relays, config, self._rng)

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 
+from parley.protocol.address import RelayAddress
 from parley.protocol.relay_auth import AuthKey
 from parley.relay.client import ClientSettings, RelayClient, RelayEvent
 
 
 class RelayPool:
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, passwords: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self._passwords = passwords or {}  # relay address -> its creation password
         self.events: asyncio.Queue[RelayEvent] = asyncio.Queue()
         self._clients: dict[str, RelayClient] = {}
 
     def client(self, relay: str) -> RelayClient:
         c = self._clients.get(relay)
         if c is None:
-            c = RelayClient(relay, events=self.events, settings=self.settings)
+            address = RelayAddress.parse(relay)
+            address = RelayAddress(
+                address.fingerprint, address.host, address.port, self._passwords.get(relay, "")
+            )
+            c = RelayClient(address, events=self.events, settings=self.settings)
             self._clients[relay] = c
         return c
 

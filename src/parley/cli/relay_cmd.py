@@ -184,7 +184,7 @@ async def serve(config: RelayConfig, interval: float = 300.0) -> None:
     raised = raise_open_file_limit()
     server = RelayServer(config)
     await server.start()
-    print(ADDRESS_PREFIX + str(server.address), flush=True)
+    print(ADDRESS_PREFIX + server.address.with_password(), flush=True)
     print(f"store: {config.store.resolve()}  (Ctrl-C or SIGTERM to stop)", flush=True)
     if raised is not None:
         before, now = raised

@@ -145,6 +145,7 @@ class RelayClient:
         connect_to: tuple[str, int] | None = None,
     ) -> None:
         self.address = address if isinstance(address, RelayAddress) else RelayAddress.parse(address)
+        self._password = self.address.password.encode()  # for NEW on a relay that asks for it
         self.events: asyncio.Queue[RelayEvent] = events if events is not None else asyncio.Queue()
         self.settings = settings or ClientSettings()
         # where to open the TCP connection, if not the address itself (a proxy in tests)
@@ -309,7 +310,8 @@ class RelayClient:
         if self._was_up:
             self._was_up = False
             self.events.put_nowait(RelayDown(self.address, reason))
-        if not self._closed and self._reconnect_task is None:
+        # with nothing to do here the client stays disconnected until a command needs it
+        if not self._closed and self._reconnect_task is None and self.work_waiting():
             self._reconnect_task = asyncio.create_task(self._reconnect_loop())
 
     def work_waiting(self) -> bool:
@@ -353,6 +355,8 @@ class RelayClient:
         attempt = 0
         try:
             while not self._closed and not self.connected:
+                if attempt and not self.work_waiting():
+                    break  # nothing needs this relay any more: connect on the next command
                 attempt += 1
                 if not (immediate and attempt == 1):
                     probing = await self._pause(attempt)
@@ -487,7 +491,11 @@ class RelayClient:
         if conn is None:
             if not self.connected:
                 self._demand()
-                await self.connect()
+                try:
+                    await self.connect()
+                except RelayError:
+                    self.keep_connected(immediate=False)  # probe until it is back: UP
+                    raise
             conn = self._conn
             if conn is None:
                 raise TemporaryRelayError("not connected")
@@ -511,7 +519,7 @@ class RelayClient:
 
     async def create_queue(self, recipient_key: AuthKey) -> p.Ids:
         """NEW: a queue authenticated by `recipient_key`; returns its two ids."""
-        resp = await self._command(p.New(recipient_key.public), b"", recipient_key)
+        resp = await self._command(p.New(recipient_key.public, self._password), b"", recipient_key)
         return _expect(resp, p.Ids)
 
     async def subscribe(self, recipient_id: bytes, key: AuthKey) -> None:
@@ -557,10 +565,11 @@ class RelayClient:
             raise TemporaryRelayError("not connected")
         return conn
 
-    def keep_connected(self) -> None:
-        """Connect in the background, retrying with backoff until connected or closed."""
+    def keep_connected(self, immediate: bool = True) -> None:
+        """Connect in the background, retrying with backoff until connected or closed (or,
+        after the first attempt, until no work waits for this relay)."""
         if not self._closed and not self.connected and self._reconnect_task is None:
-            self._reconnect_task = asyncio.create_task(self._reconnect_loop(immediate=True))
+            self._reconnect_task = asyncio.create_task(self._reconnect_loop(immediate))
 
     def unsubscribe(self, recipient_id: bytes) -> None:
         """Stop renewing `recipient_id` (the relay is not told; DEL or another SUB ends it)."""

@@ -417,7 +417,12 @@ class RelayServer:
     def address(self) -> RelayAddress:
         assert self.identity is not None, "relay not started"
         host = self.config.public_host or self.config.host
-        return RelayAddress(self.identity.fingerprint, host, self.config.public_port or self.port)
+        return RelayAddress(
+            self.identity.fingerprint,
+            host,
+            self.config.public_port or self.port,
+            self.config.create_password or "",
+        )
 
     async def start(self) -> None:
         store_dir = Path(self.config.store)
