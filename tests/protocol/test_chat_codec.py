@@ -61,6 +61,7 @@ params_by_event: dict[str, st.SearchStrategy[c.Params]] = {
     c.X_GRP_LINK_MEM: st.builds(
         c.XGrpLinkMem, group_profiles, member_infos, st.builds(c.MemberIdRole, ids, roles)
     ),
+    c.X_GRP_INFO: st.builds(c.XGrpInfo, group_profiles),
 }
 plain_messages = st.builds(c.ChatMessage, ids, st.one_of(*params_by_event.values()))
 params_by_event[c.X_GRP_MSG_FORWARD] = st.builds(c.XGrpMsgForward, ids, plain_messages)
@@ -118,7 +119,7 @@ def test_round_trip_of_each_event(event: str, data: st.DataObject) -> None:
 
 def test_every_event_has_a_params_type() -> None:
     assert set(c.PARAMS_TYPES) == c.EVENTS == set(params_by_event)
-    assert len(c.EVENTS) == 19
+    assert len(c.EVENTS) == 20
     constants = {v for k, v in vars(c).items() if k.startswith("X_") and isinstance(v, str)}
     assert constants == c.EVENTS
     for event, cls in c.PARAMS_TYPES.items():

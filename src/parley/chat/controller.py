@@ -37,6 +37,7 @@ from parley.chat import (
     groups,
     handshake,
     inbox,
+    profiles,
     recovery,
     store,
     views,
@@ -191,8 +192,12 @@ class ChatController:
         self.events.put_nowait(cev.ContactDeleted(view))
 
     async def update_profile(self, display_name: str, full_name: str = "") -> cev.User:
-        """Change our profile (`/p NAME`); announced to every contact and group (x.info)."""
-        raise NotImplementedError
+        """Change our profile (`/p NAME`); announced to every contact and group (x.info),
+        sent like every message (the outbox, in the same transaction). UserProfileUpdated
+        follows (nothing, if the profile is the same)."""
+        user = await self._user()
+        profile(display_name, full_name)
+        return await self._change(lambda c: profiles.update_user(c, user, display_name, full_name))
 
     # ------------------------------------------------------------ the long-term address
 
@@ -317,6 +322,17 @@ class ChatController:
             fx, conns = await self._db.run(tx)
             await self._engine.perform(fx)
             self._tasks.append(asyncio.create_task(self._engine.delete_after_sent(conns)))
+
+    async def update_group_profile(
+        self, group_name: str, display_name: str, full_name: str = ""
+    ) -> cev.Group:
+        """(an owner) Change the group's profile (`/gp #g NAME [full name]`); announced to
+        the members (x.grp.info). GroupUpdated follows."""
+        user = await self._user()
+        groups.check_profile(display_name, full_name)
+        return await self._change(
+            lambda c: profiles.update_group(c, user, group_name, display_name, full_name)
+        )
 
     async def set_member_role(self, group_name: str, member_name: str, role: str) -> cev.Member:
         """Change a member's role (`/mr #g NAME ROLE`): owners and admins, for members

@@ -134,6 +134,23 @@ class ContactUpdated(msgspec.Struct, frozen=True, tag="contactUpdated"):
     after: Contact
 
 
+class GroupMemberUpdated(msgspec.Struct, frozen=True, tag="groupMemberUpdated"):
+    """A member announced a new profile in the group (x.info); its shown name stays
+    unique in the group."""
+
+    group: Group
+    before: Member
+    after: Member
+
+
+class GroupUpdated(msgspec.Struct, frozen=True, tag="groupUpdated"):
+    """The group's profile changed (x.grp.info from an owner; `by` None: we changed it)."""
+
+    before: Group
+    after: Group
+    by: Member | None
+
+
 class UserProfileUpdated(msgspec.Struct, frozen=True, tag="userProfileUpdated"):
     before: User
     after: User
@@ -260,6 +277,8 @@ ChatEvent = (
     | ContactRequestRejected
     | ContactAlreadyExists
     | ContactUpdated
+    | GroupMemberUpdated
+    | GroupUpdated
     | UserProfileUpdated
     | GroupLinkCreated
     | GroupLinkDeleted
@@ -308,9 +327,18 @@ def describe(event: ChatEvent) -> str:
         case ContactAlreadyExists(contact, _):
             return f"{contact.name}: contact already exists (a new request was ignored)"
         case ContactUpdated(before, after):
-            return f"contact {before.name} updated the profile: {after.display_name}"
+            full = f" ({after.full_name})" if after.full_name else ""
+            return f"contact {before.name} updated the profile: {after.name}{full}"
+        case GroupMemberUpdated(group, before, after):
+            full = f" ({after.full_name})" if after.full_name else ""
+            return f"#{group.name}: member {before.name} updated the profile: {after.name}{full}"
+        case GroupUpdated(before, after, by):
+            who = by.name if by else "you"
+            full = f" ({after.full_name})" if after.full_name else ""
+            return f"#{before.name}: {who} updated the group profile: #{after.name}{full}"
         case UserProfileUpdated(_, after):
-            return f"your profile is updated: {after.display_name}"
+            full = f" ({after.full_name})" if after.full_name else ""
+            return f"your profile is updated: {after.display_name}{full}"
         case GroupLinkCreated(view):
             return (
                 f"#{view.group.name}: group link created (new members join as "

@@ -413,7 +413,9 @@ def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     author = store.member_by_id(c, g.group_id, author_id)
     if author is None or author.category == CAT_USER:  # never our own words back
         return Effects()
-    if not isinstance(inner.params, cp.XMsgNew | cp.XGrpMemDel | cp.XGrpMemRole):
+    if not isinstance(
+        inner.params, cp.XMsgNew | cp.XGrpMemDel | cp.XGrpMemRole | cp.XInfo | cp.XGrpInfo
+    ):
         return Effects()
     if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
         return Effects()
@@ -421,6 +423,12 @@ def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         as_author = GroupMessage(g.user, g.conn, author, g.group, g.me, inner)
         if isinstance(inner.params, cp.XGrpMemDel):
             return member_deleted(c, as_author)
+        if isinstance(inner.params, cp.XInfo | cp.XGrpInfo):
+            from parley.chat import profiles  # (it builds on this module)
+
+            if isinstance(inner.params, cp.XInfo):
+                return profiles.member_updated(c, as_author)
+            return profiles.group_updated(c, as_author)
         return member_role_changed(c, as_author)
     if author.role == "observer":
         return refused(c, g.group_id, author, "observers cannot send messages")

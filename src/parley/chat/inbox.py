@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from enum import Enum
 
-from parley.chat import contacts, groups, introductions, store
+from parley.chat import contacts, groups, introductions, profiles, store
 from parley.chat import events as cev
 from parley.chat.effects import Effects
 from parley.chat.groups import GroupMessage
@@ -38,6 +38,7 @@ class Sender(Enum):
 CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
     cp.XMsgNew: contacts.received_text,
     cp.XGrpInv: groups.invitation_received,
+    cp.XInfo: profiles.contact_updated,
 }
 
 GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
@@ -53,6 +54,8 @@ GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
     cp.XGrpMemDel: (Sender.ANY, groups.member_deleted),  # the roles are checked there
     cp.XGrpMemRole: (Sender.ANY, groups.member_role_changed),
     cp.XGrpDel: (Sender.HOST, groups.group_deleted),
+    cp.XInfo: (Sender.ANY, profiles.member_updated),
+    cp.XGrpInfo: (Sender.ANY, profiles.group_updated),  # the role is checked there
 }
 
 

@@ -425,31 +425,71 @@ def insert_user(c: sqlite3.Connection, display_name: str, full_name: str) -> Use
     return UserRow(cur.lastrowid, display_name, full_name)
 
 
-def unique_name(c: sqlite3.Connection, table: str, user_id: int, wanted: str) -> str:
+def unique_name(
+    c: sqlite3.Connection, table: str, user_id: int, wanted: str, exclude: int | None = None
+) -> str:
     """`wanted` (escaped, see `safe_name`), or `wanted_1`, `wanted_2`... if a contact or
-    group already has it (as simplex-chat names them)."""
+    group already has it (as simplex-chat names them); `exclude`: the row being renamed."""
     assert table in ("contacts", "groups")
+    key = "contact_id" if table == "contacts" else "group_id"
     wanted = safe_name(wanted)
     name, n = wanted, 0
     while c.execute(
-        f"SELECT 1 FROM {table} WHERE user_id = ? AND local_name = ?", (user_id, name)
+        f"SELECT 1 FROM {table} WHERE user_id = ? AND local_name = ? AND {key} IS NOT ?",
+        (user_id, name, exclude),
     ).fetchone():
         n += 1
         name = f"{wanted}_{n}"
     return name
 
 
-def unique_member_name(c: sqlite3.Connection, group_id: int, wanted: str) -> str:
-    """The name a new member is shown by in its group: `wanted` (escaped), or `wanted_1`,
-    `wanted_2`... if another member has it; it stays, whatever the member says later."""
+def unique_member_name(
+    c: sqlite3.Connection, group_id: int, wanted: str, exclude: int | None = None
+) -> str:
+    """The name a member is shown by in its group: `wanted` (escaped), or `wanted_1`,
+    `wanted_2`... if another member has it (`exclude`: the member being renamed); a
+    member's x.grp.mem.info does not change it, and its x.info never takes another
+    member's name."""
     wanted = safe_name(wanted)
     name, n = wanted, 0
     while c.execute(
-        "SELECT 1 FROM members WHERE group_id = ? AND display_name = ?", (group_id, name)
+        "SELECT 1 FROM members WHERE group_id = ? AND display_name = ? AND member_row IS NOT ?",
+        (group_id, name, exclude),
     ).fetchone():
         n += 1
         name = f"{wanted}_{n}"
     return name
+
+
+def set_user_profile(
+    c: sqlite3.Connection, user_id: int, display_name: str, full_name: str
+) -> None:
+    c.execute(
+        "UPDATE users SET display_name = ?, full_name = ? WHERE user_id = ?",
+        (display_name, full_name, user_id),
+    )
+
+
+def set_contact_profile(
+    c: sqlite3.Connection, contact_id: int, user_id: int, display_name: str, full_name: str
+) -> None:
+    """The contact's new profile; its local name follows, unique among contacts."""
+    local = unique_name(c, "contacts", user_id, display_name, exclude=contact_id)
+    c.execute(
+        "UPDATE contacts SET local_name = ?, display_name = ?, full_name = ? WHERE contact_id = ?",
+        (local, display_name, full_name, contact_id),
+    )
+
+
+def set_group_profile(
+    c: sqlite3.Connection, group_id: int, user_id: int, display_name: str, full_name: str
+) -> None:
+    """The group's new profile; its local name follows, unique among groups."""
+    local = unique_name(c, "groups", user_id, display_name, exclude=group_id)
+    c.execute(
+        "UPDATE groups SET local_name = ?, display_name = ?, full_name = ? WHERE group_id = ?",
+        (local, display_name, full_name, group_id),
+    )
 
 
 # ---------------------------------------------------------------- contacts
@@ -1203,7 +1243,7 @@ def settle_delivery(
 
 
 def hold_for_connecting_members(
-    c: sqlite3.Connection, group_id: int, body: bytes, item_id: int
+    c: sqlite3.Connection, group_id: int, body: bytes, item_id: int | None
 ) -> None:
     """Keep a group message for each member we are still connecting to: introduced ones
     (pre, post), and (the host) an invitee that joined whose connection is not ready yet."""

@@ -58,12 +58,13 @@ X_GRP_MEM_DEL: Final = "x.grp.mem.del"
 X_GRP_DEL: Final = "x.grp.del"
 X_GRP_MEM_ROLE: Final = "x.grp.mem.role"
 X_GRP_LINK_MEM: Final = "x.grp.link.mem"
+X_GRP_INFO: Final = "x.grp.info"
 
 # Events a member broadcasts to the whole group, which the host therefore forwards (inside
 # x.grp.msg.forward) to members not yet connected to the author. The codec accepts any
 # non-forward event inside a forward; receivers act only on these and ignore the rest.
 FORWARDABLE_EVENTS: Final = frozenset(
-    {X_MSG_NEW, X_GRP_LEAVE, X_GRP_MEM_DEL, X_GRP_DEL, X_GRP_MEM_ROLE, X_INFO}
+    {X_MSG_NEW, X_GRP_LEAVE, X_GRP_MEM_DEL, X_GRP_DEL, X_GRP_MEM_ROLE, X_INFO, X_GRP_INFO}
 )
 
 MemberRole: TypeAlias = Literal["owner", "admin", "member", "observer"]
@@ -368,6 +369,13 @@ class XGrpLinkMem(_Wire, frozen=True):
     invited_member: MemberIdRole
 
 
+class XGrpInfo(_Wire, frozen=True):
+    """The group's new profile, announced by an owner to the group."""
+
+    event: ClassVar[str] = X_GRP_INFO
+    group_profile: GroupProfile
+
+
 Params: TypeAlias = (
     XInfo
     | XOk
@@ -388,6 +396,7 @@ Params: TypeAlias = (
     | XGrpDel
     | XGrpMemRole
     | XGrpLinkMem
+    | XGrpInfo
 )
 
 _PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
@@ -410,6 +419,7 @@ _PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
     XGrpDel,
     XGrpMemRole,
     XGrpLinkMem,
+    XGrpInfo,
 )
 
 # event name -> params type
