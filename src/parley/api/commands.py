@@ -241,9 +241,19 @@ class RejectContact:
 
 @dataclass(frozen=True, slots=True)
 class UpdateProfile:
-    """``/_profile <userId> {Profile}``: parley keeps displayName and fullName."""
+    """``/_profile <userId> {Profile}`` (parley keeps displayName and fullName), or
+    ``/p NAME [FULL NAME]`` (the user id None)."""
 
-    user_id: int
+    user_id: int | None
+    display_name: str
+    full_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateGroupProfile:
+    """``/_group_profile #<groupId> {GroupProfile}``: displayName and fullName."""
+
+    group_id: int
     display_name: str
     full_name: str
 
@@ -342,6 +352,7 @@ Command = (
     | AcceptContact
     | RejectContact
     | UpdateProfile
+    | UpdateGroupProfile
     | CreateGroupLink
     | SetGroupLinkRole
     | DeleteGroupLink
@@ -389,7 +400,6 @@ _UNSUPPORTED: dict[str, str] = {
     "/_user": _NO_USERS,
     "/_servers": "relays are set when parley starts (parley chat --relay ...)",
     "/_verify": "security code verification is not supported",
-    "/_group_profile": "changing a group profile is not supported",
     "/freceive": _NO_FILES,
     "/fcancel": _NO_FILES,
     "/fstatus": _NO_FILES,
@@ -475,6 +485,13 @@ def _parse(text: str) -> Command:
             return RejectContact(parse_id(words[0], "a contact request id"))
         case "/_profile":
             return _update_profile(rest)
+        case "/p" | "/profile":
+            if not rest:
+                return ShowActiveUser()
+            name, _, full = rest.partition(" ")
+            return UpdateProfile(None, name, full.strip())
+        case "/_group_profile":
+            return _update_group_profile(rest)
         case "/_contacts":
             return ListContacts(_only_user(word, rest))
         case "/_groups":
@@ -903,6 +920,16 @@ def _address_settings(rest: str) -> SetAutoAccept:
     reply = settings.get("autoReply")
     welcome = _welcome(reply) if reply is not None else None
     return SetAutoAccept(accept is not None, welcome or None, user_id, current=True)
+
+
+def _update_group_profile(rest: str) -> UpdateGroupProfile:
+    """``/_group_profile #<groupId> {GroupProfile}``."""
+    ref, _, body = rest.partition(" ")
+    if not ref.startswith("#") or not body.strip():
+        raise _Bad('usage: /_group_profile #<groupId> {"displayName": ..., "fullName": ...}')
+    group_id = parse_id(ref[1:], "a group id")
+    obj = _json_object(body.strip(), "the group profile")
+    return UpdateGroupProfile(group_id, *_profile(obj, "the group profile"))
 
 
 def _update_profile(rest: str) -> UpdateProfile:

@@ -275,6 +275,16 @@ class ApiHandler:
                     toProfile=r.user_profile_json(updated),
                     updateSummary=_no_updates(),
                 )
+            case c.UpdateGroupProfile(group_id, name, full):
+                group = await self._group(group_id)
+                if (name, full) == (group.display_name, group.full_name):
+                    info = await self._group_info(group_id)
+                    return r.response("groupUpdated", user, fromGroup=info, toGroup=info)
+                before = await self._group_info(group_id)
+                await self.chat.update_group_profile(group.name, name, full)
+                return r.response(
+                    "groupUpdated", user, fromGroup=before, toGroup=await self._group_info(group_id)
+                )
             case c.CreateGroupLink(group_id, role):
                 group = await self._group(group_id)
                 link = await self.chat.create_group_link(group.name, role, self.invitation_timeout)
@@ -696,6 +706,6 @@ def _feature(cmd: c.Command | c.ParseError) -> str:
             return "group links"
         case c.SetMembersRole():
             return "member roles"
-        case c.UpdateProfile():
+        case c.UpdateProfile() | c.UpdateGroupProfile():
             return "profile changes"
     return "contact addresses"

@@ -462,6 +462,22 @@ def event_response(
                 fromContact=contact_json(before),
                 toContact=contact_json(after),
             )
+        case cev.GroupMemberUpdated(group, before, after):
+            return response(
+                "groupMemberUpdated",
+                user,
+                groupInfo=group_info_json(group, members),
+                fromMember=member_json(before),
+                toMember=member_json(after),
+            )
+        case cev.GroupUpdated(before, after, by) if by is not None:
+            return response(
+                "groupUpdated",
+                user,
+                fromGroup=group_info_json(before, members),
+                toGroup=group_info_json(after, members),
+                member_=member_json(by),
+            )
         case cev.MemberRoleUpdated(group, member, old, new, by) if by is not None:
             return response(
                 "memberRole",
@@ -593,6 +609,8 @@ def event_group(event: cev.ChatEvent) -> cev.Group | None:
             | cev.UserRemoved(group=group)
             | cev.GroupDeleted(group=group)
             | cev.MemberRoleUpdated(group=group)
+            | cev.GroupMemberUpdated(group=group)
+            | cev.GroupUpdated(after=group)
         ):
             return group
     return None
