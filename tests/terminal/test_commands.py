@@ -64,6 +64,38 @@ GOOD: list[tuple[str, c.Command]] = [
     ("/tail bob", c.Tail(name="bob")),
     ("/tail bob 2", c.Tail(2, name="bob")),
     ("/tail 'my team' 2", c.Tail(2, name="my team")),
+    ("hello there", c.SendToLast("hello there")),
+    ("  spaced out ", c.SendToLast("spaced out")),
+    ("/ad", c.CreateAddress()),
+    ("/address", c.CreateAddress()),
+    ("/sa", c.ShowAddress()),
+    ("/show_address", c.ShowAddress()),
+    ("/da", c.DeleteAddress()),
+    ("/delete_address", c.DeleteAddress()),
+    ("/ac bob", c.AcceptRequest("bob")),
+    ("/accept @'Bob Smith'", c.AcceptRequest("Bob Smith")),
+    ("/rc bob_1", c.RejectRequest("bob_1")),
+    ("/reject @bob", c.RejectRequest("bob")),
+    ("/auto_accept on", c.AutoAccept(True)),
+    ("/auto_accept ON Hello, welcome!", c.AutoAccept(True, "Hello, welcome!")),
+    ("/auto_accept off", c.AutoAccept(False)),
+    ("/create link #team", c.CreateGroupLink("team")),
+    ("/create link team observer", c.CreateGroupLink("team", "observer")),
+    ("/show link #team", c.ShowGroupLink("team")),
+    ("/delete link #team", c.DeleteGroupLink("team")),
+    ("/d link team", c.DeleteGroupLink("team")),
+    ("/set link role #team observer", c.SetGroupLinkRole("team", "observer")),
+    ("/mr #team bob admin", c.SetMemberRole("team", "bob", "admin")),
+    ("/mr team @bob OWNER", c.SetMemberRole("team", "bob", "owner")),
+    ("/p", c.Profile()),
+    ("/p alicia", c.Profile("alicia")),
+    ("/profile alicia Alice A.", c.Profile("alicia", "Alice A.")),
+    ("/p 'Alice B' Alice Bee", c.Profile("Alice B", "Alice Bee")),
+    ("/gp #team crew The Crew", c.GroupProfile("team", "crew", "The Crew")),
+    ("/group_profile team #crew", c.GroupProfile("team", "crew")),
+    ("/i @bob", c.Info("bob")),
+    ("/i bob", c.Info("bob")),
+    ("/info #team bob", c.Info("bob", "team")),
 ]
 
 
@@ -75,7 +107,6 @@ def test_good_commands(line: str, command: c.Command) -> None:
 BAD: list[tuple[str, str]] = [
     ("", "empty command"),
     ("   ", "empty command"),
-    ("hello", "not a command"),
     ("/", "unknown command"),
     ("/frobnicate", "unknown command /frobnicate"),
     ("/c one two", "unexpected 'two'"),
@@ -114,6 +145,29 @@ BAD: list[tuple[str, str]] = [
     ("/tail @bob many", "not a number"),
     ("/tail 5 6", "unexpected"),
     ("/tail @bob 5 6", "unexpected"),
+    ("/ad now", "usage /ad"),
+    ("/sa x", "usage /sa"),
+    ("/ac", "missing name"),
+    ("/rc bob alice", "unexpected"),
+    ("/auto_accept", "missing on or off"),
+    ("/auto_accept maybe", "say on or off"),
+    ("/auto_accept off Welcome", "a welcome message goes with /auto_accept on"),
+    ("/create team", "usage: /create link #group"),
+    ("/create link", "missing group"),
+    ("/create link #team owner", "unknown role 'owner'"),
+    ("/show #team", "usage: /show link #group"),
+    ("/show link", "missing group"),
+    ("/delete link", "missing group"),
+    ("/set link #team member", "usage: /set link role"),
+    ("/set link role #team", "missing role"),
+    ("/set link role #team boss", "unknown role 'boss'"),
+    ("/mr #team bob", "missing role"),
+    ("/mr #team", "missing member"),
+    ("/mr #team bob chief", "unknown role 'chief'"),
+    ("/gp #team", "missing the new name"),
+    ("/i", "missing name"),
+    ("/i #team", "missing member"),
+    ("/i @bob extra", "unexpected"),
 ]
 
 
@@ -129,12 +183,13 @@ def test_every_documented_command_parses() -> None:
         "/c LINK": "/c parley:/invite#x",
         "@name TEXT": "@bob hi",
         "#group TEXT": "#team hi",
+        "/set link role #group role": "/set link role #team observer",
     }
     for h in c.COMMANDS:
-        line = examples.get(h.usage, h.usage.replace("[", "").replace("]", ""))
+        line = h.usage.replace("[", "").replace("]", "")
         line = line.replace("|", " ").replace("@contact #group", "@bob").replace(" n", " 3")
         line = line.replace("role", "admin").replace("topic", "groups")
-        line = line.replace("full name", "Full Name")
+        line = examples.get(h.usage, line.replace("full name", "Full Name"))
         parse_command(line)  # no ParseError
         for alias in h.aliases:
             parse_command(alias + line[len(h.usage.split()[0]) :])
@@ -161,7 +216,11 @@ def test_quote_name_round_trips(name: str, typed: str) -> None:
 
 
 PREFIXES = st.sampled_from(
-    ["", "/", "@", "#", "/c ", "/d ", "/a ", "/tail ", "/g ", "/help ", "/rm ", "@'", '#"']
+    [
+        *("", "/", "@", "#", "/c ", "/d ", "/a ", "/tail ", "/g ", "/help ", "/rm ", "@'", '#"'),
+        *("/ac ", "/auto_accept ", "/create link ", "/set link role ", "/mr ", "/p ", "/i "),
+        *("/gp ", "/d link ", "/show link "),
+    ]
 )
 
 

@@ -164,7 +164,7 @@ async def test_errors_are_one_line(relay: RelayServer, make_chat: MakeChat) -> N
             "/c http://example.com": "error: not a parley invitation link",
             "/j team": "error: no group #team",
             "/tail nobody": "error: no contact or group nobody",
-            "hello": "error: not a command",
+            "hello": "error: no chat to send to yet",
             "/d #nosuch": "error: no group #nosuch",
         }
         for line, error in cases.items():

@@ -142,6 +142,101 @@ class Tail(msgspec.Struct, frozen=True, tag="tail"):
     name: str | None = None
 
 
+class CreateAddress(msgspec.Struct, frozen=True, tag="createAddress"):
+    """`/ad`: make your long-term contact address."""
+
+
+class ShowAddress(msgspec.Struct, frozen=True, tag="showAddress"):
+    """`/sa`: show your address (with a QR code) and its auto-accept setting."""
+
+
+class DeleteAddress(msgspec.Struct, frozen=True, tag="deleteAddress"):
+    """`/da`: delete your address (contacts made through it stay)."""
+
+
+class AcceptRequest(msgspec.Struct, frozen=True, tag="acceptRequest"):
+    """`/ac name`: accept a contact request."""
+
+    name: str
+
+
+class RejectRequest(msgspec.Struct, frozen=True, tag="rejectRequest"):
+    """`/rc name`: reject a contact request."""
+
+    name: str
+
+
+class AutoAccept(msgspec.Struct, frozen=True, tag="autoAccept"):
+    """`/auto_accept on|off [welcome message]`."""
+
+    on: bool
+    welcome: str = ""
+
+
+class CreateGroupLink(msgspec.Struct, frozen=True, tag="createGroupLink"):
+    """`/create link #group [role]`."""
+
+    group: str
+    role: str = "member"
+
+
+class ShowGroupLink(msgspec.Struct, frozen=True, tag="showGroupLink"):
+    """`/show link #group`."""
+
+    group: str
+
+
+class DeleteGroupLink(msgspec.Struct, frozen=True, tag="deleteGroupLink"):
+    """`/delete link #group`."""
+
+    group: str
+
+
+class SetGroupLinkRole(msgspec.Struct, frozen=True, tag="setGroupLinkRole"):
+    """`/set link role #group role`."""
+
+    group: str
+    role: str
+
+
+class SetMemberRole(msgspec.Struct, frozen=True, tag="setMemberRole"):
+    """`/mr #group member role`."""
+
+    group: str
+    member: str
+    role: str
+
+
+class Profile(msgspec.Struct, frozen=True, tag="profile"):
+    """`/p [name [full name]]`: show your profile, or change it (announced to your
+    contacts and groups)."""
+
+    display_name: str | None = None
+    full_name: str = ""
+
+
+class GroupProfile(msgspec.Struct, frozen=True, tag="groupProfile"):
+    """`/gp #group name [full name]`: change a group's profile (owners)."""
+
+    group: str
+    display_name: str
+    full_name: str = ""
+
+
+class Info(msgspec.Struct, frozen=True, tag="info"):
+    """`/i @contact` or `/i #group member`: profile and connection status."""
+
+    name: str
+    group: str | None = None
+
+
+class SendToLast(msgspec.Struct, frozen=True, tag="sendToLast"):
+    """Plain text: sent to the last chat (the last contact or group you wrote to or got a
+    message from)."""
+
+    text: str
+
+
 Command = (
     NewInvitation
     | Connect
@@ -162,6 +257,21 @@ Command = (
     | Quit
     | ShowUser
     | Tail
+    | CreateAddress
+    | ShowAddress
+    | DeleteAddress
+    | AcceptRequest
+    | RejectRequest
+    | AutoAccept
+    | CreateGroupLink
+    | ShowGroupLink
+    | DeleteGroupLink
+    | SetGroupLinkRole
+    | SetMemberRole
+    | Profile
+    | GroupProfile
+    | Info
+    | SendToLast
 )
 
 
@@ -193,6 +303,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     ),
     CommandHelp("/j group", "join a group you were invited to", "groups", ("/join",)),
     CommandHelp("#group TEXT", "send a message to a group", "messages"),
+    CommandHelp("TEXT", "send a message to the last chat (contact or group)", "messages"),
     CommandHelp(
         "/ms group",
         "list the members of a group and how each is connected",
@@ -206,12 +317,53 @@ COMMANDS: tuple[CommandHelp, ...] = (
     ),
     CommandHelp("/d #group", "delete a group you created (for everyone)", "groups"),
     CommandHelp(
+        "/mr #group member role",
+        "change a member's role (owner, admin, member or observer)",
+        "groups",
+    ),
+    CommandHelp(
+        "/gp #group name [full name]",
+        "change a group's profile (owners)",
+        "groups",
+        ("/group_profile",),
+    ),
+    CommandHelp(
+        "/create link #group [role]",
+        "make a link anyone can join the group through (role: member by default)",
+        "links",
+    ),
+    CommandHelp("/show link #group", "show the group's link (with a QR code)", "links"),
+    CommandHelp("/set link role #group role", "the role new members get through the link", "links"),
+    CommandHelp("/delete link #group", "delete the group's link", "links"),
+    CommandHelp("/ad", "make your long-term contact address", "address", ("/address",)),
+    CommandHelp("/sa", "show your address (with a QR code)", "address", ("/show_address",)),
+    CommandHelp("/da", "delete your address", "address", ("/delete_address",)),
+    CommandHelp("/ac name", "accept a contact request", "address", ("/accept",)),
+    CommandHelp("/rc name", "reject a contact request", "address", ("/reject",)),
+    CommandHelp(
+        "/auto_accept on|off [welcome]",
+        "accept contact requests automatically, with an optional welcome message",
+        "address",
+    ),
+    CommandHelp(
         "/tail [@contact|#group] [n]",
         f"show the last n messages (default {DEFAULT_TAIL}), of one chat or of all",
         "messages",
     ),
     CommandHelp("/status", "show the pending work: retries, undelivered messages", "status"),
     CommandHelp("/u", "show your profile", "other", ("/user",)),
+    CommandHelp(
+        "/p [name [full name]]",
+        "show your profile, or change it (your contacts and groups see the change)",
+        "other",
+        ("/profile",),
+    ),
+    CommandHelp(
+        "/i @contact",
+        "a contact's profile and connection (/i #group member: a member's)",
+        "other",
+        ("/info",),
+    ),
     CommandHelp("/help [topic]", "this list, or the commands of one topic", "other", ("/h", "/?")),
     CommandHelp("/q", "quit", "other", ("/quit",)),
 )
@@ -219,13 +371,19 @@ COMMANDS: tuple[CommandHelp, ...] = (
 HELP_TOPICS: dict[str, str] = {
     "contacts": "Contacts: /c makes a one-time link; your contact pastes it after /c on their "
     "side. When both see 'NAME: contact is connected', @NAME TEXT sends messages.",
-    "messages": "Messages: @contact TEXT or #group TEXT; /tail shows recent ones. Names with "
-    "spaces are quoted: @'Bob Smith' hi.",
+    "messages": "Messages: @contact TEXT or #group TEXT; TEXT alone goes to the last chat; "
+    "/tail shows recent ones. Names with spaces are quoted: @'Bob Smith' hi.",
     "groups": "Groups: /g team creates #team; /a team bob invites bob, who accepts with /j team. "
     "Members then connect to each other by themselves; /ms team shows how far each has got.",
+    "address": "Address: /ad makes a long-term address that many people can use (/c LINK "
+    "on their side); each asks to connect: /ac NAME accepts, /rc NAME rejects, or "
+    "/auto_accept on accepts everyone.",
+    "links": "Group links: /create link #team makes a link anyone can join #team through; "
+    "they join with /c LINK and connect to every member by themselves.",
     "status": "Status: /status lists what is still being retried (agent commands and message "
     "deliveries), with attempts, the last error and when the next try is due.",
-    "other": "Other: /u shows your profile, /help TOPIC explains a topic, /q quits.",
+    "other": "Other: /p shows your profile and /p NAME changes it, /i @NAME shows a "
+    "contact, /help TOPIC explains a topic, /q quits.",
 }
 
 
@@ -248,7 +406,14 @@ def help_lines(topic: str | None = None) -> list[str]:
 
 def _topic(topic: str) -> str:
     t = topic.strip().lower().lstrip("/")
-    aliases = {"contact": "contacts", "group": "groups", "message": "messages", "msg": "messages"}
+    aliases = {
+        "contact": "contacts",
+        "group": "groups",
+        "message": "messages",
+        "msg": "messages",
+        "link": "links",
+        "addresses": "address",
+    }
     t = aliases.get(t, t)
     if t not in HELP_TOPICS:
         raise ParseError(f"no help topic {topic!r}: try one of {', '.join(HELP_TOPICS)}")
@@ -348,9 +513,7 @@ def parse_command(line: str) -> Command:
         group, message = _message(text, "#", "group")
         return SendGroupMessage(group, message)
     if text[0] != "/":
-        raise ParseError(
-            "not a command: send a message with @contact TEXT or #group TEXT; /help lists commands"
-        )
+        return SendToLast(text)
     parts = text.split(maxsplit=1)
     head, args = parts[0], parts[1] if len(parts) > 1 else ""
     handler = _HANDLERS.get(head[1:].lower())
@@ -385,6 +548,8 @@ def _no_args(command: Command, usage: str) -> _Handler:
 
 
 def _delete(w: _Words) -> Command:
+    if _keyword(w, "link"):
+        return DeleteGroupLink(_group_only(w, "/delete link #group"))
     if w.peek() == "@":
         contact = w.name("contact", "@")
         w.done("/d @contact")
@@ -445,6 +610,142 @@ def _remove_member(w: _Words) -> Command:
     member = w.name("member", "@")
     w.done(usage)
     return RemoveMember(group, member)
+
+
+def _keyword(w: _Words, word: str) -> bool:
+    """Whether the next word is `word` (bare, any case); consumed if so."""
+    w._skip_space()
+    end = w.pos + len(word)
+    rest = w.text[end:]
+    if w.text[w.pos : end].lower() == word and (not rest or rest[0].isspace()):
+        w.pos = end
+        return True
+    return False
+
+
+def _group_only(w: _Words, usage: str) -> str:
+    if w.at_end():
+        raise ParseError(f"missing group: {usage}")
+    group = w.name("group", "#")
+    w.done(usage)
+    return group
+
+
+def _role(word: str, roles: tuple[str, ...]) -> str:
+    role = word.lower()
+    if role not in roles:
+        raise ParseError(f"unknown role {word!r}: {', '.join(roles[:-1])} or {roles[-1]}")
+    return role
+
+
+MEMBER_ROLES = ("owner", "admin", "member", "observer")
+
+
+def _create(w: _Words) -> Command:
+    usage = "/create link #group [role]"
+    if not _keyword(w, "link"):
+        raise ParseError(f"usage: {usage}")
+    if w.at_end():
+        raise ParseError(f"missing group: {usage}")
+    group = w.name("group", "#")
+    role = "member"
+    if not w.at_end():
+        role = _role(w.word("role"), ROLES)
+    w.done(usage)
+    return CreateGroupLink(group, role)
+
+
+def _show(w: _Words) -> Command:
+    if not _keyword(w, "link"):
+        raise ParseError("usage: /show link #group (/sa shows your address)")
+    return ShowGroupLink(_group_only(w, "/show link #group"))
+
+
+def _set(w: _Words) -> Command:
+    usage = "/set link role #group role"
+    if not (_keyword(w, "link") and _keyword(w, "role")):
+        raise ParseError(f"usage: {usage}")
+    if w.at_end():
+        raise ParseError(f"missing group: {usage}")
+    group = w.name("group", "#")
+    if w.at_end():
+        raise ParseError(f"missing role: {usage}")
+    role = _role(w.word("role"), ROLES)
+    w.done(usage)
+    return SetGroupLinkRole(group, role)
+
+
+def _member_role(w: _Words) -> Command:
+    usage = "/mr #group member role"
+    if w.at_end():
+        raise ParseError(f"missing group: {usage}")
+    group = w.name("group", "#")
+    if w.at_end():
+        raise ParseError(f"missing member: {usage}")
+    member = w.name("member", "@")
+    if w.at_end():
+        raise ParseError(f"missing role: {usage}")
+    role = _role(w.word("role"), MEMBER_ROLES)
+    w.done(usage)
+    return SetMemberRole(group, member, role)
+
+
+def _request(make: type[AcceptRequest | RejectRequest], usage: str) -> _Handler:
+    def handler(w: _Words) -> Command:
+        if w.at_end():
+            raise ParseError(f"missing name: {usage}")
+        name = w.name("name", "@")
+        w.done(usage)
+        return make(name)
+
+    return handler
+
+
+def _auto_accept(w: _Words) -> Command:
+    usage = "/auto_accept on|off [welcome message]"
+    if w.at_end():
+        raise ParseError(f"missing on or off: {usage}")
+    word = w.word("on or off").lower()
+    if word not in ("on", "off"):
+        raise ParseError(f"say on or off, not {word!r}: {usage}")
+    welcome = w.rest()
+    if word == "off" and welcome:
+        raise ParseError("a welcome message goes with /auto_accept on")
+    return AutoAccept(word == "on", welcome)
+
+
+def _profile(w: _Words) -> Command:
+    if w.at_end():
+        return Profile()
+    name = w.word("display name")
+    return Profile(name, w.rest())
+
+
+def _group_profile(w: _Words) -> Command:
+    usage = "/gp #group name [full name]"
+    if w.at_end():
+        raise ParseError(f"missing group: {usage}")
+    group = w.name("group", "#")
+    if w.at_end():
+        raise ParseError(f"missing the new name: {usage}")
+    name = w.name("group name", "#")
+    return GroupProfile(group, name, w.rest())
+
+
+def _info(w: _Words) -> Command:
+    usage = "/i @contact or /i #group member"
+    if w.at_end():
+        raise ParseError(f"missing name: {usage}")
+    if w.peek() == "#":
+        group = w.name("group", "#")
+        if w.at_end():
+            raise ParseError(f"missing member: {usage}")
+        member = w.name("member", "@")
+        w.done(usage)
+        return Info(member, group)
+    name = w.name("contact", "@")
+    w.done(usage)
+    return Info(name)
 
 
 def _help(w: _Words) -> Command:
@@ -517,4 +818,26 @@ _HANDLERS: dict[str, _Handler] = {
     "u": _no_args(ShowUser(), "/u"),
     "user": _no_args(ShowUser(), "/u"),
     "tail": _tail,
+    "ad": _no_args(CreateAddress(), "/ad"),
+    "address": _no_args(CreateAddress(), "/ad"),
+    "sa": _no_args(ShowAddress(), "/sa"),
+    "show_address": _no_args(ShowAddress(), "/sa"),
+    "da": _no_args(DeleteAddress(), "/da"),
+    "delete_address": _no_args(DeleteAddress(), "/da"),
+    "ac": _request(AcceptRequest, "/ac name"),
+    "accept": _request(AcceptRequest, "/ac name"),
+    "rc": _request(RejectRequest, "/rc name"),
+    "reject": _request(RejectRequest, "/rc name"),
+    "auto_accept": _auto_accept,
+    "create": _create,
+    "show": _show,
+    "set": _set,
+    "mr": _member_role,
+    "member_role": _member_role,
+    "p": _profile,
+    "profile": _profile,
+    "gp": _group_profile,
+    "group_profile": _group_profile,
+    "i": _info,
+    "info": _info,
 }

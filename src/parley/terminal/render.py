@@ -309,6 +309,45 @@ def contact_line(contact: cev.Contact) -> str:
     return f"@{quote_name(contact.name)}{full}: {state}"
 
 
+def contact_info_lines(contact: cev.Contact) -> list[str]:
+    """/i @contact: the profile and the connection."""
+    state = {"ready": "connected", "connecting": "connecting"}.get(contact.status, contact.status)
+    full = f" ({contact.full_name})" if contact.full_name else ""
+    lines = [f"@{quote_name(contact.name)}: contact, {state}"]
+    lines.append(f"  profile: {contact.display_name}{full}")
+    return lines
+
+
+def member_info_lines(group: str, member: cev.Member) -> list[str]:
+    """/i #group member: the profile, the role and the connection."""
+    full = f" ({member.full_name})" if member.full_name else ""
+    title = {"user": "you", "host": "host"}.get(member.category, "member")
+    lines = [f"#{quote_name(group)} {member.name}: {title}, {member.role}"]
+    lines.append(f"  profile: {member.name}{full}")
+    if member.status in CONNECTED:
+        state = "connected"
+    elif member.status == "memLeft":
+        state = "left the group"
+    elif member.status == "memRemoved":
+        state = "removed from the group"
+    else:
+        state = "connecting (" + CONNECTING_STAGES.get(member.status, member.status) + ")"
+    if member.connection is not None and member.category != "user":
+        state += f"; group connection {member.connection}"
+    lines.append(f"  status: {state}")
+    if member.last_error:
+        lines.append(f"  last error: {member.last_error}")
+    return lines
+
+
+def auto_accept_line(address: cev.AddressView) -> str:
+    """/sa and /auto_accept: whether contact requests are accepted by themselves."""
+    if not address.auto_accept:
+        return "auto-accept is off: /ac NAME accepts a request, /rc NAME rejects it"
+    welcome = f", welcome message: {address.welcome}" if address.welcome else ""
+    return f"auto-accept is on{welcome}"
+
+
 def group_line(group: cev.Group) -> str:
     full = f" ({group.full_name})" if group.full_name else ""
     name = quote_name(group.name)

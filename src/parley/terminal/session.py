@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from rich.table import Table
@@ -66,6 +66,10 @@ class ChatSession:
         self._inviting = 0  # /c commands waiting for their link
         self._links_shown: set[int] = set()  # invitations whose link /c printed
         self._links_late: set[int] = set()  # invitations whose link comes as an event
+        self._making_links = 0  # /ad and /create link commands waiting for their link
+        self._links_printed: set[str] = set()  # address and group links a command printed
+        # the last chat written to or heard from ("@" or "#", name): where plain text goes
+        self.last_chat: tuple[str, str] | None = None
 
     # ------------------------------------------------------------ lines
 
@@ -120,13 +124,16 @@ class ChatSession:
                 for c in contacts:
                     out(render.contact_line(c))
             case cmd.SendContactMessage(contact, text):
-                item = await self.chat.send_contact_message(contact, text)
-                if self.verbose:
-                    out(render.item_line(item), "message")
+                await self._send("@", contact, text)
             case cmd.SendGroupMessage(group, text):
-                item = await self.chat.send_group_message(group, text)
-                if self.verbose:
-                    out(render.item_line(item), "message")
+                await self._send("#", group, text)
+            case cmd.SendToLast(text):
+                if self.last_chat is None:
+                    raise ChatError(
+                        "no chat to send to yet: write @contact TEXT or #group TEXT first "
+                        "(/help lists the commands)"
+                    )
+                await self._send(*self.last_chat, text)
             case cmd.DeleteContact(contact):
                 await self.chat.delete_contact(contact)
                 if not self.sees_events:  # else the ContactDeleted event says it
@@ -164,7 +171,167 @@ class ChatSession:
                 await self._status()
             case cmd.Tail():
                 await self._tail(command)
+            case _:
+                await self._execute_more(command)
         return False
+
+    async def _execute_more(self, command: cmd.Command) -> None:
+        """Addresses, contact requests, group links, roles and profiles."""
+        out = self.printer.line
+        match command:
+            case cmd.CreateAddress():
+                link = await self._make_link(self.chat.create_address(INVITATION_WAIT))
+                self._show_address(link)
+            case cmd.ShowAddress():
+                address = await self.chat.show_address()
+                if address is None:
+                    out("you have no chat address: /ad makes one")
+                    return
+                self._show_address(address.link)
+                out(render.auto_accept_line(address))
+            case cmd.DeleteAddress():
+                await self.chat.delete_address()
+                if not self.sees_events:  # else the UserContactLinkDeleted event says it
+                    out("your chat address is deleted")
+            case cmd.AcceptRequest(name):
+                request = await self.chat.contact_request_named(name)
+                contact = await self.chat.accept_contact_request(request.request_id)
+                if not self.sees_events:
+                    out(f"{contact.name}: accepting contact request...")
+            case cmd.RejectRequest(name):
+                request = await self.chat.contact_request_named(name)
+                await self.chat.reject_contact_request(request.request_id)
+                if not self.sees_events:
+                    out(f"{request.name}: contact request rejected")
+            case cmd.AutoAccept(on, welcome):
+                address = await self.chat.set_auto_accept(on, welcome or None)
+                out(render.auto_accept_line(address))
+            case cmd.CreateGroupLink(group, role):
+                link = await self._make_link(
+                    self.chat.create_group_link(group, role, INVITATION_WAIT)
+                )
+                view = await self.chat.group_link(group)
+                if view is None:  # (deleted meanwhile)
+                    out(f"#{group}: group link: {link}")
+                    return
+                self._show_group_link(view)
+            case cmd.ShowGroupLink(group):
+                view = await self.chat.group_link(group)
+                if view is None:
+                    q = cmd.quote_name(group)
+                    out(f"#{group} has no link: /create link #{q} makes one")
+                    return
+                self._show_group_link(view)
+            case cmd.DeleteGroupLink(group):
+                await self.chat.delete_group_link(group)
+                if not self.sees_events:  # else the GroupLinkDeleted event says it
+                    out(f"#{group}: group link deleted")
+            case cmd.SetGroupLinkRole(group, role):
+                view = await self.chat.set_group_link_role(group, role)
+                out(f"#{view.group.name}: new members join through the link as {view.role}")
+            case cmd.SetMemberRole(group, member, role):
+                before = {m.name: m.role for m in await self.chat.members(group)}.get(member)
+                updated = await self.chat.set_member_role(group, member, role)
+                if before == role:
+                    out(f"#{group}: {updated.name} is {role} already")
+                elif not self.sees_events:  # else the MemberRoleUpdated event says it
+                    out(f"#{group}: you changed the role of {updated.name} to {role}")
+            case cmd.Profile(None):
+                await self._show_profile()
+            case cmd.Profile(name, full_name):
+                assert name is not None
+                old_user = await self.chat.active_user()
+                user = await self.chat.update_profile(name, full_name)
+                if user == old_user:
+                    out("your profile is unchanged")
+                elif not self.sees_events:  # else the UserProfileUpdated event says it
+                    out(cev.describe(cev.UserProfileUpdated(user, user)))
+            case cmd.GroupProfile(group, name, full_name):
+                before_group = next((g for g in await self.chat.groups() if g.name == group), None)
+                after = await self.chat.update_group_profile(group, name, full_name)
+                if before_group is not None and after == before_group:
+                    out(f"#{group}: the group profile is unchanged")
+                elif not self.sees_events:
+                    out(cev.describe(cev.GroupUpdated(before_group or after, after, None)))
+                self._renamed("#", group, after.name)
+            case cmd.Info(name, None):
+                found = next((c for c in await self.chat.contacts() if c.name == name), None)
+                if found is None:
+                    raise ChatError(f"no contact {name}")
+                for text in render.contact_info_lines(found):
+                    out(text)
+            case cmd.Info(name, group):
+                assert group is not None
+                members = await self.chat.members(group)
+                seen = next((m for m in members if m.name == name), None)
+                if seen is None:
+                    raise ChatError(f"#{group}: no member {name}")
+                for text in render.member_info_lines(group, seen):
+                    out(text)
+
+    async def _send(self, prefix: str, name: str, text: str) -> None:
+        if prefix == "@":
+            item = await self.chat.send_contact_message(name, text)
+        else:
+            item = await self.chat.send_group_message(name, text)
+        self.last_chat = (prefix, name)
+        if self.verbose:
+            self.printer.line(render.item_line(item), "message")
+
+    async def _show_profile(self) -> None:
+        user = await self.chat.active_user()
+        if user is None:
+            self.printer.line("no user profile yet")
+            return
+        full = f" ({user.full_name})" if user.full_name else ""
+        self.printer.line(f"you are {user.display_name}{full}")
+        self.printer.line("(/p NAME [FULL NAME] changes it)", "dim")
+
+    async def _make_link(self, making: Awaitable[str]) -> str:
+        """Run /ad or /create link: its event is not shown while it waits (it prints)."""
+        self._making_links += 1
+        try:
+            return await making
+        finally:
+            self._making_links -= 1
+
+    def _show_address(self, link: str) -> None:
+        self._links_printed.add(link)
+        self.printer.line(f"your chat address: {link}")
+        self.printer.qr(link)
+        self.printer.line(
+            "(anyone can connect to you with /c LINK; /sa shows it, /da deletes it)", "dim"
+        )
+
+    def _show_group_link(self, view: cev.GroupLinkView) -> None:
+        q = cmd.quote_name(view.group.name)
+        self._links_printed.add(view.link)
+        self.printer.line(
+            f"#{view.group.name}: group link (new members join as {view.role}): {view.link}"
+        )
+        self.printer.qr(view.link)
+        self.printer.line(
+            f"(anyone can join #{q} with /c LINK; /delete link #{q} deletes it)", "dim"
+        )
+
+    def _renamed(self, prefix: str, before: str, after: str) -> None:
+        if self.last_chat == (prefix, before):
+            self.last_chat = (prefix, after)
+
+    def _track(self, event: cev.ChatEvent) -> None:
+        """Keep the last chat up to date: a message received, a chat renamed or gone."""
+        match event:
+            case cev.NewChatItem(item) if item.direction == "rcv":
+                if item.group is not None:
+                    self.last_chat = ("#", item.group.name)
+                elif item.contact is not None:
+                    self.last_chat = ("@", item.contact.name)
+            case cev.ContactUpdated(before, after):
+                self._renamed("@", before.name, after.name)
+            case cev.GroupUpdated(before, after):
+                self._renamed("#", before.name, after.name)
+            case cev.ContactDeleted(contact) if self.last_chat == ("@", contact.name):
+                self.last_chat = None
 
     async def _new_invitation(self) -> None:
         self._inviting += 1
@@ -239,6 +406,16 @@ class ChatSession:
     # ------------------------------------------------------------ events
 
     def show_event(self, event: cev.ChatEvent) -> None:
+        self._track(event)
+        if isinstance(event, cev.UserContactLinkCreated | cev.GroupLinkCreated):
+            link = event.link if isinstance(event.link, str) else event.link.link
+            if self._making_links or link in self._links_printed:
+                return  # the /ad or /create link under way prints it, or printed it
+            if isinstance(event, cev.UserContactLinkCreated):
+                self._show_address(event.link)  # made after /ad gave up waiting
+            else:
+                self._show_group_link(event.link)
+            return
         if isinstance(event, cev.InvitationReady):
             cid = event.connection_id
             if cid in self._links_shown:
@@ -253,7 +430,7 @@ class ChatSession:
         if text is None:
             return
         style = "message" if isinstance(event, cev.NewChatItem) else "event"
-        if isinstance(event, cev.MemberFailed | cev.ConnectionFailed):
+        if isinstance(event, cev.MemberFailed | cev.ConnectionFailed | cev.GroupMessageRefused):
             style = "error"
         self.printer.line(text, style)
 
