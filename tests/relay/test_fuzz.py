@@ -348,7 +348,7 @@ async def fuzz(tmp_path: Path, seed: int, blocks: int, caplog: pytest.LogCapture
 
         try:
             await asyncio.gather(fuzzing(), well_behaved())
-            assert relay._listeners, "the relay stopped listening"
+            assert relay.connections.listeners, "the relay stopped listening"
             # the well-behaved client kept going all along, and still does
             assert round_trips >= 10, round_trips
             await one_round_trip(client, ids, key)

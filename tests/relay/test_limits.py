@@ -169,7 +169,7 @@ async def test_connections_per_address(tmp_path: Path) -> None:
         assert await other.request(p.PING) == p.PONG
         # a closed connection makes room for its address again
         crowd.pop().close()
-        await wait_for_condition(lambda: relay._per_address.get("127.0.0.2") == 2, 5)
+        await wait_for_condition(lambda: relay.connections.per_address.get("127.0.0.2") == 2, 5)
         crowd.append(await RawConnection.open(relay.address, source="127.0.0.2"))
         for conn in crowd:
             assert await conn.request(p.PING) == p.PONG
@@ -241,9 +241,9 @@ async def test_accept_failures_are_logged_once_per_interval(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     relay = RelayServer(relay_config(tmp_path, accept_error_log_interval=3600))
-    with caplog.at_level(logging.WARNING, logger="parley.relay.server"):
+    with caplog.at_level(logging.WARNING, logger="parley.relay.connections"):
         for _ in range(10_000):
-            relay._accept_failed(OSError(24, "Too many open files"))
+            relay.connections.accept_failed(OSError(24, "Too many open files"))
     assert relay.stats.accept_errors == 10_000
     lines = [r for r in caplog.records if "accepting connections failed" in r.getMessage()]
     assert len(lines) == 1

@@ -44,7 +44,7 @@ async def test_stored_volume_does_not_stay_in_memory(tmp_path: Path) -> None:
         # what memory keeps per message is its header, never its body
         assert all(
             isinstance(m, Stored) and m.size == BODY
-            for qs in relay._by_recipient.values()
+            for qs in relay.queues.by_recipient.values()
             for m in qs.messages
         )
 

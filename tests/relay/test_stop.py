@@ -65,7 +65,11 @@ async def test_stop_aborts_connections_in_their_tls_handshake(tmp_path: Path) ->
         for conn in [*half, silent]:
             assert await conn.closed_by_peer(5), "a connection in its TLS handshake survived"
         assert await session.closed_by_peer(5)
-        assert not relay._handshaking and not relay._sessions and not relay._tasks
+        assert (
+            not relay.connections.handshaking
+            and not relay.connections.sessions
+            and not relay._tasks
+        )
     finally:
         for conn in [*half, silent]:
             conn.close()
