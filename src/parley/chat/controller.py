@@ -84,11 +84,18 @@ class ChatController:
     @classmethod
     async def open(cls, config: ChatConfig) -> ChatController:
         prefix = str(config.db_prefix)
-        db = await Database.open(prefix + "_chat.db", store.MIGRATIONS)
-        agent_config = AgentConfig(database=Path(prefix + "_agent.db"), relays=config.relays)
+        key = config.database_key
+        db = await Database.open(prefix + "_chat.db", store.MIGRATIONS, key)
+        agent_config = AgentConfig(
+            database=Path(prefix + "_agent.db"), relays=config.relays, database_key=key
+        )
         for k, v in config.agent.items():
             setattr(agent_config, k, v)
-        agent = await Agent.open(agent_config)
+        try:
+            agent = await Agent.open(agent_config)
+        except BaseException:
+            await db.close()
+            raise
         return cls(config, db, agent)
 
     async def start(self) -> None:

@@ -32,6 +32,8 @@ class ChatConfig:
     intro_jitter: float = 0.2
     intro_check_interval: float = 10.0  # how often the host looks for such pairs
     agent: dict[str, Any] = field(default_factory=dict)  # extra AgentConfig settings
+    # a passphrase: both databases (chat and agent) are encrypted with SQLCipher
+    database_key: str | None = field(default=None, repr=False)
 
 
 def intro_delay(config: ChatConfig, attempts: int, jitter: float = 0.0) -> float:

@@ -16,6 +16,7 @@ from typing import Any, Protocol, cast
 from parley.agent.agent import AgentError
 from parley.chat.controller import ChatConfig, ChatController, ChatError
 from parley.cli.common import add_command, add_relays_option, bad_relay
+from parley.store import DatabaseKeyError, encrypt_file
 
 API_PREFIX = "parley chat api: "
 USER_PREFIX = "parley chat: you are "
@@ -94,6 +95,19 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--headless", action="store_true", help="no interactive terminal (see the modes above)"
     )
+    p.add_argument(
+        "--db-key-file",
+        type=Path,
+        metavar="FILE",
+        help="the passphrase of encrypted databases, from FILE (else $PARLEY_DB_KEY, else "
+        "asked for at the terminal when the databases are encrypted)",
+    )
+    p.add_argument(
+        "--encrypt-db",
+        action="store_true",
+        help="encrypt the databases (SQLCipher: pip install 'parley[encrypted]'): new ones "
+        "are created encrypted, existing plaintext ones are encrypted in place",
+    )
     p.set_defaults(run=run)
 
 
@@ -120,12 +134,68 @@ def run(args: argparse.Namespace) -> int:
     return asyncio.run(chat_main(args))
 
 
+def database_files(prefix: Path) -> list[Path]:
+    return [Path(f"{prefix}_chat.db"), Path(f"{prefix}_agent.db")]
+
+
+def database_key(args: argparse.Namespace, *, ask: bool) -> str | None:
+    """The passphrase: --db-key-file, $PARLEY_DB_KEY, or (with `ask`) a prompt."""
+    if args.db_key_file is not None:
+        return Path(args.db_key_file).read_text().rstrip("\r\n") or None
+    if os.environ.get("PARLEY_DB_KEY"):
+        return os.environ["PARLEY_DB_KEY"]
+    if ask and sys.stdin.isatty():
+        import getpass
+
+        key = getpass.getpass("database passphrase: ")
+        if args.encrypt_db and getpass.getpass("again: ") != key:
+            raise DatabaseKeyError("the two passphrases differ")
+        return key or None
+    return None
+
+
+def encrypt_existing(prefix: Path, key: str) -> list[Path]:
+    """Encrypt the plaintext databases of `prefix` in place; returns those it encrypted."""
+    done: list[Path] = []
+    for path in database_files(prefix):
+        if not path.exists() or path.stat().st_size == 0:
+            continue
+        try:
+            sqlite3.connect(f"file:{path}?mode=ro", uri=True).execute(
+                "SELECT count(*) FROM sqlite_master"
+            ).fetchone()
+        except sqlite3.DatabaseError:
+            continue  # encrypted already
+        encrypt_file(path, key)
+        done.append(path)
+    return done
+
+
+async def open_chat(args: argparse.Namespace, prefix: Path) -> ChatController:
+    key = database_key(args, ask=args.encrypt_db and not args.headless)
+    if args.encrypt_db:
+        if key is None:
+            raise DatabaseKeyError(
+                "--encrypt-db needs a passphrase: --db-key-file or $PARLEY_DB_KEY"
+            )
+        for path in encrypt_existing(prefix, key):
+            print(f"encrypted {path}", flush=True)
+    config = ChatConfig(db_prefix=prefix, relays=list(args.relays), database_key=key)
+    try:
+        return await ChatController.open(config)
+    except DatabaseKeyError:
+        if key is not None or args.headless or not sys.stdin.isatty():
+            raise
+    config.database_key = database_key(args, ask=True)  # encrypted: ask for the passphrase
+    return await ChatController.open(config)
+
+
 async def chat_main(args: argparse.Namespace) -> int:
     prefix: Path = args.db_prefix
     try:
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        chat = await ChatController.open(ChatConfig(db_prefix=prefix, relays=list(args.relays)))
-    except (AgentError, OSError, sqlite3.Error) as e:
+        chat = await open_chat(args, prefix)
+    except (AgentError, OSError, sqlite3.Error, DatabaseKeyError) as e:
         _fail(f"cannot open {prefix}: {e}")
         return 1
     try:
