@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from parley.cli.common import add_command
 from parley.protocol.address import DEFAULT_PORT
 from parley.relay.config import ADDRESS_PREFIX, RelayConfig
 from parley.relay.server import RelayServer, raise_open_file_limit
@@ -24,17 +25,99 @@ def default_store() -> Path:
     return Path(base) / "parley" / "relay"
 
 
+# the options that set a RelayConfig field of the same name, the field's default theirs:
+# (option, field, type, help)
+CONFIG_OPTIONS: tuple[tuple[str, str, type, str], ...] = (
+    ("--host", "host", str, "address to listen on (default 127.0.0.1)"),
+    ("--port", "port", int, f"default {DEFAULT_PORT}"),
+    ("--public-host", "public_host", str, "host name to put in the printed address"),
+    ("--public-port", "public_port", int, "port to put in the printed address (behind a NAT)"),
+    (
+        "--database-url",
+        "database_url",
+        str,
+        "keep queues and messages in PostgreSQL (postgresql://...; needs parley[postgres]) "
+        "instead of SQLite in the store directory",
+    ),
+    ("--quota", "quota", int, "messages per queue"),
+    (
+        "--message-ttl",
+        "message_ttl",
+        float,
+        "seconds a message is kept before it expires (default 21 days)",
+    ),
+    (
+        "--max-message-size",
+        "max_message_body",
+        int,
+        "largest message body in bytes (at most the protocol's 16000)",
+    ),
+    (
+        "--max-connections",
+        "max_connections",
+        int,
+        "connections at once (lowered at start to fit the open-file limit)",
+    ),
+    (
+        "--max-connections-per-address",
+        "max_connections_per_address",
+        int,
+        "connections at once from one IPv4 address or IPv6 /64 (0: no limit)",
+    ),
+    (
+        "--idle-timeout",
+        "idle_timeout",
+        float,
+        "seconds without traffic before a connection is closed",
+    ),
+    (
+        "--idle-unsubscribed-timeout",
+        "idle_unsubscribed_timeout",
+        float,
+        "seconds without a command (PING aside) before a connection with no subscription is closed",
+    ),
+    (
+        "--max-auth-failures",
+        "max_auth_failures",
+        int,
+        "failed authenticators (or NEW passwords) before a connection is closed",
+    ),
+    (
+        "--max-queues",
+        "max_queues",
+        int,
+        "queues on the relay; NEW over it gets QUOTA (default: none)",
+    ),
+    (
+        "--max-stored-bytes",
+        "max_stored_bytes",
+        int,
+        "message body bytes stored; SEND over it gets QUOTA (default: none)",
+    ),
+    (
+        "--cache-bytes",
+        "cache_bytes",
+        int,
+        "message bodies kept in memory, in bytes (default 64 MiB)",
+    ),
+    (
+        "--metrics-port",
+        "metrics_port",
+        int,
+        "serve Prometheus metrics on this port (needs parley[metrics]; default: off)",
+    ),
+    (
+        "--metrics-host",
+        "metrics_host",
+        str,
+        "address for the metrics endpoint (default 127.0.0.1)",
+    ),
+)
+
+
 def add_parser(commands: Any) -> None:
     defaults = RelayConfig(store=Path("."))
-    p: argparse.ArgumentParser = commands.add_parser(
-        "relay", help="run a relay", description="Run a parley relay (SQLite store)."
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-    p.add_argument("--public-host", help="host name to put in the printed address")
-    p.add_argument(
-        "--public-port", type=int, help="port to put in the printed address (behind a NAT)"
-    )
+    p = add_command(commands, "relay", "run a relay", "Run a parley relay (SQLite store).")
     p.add_argument(
         "--store",
         type=Path,
@@ -42,84 +125,15 @@ def add_parser(commands: Any) -> None:
         help="directory for keys, certificates and the queue database "
         "(default $XDG_DATA_HOME/parley/relay)",
     )
-    p.add_argument(
-        "--database-url",
-        help="keep queues and messages in PostgreSQL (postgresql://...; needs parley[postgres]) "
-        "instead of SQLite in the store directory",
-    )
-    p.add_argument("--quota", type=int, default=defaults.quota, help="messages per queue")
-    p.add_argument(
-        "--message-ttl",
-        type=float,
-        default=defaults.message_ttl,
-        help="seconds a message is kept before it expires (default 21 days)",
-    )
-    p.add_argument(
-        "--max-message-size",
-        type=int,
-        default=defaults.max_message_body,
-        help="largest message body in bytes (at most the protocol's 16000)",
-    )
-    p.add_argument(
-        "--max-connections",
-        type=int,
-        default=defaults.max_connections,
-        help="connections at once (lowered at start to fit the open-file limit)",
-    )
-    p.add_argument(
-        "--max-connections-per-address",
-        type=int,
-        default=defaults.max_connections_per_address,
-        help="connections at once from one IPv4 address or IPv6 /64 (0: no limit)",
-    )
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=defaults.idle_timeout,
-        help="seconds without traffic before a connection is closed",
-    )
-    p.add_argument(
-        "--idle-unsubscribed-timeout",
-        type=float,
-        default=defaults.idle_unsubscribed_timeout,
-        help="seconds without a command (PING aside) before a connection with no "
-        "subscription is closed",
-    )
-    p.add_argument(
-        "--max-auth-failures",
-        type=int,
-        default=defaults.max_auth_failures,
-        help="failed authenticators (or NEW passwords) before a connection is closed",
-    )
+    for option, name, kind, text in CONFIG_OPTIONS:
+        metavar = option.removeprefix("--").replace("-", "_").upper()
+        default = getattr(defaults, name)
+        p.add_argument(option, dest=name, type=kind, default=default, metavar=metavar, help=text)
     p.add_argument(
         "--create-password",
         default=os.environ.get("PARLEY_RELAY_CREATE_PASSWORD") or None,
         help="NEW (creating a queue) needs this password "
         "(default: $PARLEY_RELAY_CREATE_PASSWORD; unset: anyone may create queues)",
-    )
-    p.add_argument(
-        "--max-queues", type=int, help="queues on the relay; NEW over it gets QUOTA (default: none)"
-    )
-    p.add_argument(
-        "--max-stored-bytes",
-        type=int,
-        help="message body bytes stored; SEND over it gets QUOTA (default: none)",
-    )
-    p.add_argument(
-        "--cache-bytes",
-        type=int,
-        default=defaults.cache_bytes,
-        help="message bodies kept in memory, in bytes (default 64 MiB)",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        help="serve Prometheus metrics on this port (needs parley[metrics]; default: off)",
-    )
-    p.add_argument(
-        "--metrics-host",
-        default=defaults.metrics_host,
-        help="address for the metrics endpoint (default 127.0.0.1)",
     )
     p.add_argument(
         "--stats-interval",
@@ -131,28 +145,8 @@ def add_parser(commands: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RelayConfig:
-    return RelayConfig(
-        store=args.store,
-        host=args.host,
-        port=args.port,
-        public_host=args.public_host,
-        database_url=args.database_url,
-        public_port=args.public_port,
-        quota=args.quota,
-        message_ttl=args.message_ttl,
-        max_message_body=args.max_message_size,
-        max_connections=args.max_connections,
-        max_connections_per_address=args.max_connections_per_address,
-        idle_timeout=args.idle_timeout,
-        idle_unsubscribed_timeout=args.idle_unsubscribed_timeout,
-        max_auth_failures=args.max_auth_failures,
-        create_password=args.create_password,
-        max_queues=args.max_queues,
-        max_stored_bytes=args.max_stored_bytes,
-        cache_bytes=args.cache_bytes,
-        metrics_port=args.metrics_port,
-        metrics_host=args.metrics_host,
-    )
+    fields = {name: getattr(args, name) for _, name, _, _ in CONFIG_OPTIONS}
+    return RelayConfig(store=args.store, create_password=args.create_password, **fields)
 
 
 STATS_FILE = "stats.json"
