@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from parley.relay.store import (
+    SELECT_HEADERS,
+    SELECT_QUEUES,
     AddMessage,
     CreateQueue,
     DeleteExpired,
@@ -22,30 +24,10 @@ from parley.relay.store import (
     SecureQueue,
     StoreOp,
     SuspendQueue,
+    first_schema,
 )
 
-MIGRATIONS = [
-    """
-    CREATE TABLE queues (
-        recipient_id BYTEA PRIMARY KEY,
-        sender_id BYTEA NOT NULL UNIQUE,
-        recipient_key BYTEA NOT NULL,
-        sender_key BYTEA,
-        status TEXT NOT NULL DEFAULT 'active',
-        created_at BIGINT NOT NULL
-    );
-    CREATE TABLE messages (
-        seq BIGSERIAL PRIMARY KEY,
-        recipient_id BYTEA NOT NULL REFERENCES queues(recipient_id) ON DELETE CASCADE,
-        msg_id BYTEA NOT NULL,
-        ts BIGINT NOT NULL,
-        flags SMALLINT NOT NULL,
-        body BYTEA NOT NULL
-    );
-    CREATE INDEX messages_by_queue ON messages(recipient_id, seq);
-    CREATE INDEX messages_by_time ON messages(ts);
-    """,
-]
+MIGRATIONS = [first_schema("BYTEA", "BIGINT", "SMALLINT", "BIGSERIAL PRIMARY KEY")]
 
 _ADD = (
     "INSERT INTO messages (recipient_id, msg_id, ts, flags, body) "
@@ -86,17 +68,11 @@ class PostgresQueueStore:
                     r[4],
                     r[5],
                 )
-                for r in await conn.fetch(
-                    "SELECT recipient_id, sender_id, recipient_key, sender_key, status, "
-                    "created_at FROM queues"
-                )
+                for r in await conn.fetch(SELECT_QUEUES)
             ]
             messages = [
                 MessageHeader(bytes(r[0]), bytes(r[1]), r[2], r[3], r[4])
-                for r in await conn.fetch(
-                    "SELECT recipient_id, msg_id, ts, flags, length(body) FROM messages "
-                    "ORDER BY seq"
-                )
+                for r in await conn.fetch(SELECT_HEADERS)
             ]
         return queues, messages
 

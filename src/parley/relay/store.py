@@ -25,28 +25,39 @@ from parley.store import Database
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = [
-    """
+
+def first_schema(blob: str, integer: str, small: str, serial: str) -> str:
+    """The relay's first schema in a dialect's column types (SQLite's, PostgreSQL's)."""
+    return f"""
     CREATE TABLE queues (
-        recipient_id BLOB PRIMARY KEY,
-        sender_id BLOB NOT NULL UNIQUE,
-        recipient_key BLOB NOT NULL,
-        sender_key BLOB,
+        recipient_id {blob} PRIMARY KEY,
+        sender_id {blob} NOT NULL UNIQUE,
+        recipient_key {blob} NOT NULL,
+        sender_key {blob},
         status TEXT NOT NULL DEFAULT 'active',
-        created_at INTEGER NOT NULL
+        created_at {integer} NOT NULL
     );
     CREATE TABLE messages (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        recipient_id BLOB NOT NULL REFERENCES queues(recipient_id) ON DELETE CASCADE,
-        msg_id BLOB NOT NULL,
-        ts INTEGER NOT NULL,
-        flags INTEGER NOT NULL,
-        body BLOB NOT NULL
+        seq {serial},
+        recipient_id {blob} NOT NULL REFERENCES queues(recipient_id) ON DELETE CASCADE,
+        msg_id {blob} NOT NULL,
+        ts {integer} NOT NULL,
+        flags {small} NOT NULL,
+        body {blob} NOT NULL
     );
     CREATE INDEX messages_by_queue ON messages(recipient_id, seq);
     CREATE INDEX messages_by_time ON messages(ts);
-    """,
-]
+    """
+
+
+MIGRATIONS = [first_schema("BLOB", "INTEGER", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT")]
+
+# what load() reads, in every store
+SELECT_QUEUES = (
+    "SELECT recipient_id, sender_id, recipient_key, sender_key, status, created_at FROM queues"
+)
+# (length() of a BLOB reads its size, not its content)
+SELECT_HEADERS = "SELECT recipient_id, msg_id, ts, flags, length(body) FROM messages ORDER BY seq"
 
 
 class QueueRecord(msgspec.Struct):
@@ -148,21 +159,8 @@ class SqliteQueueStore:
 
     async def load(self) -> tuple[list[QueueRecord], list[MessageHeader]]:
         def read(c: sqlite3.Connection) -> tuple[list[QueueRecord], list[MessageHeader]]:
-            queues = [
-                QueueRecord(*row)
-                for row in c.execute(
-                    "SELECT recipient_id, sender_id, recipient_key, sender_key, status, "
-                    "created_at FROM queues"
-                )
-            ]
-            # length() of a BLOB reads its size, not its content
-            messages = [
-                MessageHeader(*row)
-                for row in c.execute(
-                    "SELECT recipient_id, msg_id, ts, flags, length(body) FROM messages "
-                    "ORDER BY seq"
-                )
-            ]
+            queues = [QueueRecord(*row) for row in c.execute(SELECT_QUEUES)]
+            messages = [MessageHeader(*row) for row in c.execute(SELECT_HEADERS)]
             return queues, messages
 
         return await self._db.run(read)
