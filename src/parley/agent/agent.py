@@ -83,6 +83,18 @@ __all__ = [
 ]
 
 
+def join_args(info: bytes, contact_link: str = "") -> CommandArgs:
+    """A JOIN's arguments: fresh keys for the queue it makes and the one it sends to."""
+    return CommandArgs(
+        recipient_key=AuthKey.generate().to_bytes(),
+        box_private=generate_box_keypair().private,
+        sender_key=AuthKey.generate().to_bytes(),
+        snd_box_private=generate_box_keypair().private,
+        info=info,
+        contact_link=contact_link,
+    )
+
+
 class Agent:
     """`agent = await Agent.open(config)`; then the API below; `await agent.close()`."""
 
@@ -222,14 +234,7 @@ class Agent:
         conn_id = new_id()
         x3dh = X3DHKeyPair.generate()
         contact = isinstance(target, ap.ContactAddress)
-        args = CommandArgs(
-            recipient_key=AuthKey.generate().to_bytes(),
-            box_private=generate_box_keypair().private,
-            sender_key=AuthKey.generate().to_bytes(),
-            snd_box_private=generate_box_keypair().private,
-            info=info,
-            contact_link=link.strip() if contact else "",
-        )
+        args = join_args(info, link.strip() if contact else "")
 
         def tx(c: sqlite3.Connection) -> CommandRow:
             if contact:  # we make the invitation the address's owner joins
@@ -248,13 +253,7 @@ class Agent:
         check_size(info, ap.MAX_INFO_SIZE)
         conn_id = new_id()
         x3dh = X3DHKeyPair.generate()
-        args = CommandArgs(
-            recipient_key=AuthKey.generate().to_bytes(),
-            box_private=generate_box_keypair().private,
-            sender_key=AuthKey.generate().to_bytes(),
-            snd_box_private=generate_box_keypair().private,
-            info=info,
-        )
+        args = join_args(info)
 
         def tx(c: sqlite3.Connection) -> CommandRow:
             req = store.contact_request(c, inv_id)

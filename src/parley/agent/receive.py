@@ -53,6 +53,15 @@ class Received(msgspec.Struct):
     new: bool = False  # the relay message had not been received before
 
 
+class Arrival(msgspec.Struct, frozen=True):
+    """The relay message being processed, with its connection and receive queue."""
+
+    conn: ConnRow
+    rq: RcvQueueRow
+    qm: ap.QueueMessage
+    relay_msg_id: bytes
+
+
 def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: float) -> Received:
     """Process one relay message in one transaction (database thread)."""
     out = Received()
@@ -70,12 +79,13 @@ def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: flo
     store.set_last_relay_msg_id(c, conn_id, msg.msg_id)
     try:
         qm = ap.decode_queue_message(msg.body)
+        arrival = Arrival(conn, rq, qm, msg.msg_id)
         if conn.role == ROLE_CONTACT or qm.kind == ap.KIND_REQUEST:
-            _request(c, conn, rq, qm, out)
+            _request(c, arrival, out)
         elif qm.kind == ap.KIND_CONFIRMATION:
-            _confirmation(c, conn, rq, qm, out)
+            _confirmation(c, arrival, out)
         else:
-            _sequenced(c, conn, rq, qm, msg.msg_id, out, message_ttl)
+            _sequenced(c, arrival, out, message_ttl)
     except DuplicateMessage:
         log.info("duplicate message on %s dropped", conn_id)
     except (CryptoError, ap.EnvelopeError, AgentError) as e:
@@ -83,19 +93,19 @@ def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: flo
     return out
 
 
-def _request(
-    c: sqlite3.Connection,
-    conn: ConnRow,
-    rq: RcvQueueRow,
-    qm: ap.QueueMessage,
-    out: Received,
-) -> None:
+def _unseal(a: Arrival) -> bytes:
+    """The plaintext of a message boxed to the queue with the sender's key in the clear
+    (confirmations, contact requests)."""
+    assert a.qm.sender_box_public is not None
+    return QueueBox(a.rq.box_private, a.qm.sender_box_public).decrypt(a.qm.box_ciphertext)
+
+
+def _request(c: sqlite3.Connection, a: Arrival, out: Received) -> None:
     """An invitation request on a contact address (REQ); a repeat of one is dropped."""
+    conn, qm = a.conn, a.qm
     if conn.role != ROLE_CONTACT or qm.kind != ap.KIND_REQUEST:
         raise AgentError(f"unexpected message kind {qm.kind!r} on a {conn.role} connection")
-    assert qm.sender_box_public is not None
-    plain = QueueBox(rq.box_private, qm.sender_box_public).decrypt(qm.box_ciphertext)
-    req = ap.decode_invitation_request(plain)
+    req = ap.decode_invitation_request(_unseal(a))
     inv_id = new_id()
     if store.insert_contact_request(c, inv_id, conn.conn_id, req.invitation.strip(), req.info):
         out.events.append(ev.Req(inv_id, req.info))
@@ -103,20 +113,14 @@ def _request(
         log.info("repeated contact request on %s ignored", conn.conn_id)
 
 
-def _confirmation(
-    c: sqlite3.Connection,
-    conn: ConnRow,
-    rq: RcvQueueRow,
-    qm: ap.QueueMessage,
-    out: Received,
-) -> None:
+def _confirmation(c: sqlite3.Connection, a: Arrival, out: Received) -> None:
     """The initiator gets the joiner's confirmation (CONF); the joiner gets the allow (INFO)."""
+    conn, rq, qm = a.conn, a.rq, a.qm
     if rq.status != "new":
         log.info("repeated confirmation on %s ignored", conn.conn_id)
         return
     assert qm.sender_box_public is not None
-    plain = QueueBox(rq.box_private, qm.sender_box_public).decrypt(qm.box_ciphertext)
-    body = ap.decode_confirmation_body(plain)
+    body = ap.decode_confirmation_body(_unseal(a))
     if conn.role == "initiator":
         if body.x3dh is None or conn.x3dh_private is None or conn.status != INVITED:
             raise AgentError("confirmation without the joiner's keys")
@@ -156,16 +160,9 @@ def _confirmation(
         raise AgentError(f"unexpected {type(message).__name__} as confirmation")
 
 
-def _sequenced(
-    c: sqlite3.Connection,
-    conn: ConnRow,
-    rq: RcvQueueRow,
-    qm: ap.QueueMessage,
-    relay_msg_id: bytes,
-    out: Received,
-    message_ttl: float,
-) -> None:
+def _sequenced(c: sqlite3.Connection, a: Arrival, out: Received, message_ttl: float) -> None:
     """A message after the handshake: HELLO, or a client's message (MSG)."""
+    conn, rq, qm, relay_msg_id = a.conn, a.rq, a.qm, a.relay_msg_id
     if rq.peer_box_public is None or conn.ratchet is None:
         raise AgentError("message before the confirmation")
     rmsg = QueueBox(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)

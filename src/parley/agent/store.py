@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
 from parley.agent import events as ev
 from parley.agent.model import DELETED, NEW, AgentError, DuplicateCommand
+
+_R = TypeVar("_R")
 
 MIGRATIONS = [
     """
@@ -249,20 +252,22 @@ def _first(c: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> Any:
     return row[0] if row else None
 
 
+def _one(c: sqlite3.Connection, row: Callable[..., _R], sql: str, *params: Any) -> _R | None:
+    """The first row `sql` selects, as a `row`; None if there is none."""
+    r = c.execute(sql, params).fetchone()
+    return row(*r) if r else None
+
+
 def get_conn(c: sqlite3.Connection, conn_id: str) -> ConnRow | None:
-    row = c.execute(f"SELECT {_CONN_COLS} FROM connections WHERE conn_id = ?", (conn_id,))
-    r = row.fetchone()
-    return ConnRow(*r) if r else None
+    return _one(c, ConnRow, f"SELECT {_CONN_COLS} FROM connections WHERE conn_id = ?", conn_id)
 
 
 def get_rcv_queue(c: sqlite3.Connection, conn_id: str) -> RcvQueueRow | None:
-    r = c.execute(f"SELECT {_RCV_COLS} FROM rcv_queues WHERE conn_id = ?", (conn_id,)).fetchone()
-    return RcvQueueRow(*r) if r else None
+    return _one(c, RcvQueueRow, f"SELECT {_RCV_COLS} FROM rcv_queues WHERE conn_id = ?", conn_id)
 
 
 def get_snd_queue(c: sqlite3.Connection, conn_id: str) -> SndQueueRow | None:
-    r = c.execute(f"SELECT {_SND_COLS} FROM snd_queues WHERE conn_id = ?", (conn_id,)).fetchone()
-    return SndQueueRow(*r) if r else None
+    return _one(c, SndQueueRow, f"SELECT {_SND_COLS} FROM snd_queues WHERE conn_id = ?", conn_id)
 
 
 def all_rcv_queues(c: sqlite3.Connection) -> list[RcvQueueRow]:
@@ -270,11 +275,8 @@ def all_rcv_queues(c: sqlite3.Connection) -> list[RcvQueueRow]:
 
 
 def find_rcv_queue(c: sqlite3.Connection, relay: str, recipient_id: bytes) -> RcvQueueRow | None:
-    r = c.execute(
-        f"SELECT {_RCV_COLS} FROM rcv_queues WHERE relay = ? AND recipient_id = ?",
-        (relay, recipient_id),
-    ).fetchone()
-    return RcvQueueRow(*r) if r else None
+    sql = f"SELECT {_RCV_COLS} FROM rcv_queues WHERE relay = ? AND recipient_id = ?"
+    return _one(c, RcvQueueRow, sql, relay, recipient_id)
 
 
 def rcv_queues_with_status(c: sqlite3.Connection) -> list[tuple[RcvQueueRow, str]]:
