@@ -130,3 +130,13 @@ async def test_an_agent_on_an_encrypted_database(
     assert not contains(tmp_path / "b.db", SECRET)
     with pytest.raises(DatabaseKeyError):
         await make_agent("b", [addr])
+
+
+def test_a_relay_store_directory_is_made_private(tmp_path: Path) -> None:
+    from parley.relay.identity import load_or_create_identity
+
+    store = tmp_path / "relay"
+    store.mkdir(mode=0o755)
+    os.chmod(store, 0o755)
+    load_or_create_identity(store)
+    assert mode(store) == 0o700

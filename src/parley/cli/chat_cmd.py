@@ -16,7 +16,7 @@ from typing import Any, Protocol, cast
 from parley.agent.agent import AgentError
 from parley.chat.controller import ChatConfig, ChatController, ChatError
 from parley.cli.common import add_command, add_relays_option, bad_relay
-from parley.store import DatabaseKeyError, encrypt_file
+from parley.store import DatabaseKeyError, encrypt_file, private_directory
 
 API_PREFIX = "parley chat api: "
 USER_PREFIX = "parley chat: you are "
@@ -193,7 +193,10 @@ async def open_chat(args: argparse.Namespace, prefix: Path) -> ChatController:
 async def chat_main(args: argparse.Namespace) -> int:
     prefix: Path = args.db_prefix
     try:
-        prefix.parent.mkdir(parents=True, exist_ok=True)
+        if prefix == default_db_prefix():
+            private_directory(prefix.parent)  # parley's own: private, even if it was not
+        else:
+            prefix.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         chat = await open_chat(args, prefix)
     except (AgentError, OSError, sqlite3.Error, DatabaseKeyError) as e:
         _fail(f"cannot open {prefix}: {e}")

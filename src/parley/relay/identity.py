@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
 from parley.protocol.address import fingerprint
+from parley.store import private_directory
 
 CA_KEY = "ca.key"
 CA_CERT = "ca.crt"
@@ -77,7 +78,7 @@ def _certificate(
 
 def load_or_create_identity(directory: Path) -> RelayIdentity:
     """Load the identity in `directory`, creating it (and the directory) on first start."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_directory(directory)
     ca_cert_path = directory / CA_CERT
     if not ca_cert_path.exists():
         ca_key = ed25519.Ed25519PrivateKey.generate()

@@ -7,6 +7,7 @@ from parley.store.database import (
     create_private_file,
     encrypt_file,
     migrate,
+    private_directory,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "create_private_file",
     "encrypt_file",
     "migrate",
+    "private_directory",
 ]

@@ -56,6 +56,14 @@ def create_private_file(path: Path) -> None:
             os.chmod(p, 0o600)
 
 
+def private_directory(path: Path) -> None:
+    """Make `path` (and missing parents) 0700; an existing one is made so too. Only for
+    directories parley owns (a relay's store, the default chat data directory)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
 def _connect(path: Path, key: str | None) -> sqlite3.Connection:
     if key is None:
         return sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
