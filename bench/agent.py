@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.report import write_section
+from bench.report import read_text, write_section
 from parley.agent import events as ev
 from parley.agent.agent import Agent, AgentConfig
 from parley.testing.process import RelayProcess
@@ -489,14 +489,6 @@ async def run_all(plan: Plan, tmp: Path) -> tuple[list[Result], dict[str, Counte
 # ---------------------------------------------------------------- reporting
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
 def _date_u() -> str:
     """What `date -u` prints."""
     try:
@@ -507,7 +499,7 @@ def _date_u() -> str:
 
 
 def machine(tmp: Path) -> list[str]:
-    cpuinfo = _read("/proc/cpuinfo")
+    cpuinfo = read_text("/proc/cpuinfo")
     model = next(
         (
             line.split(":", 1)[1].strip()
@@ -519,14 +511,14 @@ def machine(tmp: Path) -> list[str]:
     mem_kb = next(
         (
             int(line.split()[1])
-            for line in _read("/proc/meminfo").splitlines()
+            for line in read_text("/proc/meminfo").splitlines()
             if line.startswith("MemTotal:")
         ),
         0,
     )
     fs = "unknown"
     best = -1
-    for line in _read("/proc/mounts").splitlines():
+    for line in read_text("/proc/mounts").splitlines():
         parts = line.split()
         if len(parts) >= 3 and str(tmp).startswith(parts[1]) and len(parts[1]) > best:
             best, fs = len(parts[1]), f"{parts[2]} at {parts[1]}"

@@ -31,7 +31,6 @@ import asyncio
 import itertools
 import logging
 import os
-import platform
 import resource
 import struct
 import sys
@@ -40,6 +39,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.report import machine_lines, read_text
 from parley.demo.faults import FAULT_LEVELS, FaultLevel
 from parley.demo.scenario import ScenarioConfig, ScenarioResult, default_span, run_scenario
 
@@ -88,7 +88,7 @@ def _cpu(who: int) -> float:
 
 def _machine_cpu() -> float:
     """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
-    fields = _read("/proc/stat").split("\n", 1)[0].split()[1:]
+    fields = read_text("/proc/stat").split("\n", 1)[0].split()[1:]
     if not fields:
         return 0.0
     ticks = [int(x) for x in fields]
@@ -137,38 +137,8 @@ def describe(run: Run) -> str:
 # ---------------------------------------------------------------- the machine
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def machine() -> list[str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or "unknown",
-    )
-    mem_kb = next(
-        (
-            int(line.split()[1])
-            for line in _read("/proc/meminfo").splitlines()
-            if line.startswith("MemTotal:")
-        ),
-        0,
-    )
-    nproc = len(os.sched_getaffinity(0))
-    return [
-        f"- Date: {time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}",
-        f"- Machine: {nproc} CPUs (nproc), {model}, {mem_kb / 1024 / 1024:.1f} GiB RAM; "
-        f"{platform.system()} {platform.release()}",
-        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
-        "asyncio default event loop",
-    ]
+    return [*machine_lines(), "- asyncio default event loop"]
 
 
 # ---------------------------------------------------------------- the report

@@ -46,7 +46,7 @@ from bench.echo import (
     run_echo,
     wait_for_quiet,
 )
-from bench.report import write_section
+from bench.report import read_text, write_section
 from parley.protocol import relay as p
 from parley.protocol.address import RelayAddress
 from parley.protocol.relay_auth import AuthKey
@@ -435,13 +435,6 @@ async def relay_points(
 # ---------------------------------------------------------------- report
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError:
-        return ""
-
-
 def _relay_loop() -> str:
     """`parley relay` runs on uvloop when it is installed (the `fast` extra)."""
     return "uvloop" if importlib.util.find_spec("uvloop") else "default asyncio loop"
@@ -451,7 +444,7 @@ def _filesystem(path: Path) -> str:
     """The type and device of the file system holding `path`, from /proc/mounts."""
     best, kind = "", "unknown"
     target = str(path.resolve())
-    for line in _read("/proc/mounts").splitlines():
+    for line in read_text("/proc/mounts").splitlines():
         parts = line.split()
         if len(parts) < 3:
             continue
@@ -464,17 +457,17 @@ def _filesystem(path: Path) -> str:
 
 def machine(store_parent: Path) -> list[str]:
     cpu = "unknown"
-    for line in _read("/proc/cpuinfo").splitlines():
+    for line in read_text("/proc/cpuinfo").splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
     ram = "unknown"
-    for line in _read("/proc/meminfo").splitlines():
+    for line in read_text("/proc/meminfo").splitlines():
         if line.startswith("MemTotal:"):
             ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
             break
     os_name = "unknown"
-    for line in _read("/etc/os-release").splitlines():
+    for line in read_text("/etc/os-release").splitlines():
         if line.startswith("PRETTY_NAME="):
             os_name = line.split("=", 1)[1].strip('"')
     return [

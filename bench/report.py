@@ -13,7 +13,8 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 DOCS_INTRO = "# Benchmarks\n\nMeasurements of parley's parts, one section per script in `bench/`.\n"
 
 
-def _read(path: str) -> str:
+def read_text(path: str) -> str:
+    """The file's text, or '' if it cannot be read (a /proc file elsewhere)."""
     try:
         return Path(path).read_text()
     except OSError:
@@ -25,7 +26,7 @@ def machine_lines() -> list[str]:
     model = next(
         (
             line.split(":", 1)[1].strip()
-            for line in _read("/proc/cpuinfo").splitlines()
+            for line in read_text("/proc/cpuinfo").splitlines()
             if line.startswith("model name")
         ),
         platform.processor() or "unknown",
@@ -33,7 +34,7 @@ def machine_lines() -> list[str]:
     mem_kb = next(
         (
             int(line.split()[1])
-            for line in _read("/proc/meminfo").splitlines()
+            for line in read_text("/proc/meminfo").splitlines()
             if line.startswith("MemTotal:")
         ),
         0,
