@@ -50,6 +50,10 @@ class Commands:
         assert self.committer is not None
         self.committer.submit(op, done)
 
+    def end_session(self, s: Session) -> None:
+        """A connection closed: its subscriptions end."""
+        self.queues.unsubscribe(s)
+
     def handle(self, s: Session, raw: bytes) -> None:
         try:
             t = p.decode_transmission(raw)

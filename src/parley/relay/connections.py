@@ -12,9 +12,9 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import Callable
 
 from parley.protocol import relay as p
+from parley.relay.commands import Commands
 from parley.relay.config import RelayConfig
 from parley.relay.limits import address_key
 from parley.relay.session import Session
@@ -24,24 +24,22 @@ log = logging.getLogger(__name__)
 
 
 class Connections:
-    """The relay's open connections. Each transmission read goes to `handle`; a session
-    that ends goes to `drop`. `tls` and `ca_der` are set when the relay starts, and
-    `max_connections` is the limit in force (`max_connections`, lowered to fit the open
-    files)."""
+    """The relay's open connections. Each transmission read goes to `commands.handle`; a
+    session that ends goes to `commands.end_session`. `tls` and `ca_der` are set when the
+    relay starts; `max_connections` is the limit in force (the configured one, lowered to
+    fit the open files)."""
 
     def __init__(
         self,
         config: RelayConfig,
         stats: RelayStats,
         tasks: set[asyncio.Task[None]],
-        handle: Callable[[Session, bytes], None],
-        drop: Callable[[Session], None],
+        commands: Commands,
     ) -> None:
         self.config = config
         self.stats = stats
         self.tasks = tasks
-        self.handle = handle
-        self._drop = drop
+        self.commands = commands
         self.tls: ssl.SSLContext | None = None
         self.ca_der = b""
         self.max_connections = config.max_connections
@@ -61,7 +59,7 @@ class Connections:
     def drop(self, s: Session) -> None:
         self.sessions.discard(s)
         self.stats.connections = len(self.sessions)
-        self._drop(s)
+        self.commands.end_session(s)
 
     async def open(self) -> int:
         """Listen and accept (the relay accepts by itself, so that a connection is its own
@@ -292,6 +290,7 @@ class Connections:
         return False
 
     async def read_loop(self, s: Session) -> None:
+        handle = self.commands.handle
         while not s.closed:
             block = await s.reader.readexactly(p.BLOCK_SIZE)
             s.last_active = time.monotonic()
@@ -302,7 +301,7 @@ class Connections:
                 await s.flush_and_close(p.Err(p.ErrorCode.BLOCK))
                 return
             for raw in transmissions:
-                self.handle(s, raw)
+                handle(s, raw)
                 if s.closing:
                     # the rest of the block is not looked at: its authenticators cost work
                     log.info("closing a connection after %d failed authenticators", s.auth_failures)

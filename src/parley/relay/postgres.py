@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from parley.relay.store import (
+    INSERT_QUEUE,
     SELECT_HEADERS,
     SELECT_QUEUES,
     AddMessage,
@@ -117,14 +120,7 @@ async def _apply_one(conn: Any, op: StoreOp) -> None:
             )
         case CreateQueue(q):
             await conn.execute(
-                "INSERT INTO queues (recipient_id, sender_id, recipient_key, sender_key, status, "
-                "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                q.recipient_id,
-                q.sender_id,
-                q.recipient_key,
-                q.sender_key,
-                q.status,
-                q.created_at,
+                INSERT_QUEUE.format("$1, $2, $3, $4, $5, $6"), *msgspec.structs.astuple(q)
             )
         case SecureQueue(rid, key):
             await conn.execute(

@@ -69,9 +69,7 @@ class RelayServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.delivery = Delivery(self.stats, self.queues, self.cache, self._tasks)
         self.commands = Commands(config, self.stats, self.queues, self.delivery)
-        self.connections = Connections(
-            config, self.stats, self._tasks, self.commands.handle, self.queues.unsubscribe
-        )
+        self.connections = Connections(config, self.stats, self._tasks, self.commands)
         self._committer: GroupCommitter | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self.port = config.port

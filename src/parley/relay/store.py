@@ -52,11 +52,15 @@ def first_schema(blob: str, integer: str, small: str, serial: str) -> str:
 
 MIGRATIONS = [first_schema("BLOB", "INTEGER", "INTEGER", "INTEGER PRIMARY KEY AUTOINCREMENT")]
 
-# what load() reads, in every store
+# a QueueRecord's fields in order, to fill with the dialect's placeholders
+INSERT_QUEUE = (
+    "INSERT INTO queues (recipient_id, sender_id, recipient_key, sender_key, status, "
+    "created_at) VALUES ({})"
+)
+# what load() reads, in every store (length() of a BLOB reads its size, not its content)
 SELECT_QUEUES = (
     "SELECT recipient_id, sender_id, recipient_key, sender_key, status, created_at FROM queues"
 )
-# (length() of a BLOB reads its size, not its content)
 SELECT_HEADERS = "SELECT recipient_id, msg_id, ts, flags, length(body) FROM messages ORDER BY seq"
 
 
@@ -223,18 +227,7 @@ def _apply(c: sqlite3.Connection, ops: Sequence[StoreOp]) -> None:
         flush()
         match op:
             case CreateQueue(q):
-                c.execute(
-                    "INSERT INTO queues (recipient_id, sender_id, recipient_key, sender_key, "
-                    "status, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        q.recipient_id,
-                        q.sender_id,
-                        q.recipient_key,
-                        q.sender_key,
-                        q.status,
-                        q.created_at,
-                    ),
-                )
+                c.execute(INSERT_QUEUE.format("?, ?, ?, ?, ?, ?"), msgspec.structs.astuple(q))
             case SecureQueue(rid, key):
                 c.execute("UPDATE queues SET sender_key = ? WHERE recipient_id = ?", (key, rid))
             case SuspendQueue(rid):
