@@ -23,7 +23,7 @@ import random
 import sqlite3
 from collections.abc import AsyncIterator
 
-from parley.agent import delivery, steps, store
+from parley.agent import delivery, receive, steps, store
 from parley.agent import events as ev
 from parley.agent.book import CommandBook
 from parley.agent.delivery import Delivery
@@ -145,8 +145,11 @@ class Agent:
                 replay.append(ev.AgentEvent("", conn, ev.Conf(conf_id, info)))
             for inv_id, conn, info in store.pending_contact_requests(c):
                 replay.append(ev.AgentEvent("", conn, ev.Req(inv_id, info)))
-            for conn, mid, smid, body, integrity in store.unacknowledged_messages(c):
-                replay.append(ev.AgentEvent("", conn, ev.Msg(mid, smid, body, integrity)))
+            for conn, mid, smid, body, integrity, kind in store.unacknowledged_messages(c):
+                if kind == "rcvd":
+                    replay.append(ev.AgentEvent("", conn, receive.rcvd_event(mid, body)))
+                else:
+                    replay.append(ev.AgentEvent("", conn, ev.Msg(mid, smid, body, integrity)))
             # a failure is reported again after a restart (the first report may have been
             # lost with the process); old ones are forgotten
             store.forget_failed_deliveries(c, store.now() - retention)
@@ -308,19 +311,34 @@ class Agent:
 
         await self._book.add(corr_id, tx)
 
-    async def ack_message_async(self, corr_id: str, conn_id: str, msg_id: int) -> None:
-        """Acknowledge a received message: the relay may then deliver the next one."""
+    async def ack_message_async(
+        self, corr_id: str, conn_id: str, msg_id: int, receipt: bool = False
+    ) -> None:
+        """Acknowledge a received message (or receipt): the relay may then deliver the
+        next one. With `receipt`, the client stored the message: a delivery receipt goes
+        back to the sender in the same transaction (once per message; never for one
+        acknowledged before), and the sender gets RCVD."""
+        ttl = self.config.message_ttl
+        kick = False
 
         def tx(c: sqlite3.Connection) -> CommandRow:
-            store.live_conn(c, conn_id)
+            nonlocal kick
+            conn = store.live_conn(c, conn_id)
             if not store.has_rcv_message(c, conn_id, msg_id):
                 raise AgentError(f"no message {msg_id} on connection {conn_id}")
             rq = store.get_rcv_queue(c, conn_id)
             assert rq is not None
             args = CommandArgs(msg_id=msg_id)
-            return store.insert_command(c, corr_id, conn_id, "ACK", rq.relay, args)
+            cmd = store.insert_command(c, corr_id, conn_id, "ACK", rq.relay, args)
+            owed = store.receipt_owed(c, conn_id, msg_id) if receipt else None
+            if owed is not None and conn.status == READY:
+                delivery.enqueue(c, conn, ap.Receipt(*owed), internal=True, ttl=ttl)
+                kick = True
+            return cmd
 
         await self._book.add(corr_id, tx)
+        if kick:
+            self._delivery.kick(conn_id)
 
     async def delete_connection_async(self, corr_id: str, conn_id: str) -> None:
         """Delete the connection and its queue; pending commands for it end with ERR."""
@@ -378,9 +396,9 @@ class Agent:
         await self.allow_connection_async(corr, conn_id, conf_id, info)
         await self._book.wait_once(corr)
 
-    async def ack_message(self, conn_id: str, msg_id: int) -> None:
+    async def ack_message(self, conn_id: str, msg_id: int, receipt: bool = False) -> None:
         corr = "sync:" + new_id()
-        await self.ack_message_async(corr, conn_id, msg_id)
+        await self.ack_message_async(corr, conn_id, msg_id, receipt)
         await self._book.wait_once(corr)
 
     async def delete_connection(self, conn_id: str) -> None:

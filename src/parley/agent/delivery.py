@@ -30,7 +30,7 @@ from parley.retry import Backoff
 def enqueue(
     c: sqlite3.Connection,
     conn: ConnRow,
-    content: ap.Hello | ap.UserMessage,
+    content: ap.Hello | ap.UserMessage | ap.Receipt,
     *,
     internal: bool,
     ttl: float,
@@ -45,7 +45,10 @@ def enqueue(
     box = QueueBox(snd.box_private, snd.peer_box_public)
     envelope = ap.encode_message(box.encrypt(rmsg, ap.BOX_PAD))
     t = now()
-    store.advance_send_chain(c, conn.conn_id, state.to_bytes(), msg_id, ap.message_hash(encoded), t)
+    msg_hash = ap.message_hash(encoded)
+    store.advance_send_chain(c, conn.conn_id, state.to_bytes(), msg_id, msg_hash, t)
+    if isinstance(content, ap.UserMessage):
+        store.insert_snd_message(c, conn.conn_id, msg_id, msg_hash)
     store.insert_delivery(c, conn.conn_id, msg_id, internal, envelope, t, t + ttl)
     return msg_id
 

@@ -53,6 +53,16 @@ class Msg(msgspec.Struct, frozen=True, tag="MSG"):
     integrity: str = "ok"
 
 
+class Rcvd(msgspec.Struct, frozen=True, tag="RCVD"):
+    """The peer's client stored our message `snd_msg_id` (a delivery receipt); `status`
+    is "ok", or "badMsgHash" when the peer got it with another hash than we sent.
+    Shown until `ack_message(conn_id, msg_id)`, like MSG."""
+
+    msg_id: int
+    snd_msg_id: int
+    status: str = "ok"
+
+
 class Sent(msgspec.Struct, frozen=True, tag="SENT"):
     msg_id: int
 
@@ -89,7 +99,7 @@ class Up(msgspec.Struct, frozen=True, tag="UP"):
     conn_ids: list[str]
 
 
-Event = Inv | Conf | Req | Info | Con | Msg | Sent | MErr | Ok | Err | End | Down | Up
+Event = Inv | Conf | Req | Info | Con | Msg | Rcvd | Sent | MErr | Ok | Err | End | Down | Up
 
 
 class AgentEvent(msgspec.Struct, frozen=True):

@@ -195,7 +195,44 @@ def _sequenced(c: sqlite3.Connection, a: Arrival, out: Received, message_ttl: fl
         case ap.UserMessage(body):
             internal_id = conn.last_rcv_internal_id + 1
             store.insert_rcv_message(
-                c, conn.conn_id, internal_id, message.msg_id, relay_msg_id, body, integrity
+                c,
+                conn.conn_id,
+                internal_id,
+                message.msg_id,
+                relay_msg_id,
+                body,
+                integrity,
+                msg_hash=ap.message_hash(decrypted),
             )
             out.events.append(ev.Msg(internal_id, message.msg_id, body, integrity))
             out.ack = False  # the client acknowledges with ack_message
+        case ap.Receipt(snd_msg_id, msg_hash):
+            sent_hash = store.snd_message_hash(c, conn.conn_id, snd_msg_id)
+            if sent_hash is None:
+                log.info("receipt for unknown message %d on %s", snd_msg_id, conn.conn_id)
+                return
+            status = "ok" if sent_hash == msg_hash else "badMsgHash"
+            store.set_snd_receipt(c, conn.conn_id, snd_msg_id, status)
+            internal_id = conn.last_rcv_internal_id + 1
+            store.insert_rcv_message(
+                c,
+                conn.conn_id,
+                internal_id,
+                message.msg_id,
+                relay_msg_id,
+                rcvd_body(snd_msg_id, status),
+                integrity,
+                kind="rcvd",
+            )
+            out.events.append(ev.Rcvd(internal_id, snd_msg_id, status))
+            out.ack = False  # acknowledged by the client, as a message
+
+
+def rcvd_body(snd_msg_id: int, status: str) -> bytes:
+    """How a received receipt is kept until the client acks it (an rcv_messages body)."""
+    return msgspec.msgpack.encode((snd_msg_id, status))
+
+
+def rcvd_event(msg_id: int, body: bytes) -> ev.Rcvd:
+    snd_msg_id, status = msgspec.msgpack.decode(body, type=tuple[int, str])
+    return ev.Rcvd(msg_id, snd_msg_id, status)

@@ -127,6 +127,21 @@ MIGRATIONS = [
         UNIQUE (conn_id, invitation)
     );
     """,
+    # delivery receipts: what each received message hashed to and whether a receipt was
+    # sent for it; received receipts are stored as rcv_messages of kind 'rcvd' (shown to
+    # the client until acked); the hash of each message we sent, to check receipts against
+    """
+    ALTER TABLE rcv_messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'msg';
+    ALTER TABLE rcv_messages ADD COLUMN msg_hash BLOB;
+    ALTER TABLE rcv_messages ADD COLUMN receipt INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE snd_messages (
+        conn_id TEXT NOT NULL REFERENCES connections(conn_id) ON DELETE CASCADE,
+        msg_id INTEGER NOT NULL,
+        msg_hash BLOB NOT NULL,
+        receipt TEXT,
+        PRIMARY KEY (conn_id, msg_id)
+    );
+    """,
 ]
 
 
@@ -362,10 +377,13 @@ def pending_confirmations(c: sqlite3.Connection) -> list[tuple[str, str, bytes]]
     ).fetchall()
 
 
-def unacknowledged_messages(c: sqlite3.Connection) -> list[tuple[str, int, int, bytes, str]]:
-    """(conn id, msg id, sender msg id, body, integrity) of every message not acked yet."""
+def unacknowledged_messages(
+    c: sqlite3.Connection,
+) -> list[tuple[str, int, int, bytes, str, str]]:
+    """(conn id, msg id, sender msg id, body, integrity, kind) of every message (kind
+    'msg') and receipt (kind 'rcvd') not acked yet."""
     return c.execute(
-        "SELECT conn_id, msg_id, sender_msg_id, body, integrity FROM rcv_messages "
+        "SELECT conn_id, msg_id, sender_msg_id, body, integrity, kind FROM rcv_messages "
         "WHERE status = 'received' ORDER BY received_at, msg_id"
     ).fetchall()
 
@@ -819,13 +837,16 @@ def insert_rcv_message(
     relay_msg_id: bytes,
     body: bytes,
     integrity: str,
+    *,
+    kind: str = "msg",
+    msg_hash: bytes | None = None,
 ) -> None:
     """Store a received message (status `received`) and make `msg_id` the connection's last."""
     c.execute(
         "INSERT INTO rcv_messages (conn_id, msg_id, sender_msg_id, relay_msg_id, "
-        "body, integrity, status, received_at) VALUES (?, ?, ?, ?, ?, ?, "
-        "'received', ?)",
-        (conn_id, msg_id, sender_msg_id, relay_msg_id, body, integrity, now()),
+        "body, integrity, status, received_at, kind, msg_hash) VALUES (?, ?, ?, ?, ?, ?, "
+        "'received', ?, ?, ?)",
+        (conn_id, msg_id, sender_msg_id, relay_msg_id, body, integrity, now(), kind, msg_hash),
     )
     c.execute(
         "UPDATE connections SET last_rcv_internal_id = ? WHERE conn_id = ?", (msg_id, conn_id)
@@ -837,4 +858,44 @@ def mark_acked(c: sqlite3.Connection, conn_id: str, msg_id: int) -> None:
     c.execute(
         "UPDATE rcv_messages SET status = 'acked', body = NULL WHERE conn_id = ? AND msg_id = ?",
         (conn_id, msg_id),
+    )
+
+
+# ---------------------------------------------------------------- delivery receipts
+
+
+def receipt_owed(c: sqlite3.Connection, conn_id: str, msg_id: int) -> tuple[int, bytes] | None:
+    """(sender msg id, hash) of received message `msg_id` if a receipt may be sent for it:
+    a client message, not acked yet, with no receipt sent before. Marks it as sent."""
+    r = c.execute(
+        "SELECT sender_msg_id, msg_hash FROM rcv_messages WHERE conn_id = ? AND msg_id = ? "
+        "AND kind = 'msg' AND status = 'received' AND receipt = 0 AND msg_hash IS NOT NULL",
+        (conn_id, msg_id),
+    ).fetchone()
+    if r is None:
+        return None
+    c.execute(
+        "UPDATE rcv_messages SET receipt = 1 WHERE conn_id = ? AND msg_id = ?", (conn_id, msg_id)
+    )
+    return int(r[0]), bytes(r[1])
+
+
+def insert_snd_message(c: sqlite3.Connection, conn_id: str, msg_id: int, msg_hash: bytes) -> None:
+    """The hash of a client message we sent, to check its receipt against."""
+    c.execute(
+        "INSERT OR REPLACE INTO snd_messages (conn_id, msg_id, msg_hash) VALUES (?, ?, ?)",
+        (conn_id, msg_id, msg_hash),
+    )
+
+
+def snd_message_hash(c: sqlite3.Connection, conn_id: str, msg_id: int) -> bytes | None:
+    sql = "SELECT msg_hash FROM snd_messages WHERE conn_id = ? AND msg_id = ?"
+    value: bytes | None = _first(c, sql, (conn_id, msg_id))
+    return value
+
+
+def set_snd_receipt(c: sqlite3.Connection, conn_id: str, msg_id: int, status: str) -> None:
+    c.execute(
+        "UPDATE snd_messages SET receipt = ? WHERE conn_id = ? AND msg_id = ?",
+        (status, conn_id, msg_id),
     )

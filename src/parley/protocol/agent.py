@@ -113,12 +113,20 @@ class UserMessage(msgspec.Struct, frozen=True, tag="msg", array_like=True):
     body: bytes
 
 
+class Receipt(msgspec.Struct, frozen=True, tag="rcpt", array_like=True):
+    """A delivery receipt: the peer's client stored our message `msg_id`, whose agent
+    message hashed to `msg_hash` (sha256 of the encoded `Sequenced`) on arrival."""
+
+    msg_id: int
+    msg_hash: bytes
+
+
 class Sequenced(msgspec.Struct, frozen=True, tag="seq", array_like=True):
     """A message after the confirmations: numbered, chained to the previous one by hash."""
 
     msg_id: int
     prev_hash: bytes
-    content: Hello | UserMessage
+    content: Hello | UserMessage | Receipt
 
 
 AgentMessage = JoinConfirmation | AllowConfirmation | Sequenced
