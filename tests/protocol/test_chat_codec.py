@@ -41,7 +41,27 @@ intros = st.builds(c.IntroInvitation, links, links)
 params_by_event: dict[str, st.SearchStrategy[c.Params]] = {
     c.X_INFO: st.builds(c.XInfo, profiles),
     c.X_OK: st.builds(c.XOk, profiles),
-    c.X_MSG_NEW: st.builds(c.XMsgNew, st.builds(c.TextContent, texts)),
+    c.X_MSG_NEW: st.builds(
+        c.XMsgNew,
+        st.builds(c.TextContent, texts),
+        st.none()
+        | st.builds(
+            c.QuotedMsg,
+            st.builds(c.MsgRef, ids, st.booleans(), st.none() | ids),
+            st.builds(c.TextContent, texts),
+        ),
+    ),
+    c.X_MSG_UPDATE: st.builds(
+        c.XMsgUpdate, ids, st.builds(c.TextContent, texts), st.integers(1, 1000)
+    ),
+    c.X_MSG_DEL: st.builds(c.XMsgDel, ids, st.none() | ids),
+    c.X_MSG_REACT: st.builds(
+        c.XMsgReact,
+        ids,
+        st.builds(c.Reaction, st.sampled_from(["👍", "❤️", "😂", "🚀", "👍🏽", "🇺🇦"])),
+        st.booleans(),
+        st.none() | ids,
+    ),
     c.X_GRP_INV: st.tuples(ids, ids, roles, roles, links, group_profiles)
     .filter(lambda t: t[0] != t[1])
     .map(lambda t: c.XGrpInv(c.MemberIdRole(t[0], t[2]), c.MemberIdRole(t[1], t[3]), t[4], t[5])),
@@ -600,3 +620,15 @@ def test_constructors_validate() -> None:
     for build in builds:
         with pytest.raises(c.ChatMessageError):
             build()
+
+
+@pytest.mark.parametrize("emoji", ["", "a", "👍 ", "👍👍👍👍👍👍👍👍👍", "!", "\x00", "ok👍"])
+def test_a_reaction_is_one_emoji(emoji: str) -> None:
+    data = raw(
+        envelope(
+            c.X_MSG_REACT,
+            {"msgId": ID, "reaction": {"type": "emoji", "emoji": emoji}, "add": True},
+        )
+    )
+    with pytest.raises(c.ChatMessageError, match="emoji"):
+        c.decode_chat_message(data)

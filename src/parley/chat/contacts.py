@@ -146,14 +146,19 @@ def connection_ready(
 
 
 def send_message(
-    c: sqlite3.Connection, user: store.UserRow, name: str, msg: cp.ChatMessage, text: str
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    name: str,
+    msg: cp.ChatMessage,
+    text: str,
+    quote: tuple[int | None, str, str, bool] | None = None,
 ) -> tuple[cev.ChatItem, Effects]:
     contact = named(c, user, name)
     conn = store.contact_connection(c, contact.contact_id)
     if conn is None or conn.status != C_READY or conn.agent_conn_id is None:
         raise ChatError(f"{name} is not connected yet")
     item_id = store.insert_item(
-        c, user.user_id, D_SND, text, msg.msg_id, contact_id=contact.contact_id
+        c, user.user_id, D_SND, text, msg.msg_id, contact_id=contact.contact_id, quote=quote
     )
     fx = Effects()
     fx.send(c, conn.agent_conn_id, msg, item_id)
@@ -174,7 +179,32 @@ def received_text(
 ) -> Effects:
     """`x.msg.new` from a contact."""
     assert isinstance(msg.params, cp.XMsgNew)
+    quote = received_quote(c, msg.params.quote, contact_id=contact.contact_id)
     item_id = store.insert_item(
-        c, user.user_id, D_RCV, msg.params.content.text, msg.msg_id, contact_id=contact.contact_id
+        c,
+        user.user_id,
+        D_RCV,
+        msg.params.content.text,
+        msg.msg_id,
+        contact_id=contact.contact_id,
+        quote=quote,
     )
     return Effects(events=[cev.NewChatItem(views.item(c, item_id))])
+
+
+def received_quote(
+    c: sqlite3.Connection,
+    quote: cp.QuotedMsg | None,
+    *,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> tuple[int | None, str, str, bool] | None:
+    """How a received reply keeps its quote: linked to our item when we have it (`sent`
+    is from the sender's side: a message it sent is one we received)."""
+    if quote is None:
+        return None
+    ref = quote.msg_ref
+    found = store.item_by_msg(c, ref.msg_id, contact_id=contact_id, group_id=group_id)
+    linked = found.item_id if found is not None and not found.deleted else None
+    # from our side: the sender's own message is one we received
+    return (linked, ref.msg_id, quote.content.text, not ref.sent)

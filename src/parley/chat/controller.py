@@ -37,6 +37,7 @@ from parley.chat import (
     groups,
     handshake,
     inbox,
+    items,
     profiles,
     recovery,
     store,
@@ -56,6 +57,7 @@ from parley.chat.model import (
     profile,
     text_message,
 )
+from parley.protocol import chat as cp
 from parley.store import Database
 
 __all__ = ["ChatConfig", "ChatController", "ChatError", "intro_delay"]
@@ -185,10 +187,22 @@ class ChatController:
         user = await self._user()
         return await self._read(lambda c: contacts.listed(c, user))
 
-    async def send_contact_message(self, name: str, text: str) -> cev.ChatItem:
+    async def send_contact_message(
+        self, name: str, text: str, quote: int | None = None
+    ) -> cev.ChatItem:
+        """Send `text` to a contact; `quote`: the id of an item of that chat it replies to."""
         user = await self._user()
-        msg = text_message(text)
-        return await self._change(lambda c: contacts.send_message(c, user, name, msg, text))
+
+        def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, Effects]:
+            q = None
+            quoted: cp.QuotedMsg | None = None
+            if quote is not None:
+                contact = contacts.named(c, user, name)
+                quoted, q = items.quote_of(c, user, quote, contact_id=contact.contact_id)
+            msg = text_message(text, quoted)
+            return contacts.send_message(c, user, name, msg, text, q)
+
+        return await self._change(tx)
 
     async def delete_contact(self, name: str) -> None:
         user = await self._user()
@@ -299,10 +313,92 @@ class ChatController:
         user = await self._user()
         return await self._read(lambda c: groups.members(c, user, group_name))
 
-    async def send_group_message(self, group_name: str, text: str) -> cev.ChatItem:
+    async def send_group_message(
+        self, group_name: str, text: str, quote: int | None = None
+    ) -> cev.ChatItem:
+        """Send `text` to a group; `quote`: the id of an item of that group it replies to."""
         user = await self._user()
-        msg = text_message(text)
-        return await self._change(lambda c: groups.send_message(c, user, group_name, msg, text))
+
+        def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, Effects]:
+            q = None
+            quoted: cp.QuotedMsg | None = None
+            if quote is not None:
+                group = groups.named(c, user, group_name)
+                quoted, q = items.quote_of(c, user, quote, group_id=group.group_id)
+            msg = text_message(text, quoted)
+            return groups.send_message(c, user, group_name, msg, text, q)
+
+        return await self._change(tx)
+
+    # ------------------------------------------------------------ items
+
+    async def update_item(self, item_id: int, text: str) -> cev.ChatItem:
+        """Edit our own message (x.msg.update); ChatItemUpdated follows here and there."""
+        user = await self._user()
+        return await self._change(lambda c: items.update(c, user, item_id, text))
+
+    async def delete_item(self, item_id: int, broadcast: bool = False) -> cev.ChatItem:
+        """Delete an item for ourselves, or (`broadcast`) our own message for everyone."""
+        user = await self._user()
+        return await self._change(lambda c: items.delete(c, user, item_id, broadcast))
+
+    async def moderate_item(self, item_id: int) -> cev.ChatItem:
+        """(group admin, owner) delete a member's message for everyone."""
+        user = await self._user()
+        return await self._change(lambda c: items.moderate(c, user, item_id))
+
+    async def react(self, item_id: int, emoji: str, add: bool = True) -> cev.ChatItem:
+        """Add (or remove) our reaction to an item (x.msg.react)."""
+        user = await self._user()
+        return await self._change(lambda c: items.react(c, user, item_id, emoji, add))
+
+    async def item_history(self, item_id: int) -> list[tuple[int, str, float]]:
+        """(edit, text, when) of every version of an item, the original (0) first."""
+        user = await self._user()
+
+        def read(c: sqlite3.Connection) -> list[tuple[int, str, float]]:
+            items.own_item(c, user, item_id)
+            return store.item_versions(c, item_id)
+
+        return await self._read(read)
+
+    async def find_item(
+        self, *, contact: str | None = None, group: str | None = None, text: str, own: bool
+    ) -> cev.ChatItem:
+        """The latest item of a chat whose text starts with `text` (ours, or not), as
+        the terminal names items (`! @bob (old) new`)."""
+        for item in reversed(await self.chat_items(contact=contact, group=group, count=200)):
+            mine = (item.direction == "snd") == own
+            live = item.content_type == "text" and not item.deleted
+            if mine and live and item.text.startswith(text):
+                return item
+        raise ChatError(f"no message starting with {text!r}")
+
+    async def set_receipts(
+        self,
+        on: bool | None,
+        *,
+        contact: str | None = None,
+        group: str | None = None,
+        everyone: str | None = None,
+    ) -> None:
+        """Delivery receipts: for one contact or group (`on` None: follow the default), or
+        the user's default for `everyone` = "contacts" or "groups" (clearing overrides)."""
+        user = await self._user()
+
+        def tx(c: sqlite3.Connection) -> None:
+            if contact is not None:
+                cid = contacts.named(c, user, contact).contact_id
+                store.set_chat_receipts(c, on, contact_id=cid)
+            elif group is not None:
+                store.set_chat_receipts(c, on, group_id=groups.named(c, user, group).group_id)
+            elif everyone in ("contacts", "groups"):
+                store.set_user_receipts(c, user.user_id, everyone, bool(on))
+                store.clear_chat_receipts(c, user.user_id, everyone)
+            else:
+                raise ChatError("name a contact, a group, or contacts/groups")
+
+        await self._read(tx)
 
     async def leave_group(self, group_name: str) -> None:
         await self._group_farewell(group_name, delete=False)
@@ -425,6 +521,14 @@ class ChatController:
                 await self._on_con(e.conn_id)
             case aev.Msg():
                 await self._on_msg(e.conn_id, e.event)
+            case aev.Rcvd(msg_id, snd_msg_id, status):
+                try:
+                    await self._apply(lambda c: inbox.on_rcvd(c, e.conn_id, snd_msg_id, status))
+                finally:
+                    with contextlib.suppress(AgentError):
+                        await self.agent.ack_message_async(
+                            f"{ACK_PREFIX}{e.conn_id}:{msg_id}", e.conn_id, msg_id
+                        )
             case aev.Sent(msg_id):
                 await self._apply(lambda c: inbox.on_sent(c, e.conn_id, msg_id, ITEM_SENT, ""))
             case aev.MErr(msg_id, reason):
@@ -455,12 +559,19 @@ class ChatController:
         await self._apply(lambda c: handshake.on_con(c, self.config, agent_conn, peer_info))
 
     async def _on_msg(self, agent_conn: str, msg: aev.Msg) -> None:
+        receipt = False
         try:
-            await self._apply(lambda c: inbox.on_msg(c, agent_conn, msg.body))
+            fx = await self._db.run(
+                lambda c: inbox.on_msg(
+                    c, agent_conn, msg.body, msg.msg_id, msg.integrity, self.config
+                )
+            )
+            receipt = fx.receipt
+            await self._engine.perform(fx)
         finally:  # a message that cannot be handled must not block the ones after it
             with contextlib.suppress(AgentError):
                 await self.agent.ack_message_async(
-                    f"{ACK_PREFIX}{agent_conn}:{msg.msg_id}", agent_conn, msg.msg_id
+                    f"{ACK_PREFIX}{agent_conn}:{msg.msg_id}", agent_conn, msg.msg_id, receipt
                 )
 
     # ------------------------------------------------------------ re-introductions

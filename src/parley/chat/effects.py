@@ -33,9 +33,11 @@ class Effects:
     deletes: list[str] = field(default_factory=list)  # agent connections to delete
     rejects: list[str] = field(default_factory=list)  # agent contact requests to reject
     label: str = ""  # names the step, for crash points in tests
+    receipt: bool = False  # a received message was stored: ack it with a delivery receipt
 
     def merge(self, other: Effects) -> Effects:
         self.label = self.label or other.label
+        self.receipt = self.receipt or other.receipt
         self.deletes += other.deletes
         self.rejects += other.rejects
         self.outbox += other.outbox

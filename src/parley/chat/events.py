@@ -41,6 +41,21 @@ class Member(msgspec.Struct, frozen=True):
     contact_id: int | None
 
 
+class Quote(msgspec.Struct, frozen=True):
+    """What an item quotes: the quoted item if we have it, else only its text."""
+
+    msg_id: str
+    text: str
+    sent: bool  # the quoting side sent the quoted message
+    item_id: int | None = None
+
+
+class ReactionCount(msgspec.Struct, frozen=True):
+    emoji: str
+    count: int
+    by_user: bool  # we are among those who reacted so
+
+
 class ChatItem(msgspec.Struct, frozen=True):
     item_id: int
     direction: str  # "snd" or "rcv"
@@ -51,6 +66,12 @@ class ChatItem(msgspec.Struct, frozen=True):
     group: Group | None = None
     author: Member | None = None
     shared_msg_id: str | None = None
+    content_type: str = "text"  # or "rcvIntegrityError", "rcvConnEvent"
+    edited: bool = False
+    deleted: str | None = None  # "deleted" (marked, by its author) or "moderated"
+    deleted_by: Member | None = None  # who moderated it
+    quote: Quote | None = None
+    reactions: list[ReactionCount] = msgspec.field(default_factory=list)
 
 
 class AddressView(msgspec.Struct, frozen=True):
@@ -255,6 +276,47 @@ class ChatItemStatus(msgspec.Struct, frozen=True, tag="chatItemStatus"):
     reason: str = ""
 
 
+class ChatItemUpdated(msgspec.Struct, frozen=True, tag="chatItemUpdated"):
+    """An item's text was edited (by us, or by its author)."""
+
+    item: ChatItem
+
+
+class ChatItemDeleted(msgspec.Struct, frozen=True, tag="chatItemDeleted"):
+    """An item was deleted: `item` as it was; `removed` if it is gone (else marked);
+    `by_user`: we deleted it; `moderated_by`: the admin or owner who did."""
+
+    item: ChatItem
+    removed: bool
+    by_user: bool
+    moderated_by: Member | None = None
+
+
+class ChatItemReaction(msgspec.Struct, frozen=True, tag="chatItemReaction"):
+    """A reaction was added or removed (`by`: who; None: we)."""
+
+    item: ChatItem
+    emoji: str
+    added: bool
+    by: str | None = None
+
+
+class MsgIntegrityError(msgspec.Struct, frozen=True, tag="msgIntegrityError"):
+    """Messages were skipped, or one came with a bad hash or id: shown as `item`."""
+
+    item: ChatItem
+    error: str
+
+
+class ItemRefused(msgspec.Struct, frozen=True, tag="itemRefused"):
+    """A received edit, deletion, reaction or quote that was not applied, and why."""
+
+    chat: str
+    sender: str
+    event: str
+    reason: str
+
+
 class ConnectionFailed(msgspec.Struct, frozen=True, tag="connectionFailed"):
     connection_id: int
     reason: str
@@ -297,6 +359,11 @@ ChatEvent = (
     | GroupDeleted
     | NewChatItem
     | ChatItemStatus
+    | ChatItemUpdated
+    | ChatItemDeleted
+    | ChatItemReaction
+    | MsgIntegrityError
+    | ItemRefused
     | ConnectionFailed
     | RelayStatus
 )
@@ -381,6 +448,21 @@ def describe(event: ChatEvent) -> str:
             return describe_item(item)
         case ChatItemStatus(item_id, status, reason):
             return f"message {item_id}: {status}" + (f" ({reason})" if reason else "")
+        case ChatItemUpdated(item):
+            return describe_item(item)
+        case ChatItemDeleted(item, removed, _, moderated_by):
+            how = f"moderated by {moderated_by.name}" if moderated_by else "deleted"
+            return f"{_chat_of(item)}: message {item.item_id} {how}" + (
+                "" if removed else f": {item.text}"
+            )
+        case ChatItemReaction(item, emoji, added, by):
+            who = by or "you"
+            verb = "reacted" if added else "removed the reaction"
+            return f"{_chat_of(item)}: {who} {verb} {emoji} to: {item.text}"
+        case MsgIntegrityError(item, error):
+            return f"{_chat_of(item)}: {error}"
+        case ItemRefused(chat, sender, what, reason):
+            return f"{chat}: {what} from {sender} ignored: {reason}"
         case ConnectionFailed(connection_id, reason):
             return f"connection {connection_id} failed: {reason}"
         case RelayStatus(relay, up, n):
@@ -389,9 +471,37 @@ def describe(event: ChatEvent) -> str:
     return repr(event)
 
 
+def _chat_of(item: ChatItem) -> str:
+    if item.group is not None:
+        return f"#{item.group.name}"
+    return f"@{item.contact.name}" if item.contact else "?"
+
+
+def item_text(item: ChatItem) -> str:
+    """The item's text with its marks: quote, edited, deleted, receipt, reactions."""
+    text = item.text
+    if item.content_type != "text":
+        text = f"[{text}]"
+    if item.quote is not None:
+        text = f"> {item.quote.text}\n      {text}"
+    if item.deleted == "moderated":
+        by = item.deleted_by.name if item.deleted_by else "an admin"
+        text += f" [moderated by {by}]"
+    elif item.deleted:
+        text += " [marked deleted]"
+    if item.edited:
+        text += " [edited]"
+    if item.direction == "snd" and item.status.startswith("rcvd"):
+        text += " ✓✓" if item.status == "rcvd" else " ✓✗"
+    if item.reactions:
+        text += " " + " ".join(f"{r.emoji}{r.count}" for r in item.reactions)
+    return text
+
+
 def describe_item(item: ChatItem) -> str:
+    text = item_text(item)
     if item.group is not None:
         who = "you" if item.direction == "snd" else (item.author.name if item.author else "?")
-        return f"#{item.group.name} {who}> {item.text}"
+        return f"#{item.group.name} {who}> {text}"
     name = item.contact.name if item.contact else "?"
-    return f"{name}> {item.text}" if item.direction == "rcv" else f"@{name} {item.text}"
+    return f"{name}> {text}" if item.direction == "rcv" else f"@{name} {text}"

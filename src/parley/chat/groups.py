@@ -55,6 +55,7 @@ class GroupMessage:
     group: store.GroupRow
     me: store.MemberRow
     msg: cp.ChatMessage
+    forwarded: bool = False  # from the host in x.grp.msg.forward; `sender` is the author
 
     @property
     def group_id(self) -> int:
@@ -274,14 +275,21 @@ def host_connected(
 
 
 def send_message(
-    c: sqlite3.Connection, user: store.UserRow, group_name: str, msg: cp.ChatMessage, text: str
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    group_name: str,
+    msg: cp.ChatMessage,
+    text: str,
+    quote: tuple[int | None, str, str, bool] | None = None,
 ) -> tuple[cev.ChatItem, Effects]:
     group = named(c, user, group_name)
     if group.status != G_ACTIVE:
         raise ChatError(f"#{group.local_name} is {group.status}: cannot send")
     if store.user_member(c, group.group_id).role == "observer":
         raise ChatError(f"#{group.local_name}: you are an observer: you cannot send messages")
-    item_id = store.insert_item(c, user.user_id, D_SND, text, msg.msg_id, group_id=group.group_id)
+    item_id = store.insert_item(
+        c, user.user_id, D_SND, text, msg.msg_id, group_id=group.group_id, quote=quote
+    )
     body = cp.encode_chat_message(msg)
     fx = Effects()
     for conn in store.ready_group_conns(c, group.group_id):
@@ -369,9 +377,10 @@ def received_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         g.msg.msg_id,
         group_id=g.group_id,
         author=g.sender.member_row,
+        quote=contacts.received_quote(c, g.msg.params.quote, group_id=g.group_id),
     )
     fx = Effects(events=[cev.NewChatItem(views.item(c, item_id))])
-    if g.me.status == M_CREATOR:
+    if g.me.status == M_CREATOR and not g.forwarded:
         _forward(c, g.group_id, g.sender, g.msg, fx)
     return fx
 
@@ -440,6 +449,7 @@ def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         inner.msg_id,
         group_id=g.group_id,
         author=author.member_row,
+        quote=contacts.received_quote(c, inner.params.quote, group_id=g.group_id),
     )
     return Effects(events=[cev.NewChatItem(views.item(c, item_id))])
 

@@ -12,11 +12,19 @@ import sqlite3
 from collections.abc import Callable
 from enum import Enum
 
-from parley.chat import contacts, groups, introductions, profiles, store
+from parley.chat import contacts, groups, introductions, items, profiles, store
 from parley.chat import events as cev
 from parley.chat.effects import Effects
 from parley.chat.groups import GroupMessage
-from parley.chat.model import C_DELETED, CAT_HOST, G_DELETED, K_CONTACT, M_CREATOR
+from parley.chat.model import (
+    C_DELETED,
+    CAT_HOST,
+    G_DELETED,
+    K_CONTACT,
+    M_CREATOR,
+    RECEIPTS_GROUP_LIMIT,
+    ChatConfig,
+)
 from parley.protocol import chat as cp
 
 log = logging.getLogger(__name__)
@@ -37,13 +45,19 @@ class Sender(Enum):
 
 CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
     cp.XMsgNew: contacts.received_text,
+    cp.XMsgUpdate: items.contact_update,
+    cp.XMsgDel: items.contact_delete,
+    cp.XMsgReact: items.contact_react,
     cp.XGrpInv: groups.invitation_received,
     cp.XInfo: profiles.contact_updated,
 }
 
 GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
     cp.XMsgNew: (Sender.ANY, groups.received_text),
-    cp.XGrpMsgForward: (Sender.HOST, groups.received_forward),
+    cp.XMsgUpdate: (Sender.ANY, items.group_update),
+    cp.XMsgDel: (Sender.ANY, items.group_delete),
+    cp.XMsgReact: (Sender.ANY, items.group_react),
+    cp.XGrpMsgForward: (Sender.HOST, lambda c, g: _forwarded(c, g)),
     cp.XGrpMemNew: (Sender.HOST, groups.member_announced),
     cp.XGrpMemIntro: (Sender.HOST, introductions.introduced),
     cp.XGrpMemFwd: (Sender.HOST, introductions.forwarded),
@@ -59,34 +73,121 @@ GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
 }
 
 
-def on_msg(c: sqlite3.Connection, agent_conn: str, body: bytes) -> Effects:
-    """A chat message on an agent connection; a repeat (same message id from the same
-    contact or member) changes nothing."""
+# the events whose copy inside x.grp.msg.forward the receiver acts on (as from the author)
+FORWARDED_EVENTS: dict[type[cp.Params], GroupHandler] = {
+    cp.XMsgUpdate: items.group_update,
+    cp.XMsgDel: items.group_delete,
+    cp.XMsgReact: items.group_react,
+}
+
+
+def on_msg(
+    c: sqlite3.Connection,
+    agent_conn: str,
+    body: bytes,
+    agent_msg_id: int | None = None,
+    integrity: str = "ok",
+    config: ChatConfig | None = None,
+) -> Effects:
+    """A chat message on an agent connection (agent message `agent_msg_id`); a repeat
+    (same message id from the same contact or member) changes nothing. A new message
+    stored as an item is acknowledged with a delivery receipt when the chat has receipts
+    on (`Effects.receipt`); so is the same agent message shown again after a restart, but
+    never a duplicate that came in another agent message. An integrity report of the
+    agent becomes an item of the chat, once."""
     found = store.connection_and_user(c, agent_conn)
     if found is None or found[0].status == C_DELETED:
         return Effects()
     conn, user = found
+    fx = Effects()
+    if integrity != "ok" and agent_msg_id is not None:
+        fx.merge(items.integrity_item(c, user, conn, integrity, agent_msg_id))
     try:
         msg = cp.decode_chat_message(body)
     except cp.ChatMessageError as e:
         log.warning("dropped a bad chat message on %s: %s", agent_conn, e)
-        return Effects()
+        return fx
+    agent_msg = (agent_conn, agent_msg_id) if agent_msg_id is not None else None
     if conn.kind == K_CONTACT:
-        if not store.first_seen(c, f"conn:{agent_conn}", msg.msg_id):
-            return Effects()
-        fx = _contact_message(c, user, conn, msg)
+        scope = f"conn:{agent_conn}"
+        if not store.first_seen(c, scope, msg.msg_id, agent_msg):
+            return fx.merge(_receipt_again(c, config, user, conn, None, scope, msg, agent_msg))
+        fx.merge(_contact_message(c, user, conn, msg))
+        group_id = None
     else:
         assert conn.member_row is not None
         sender = store.member(c, conn.member_row)
         if sender is None:
-            return Effects()
-        if not store.first_seen(
-            c, store.member_scope(sender.group_id, sender.member_id), msg.msg_id
-        ):
-            return Effects()
-        fx = _group_message(c, user, conn, sender, msg)
+            return fx
+        scope = store.member_scope(sender.group_id, sender.member_id)
+        group_id = sender.group_id
+        if not store.first_seen(c, scope, msg.msg_id, agent_msg):
+            return fx.merge(_receipt_again(c, config, user, conn, group_id, scope, msg, agent_msg))
+        fx.merge(_group_message(c, user, conn, sender, msg))
+    if _stored_item(msg, fx):
+        fx.receipt = _receipts_on(c, config, user, conn, group_id)
     fx.label = f"msg:{msg.event}"
     return fx
+
+
+def _stored_item(msg: cp.ChatMessage, fx: Effects) -> bool:
+    return isinstance(msg.params, cp.XMsgNew) and any(
+        isinstance(e, cev.NewChatItem) for e in fx.events
+    )
+
+
+def _receipts_on(
+    c: sqlite3.Connection,
+    config: ChatConfig | None,
+    user: store.UserRow,
+    conn: store.ConnectionRow,
+    group_id: int | None,
+) -> bool:
+    limit = config.receipts_group_limit if config else RECEIPTS_GROUP_LIMIT
+    if group_id is not None:
+        return items.receipts_on(c, limit, user.user_id, group_id=group_id)
+    if conn.contact_id is None:
+        return False
+    return items.receipts_on(c, limit, user.user_id, contact_id=conn.contact_id)
+
+
+def _receipt_again(
+    c: sqlite3.Connection,
+    config: ChatConfig | None,
+    user: store.UserRow,
+    conn: store.ConnectionRow,
+    group_id: int | None,
+    scope: str,
+    msg: cp.ChatMessage,
+    agent_msg: tuple[str, int] | None,
+) -> Effects:
+    """A message seen before: if this very agent message brought it (shown again after a
+    restart before its ack), the receipt it earned is still owed (the agent sends one
+    receipt per message at most)."""
+    fx = Effects()
+    if (
+        agent_msg is not None
+        and isinstance(msg.params, cp.XMsgNew)
+        and store.first_brought_by(c, scope, msg.msg_id, agent_msg)
+    ):
+        fx.receipt = _receipts_on(c, config, user, conn, group_id)
+    return fx
+
+
+def _forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.grp.msg.forward`: edits, deletions and reactions are handled as from their
+    author (deduplicated by the author's msgId); the rest as `groups.received_forward`."""
+    assert isinstance(g.msg.params, cp.XGrpMsgForward)
+    author_id, inner = g.msg.params.member_id, g.msg.params.msg
+    handler = FORWARDED_EVENTS.get(type(inner.params))
+    if handler is None:
+        return groups.received_forward(c, g)
+    author = store.member_by_id(c, g.group_id, author_id)
+    if author is None:
+        return Effects()
+    if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
+        return Effects()
+    return handler(c, GroupMessage(g.user, g.conn, author, g.group, g.me, inner, forwarded=True))
 
 
 def _contact_message(
@@ -127,6 +228,11 @@ def _accepted(who: Sender, sender: store.MemberRow, me: store.MemberRow) -> bool
         case Sender.TO_HOST:
             return me.status == M_CREATOR
     return True
+
+
+def on_rcvd(c: sqlite3.Connection, agent_conn: str, agent_msg_id: int, status: str) -> Effects:
+    """A delivery receipt (RCVD) for one of our messages."""
+    return items.on_rcvd(c, agent_conn, agent_msg_id, status)
 
 
 def on_sent(

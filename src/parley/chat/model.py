@@ -18,6 +18,9 @@ class ChatError(Exception):
     """A command the chat refuses, with a reason a person can act on."""
 
 
+RECEIPTS_GROUP_LIMIT: Final = 20  # the default of ChatConfig.receipts_group_limit
+
+
 @dataclass
 class ChatConfig:
     db_prefix: Path
@@ -31,6 +34,8 @@ class ChatConfig:
     intro_timeout_max: float = 900.0
     intro_jitter: float = 0.2
     intro_check_interval: float = 10.0  # how often the host looks for such pairs
+    # delivery receipts are sent in groups of at most this many members (when on)
+    receipts_group_limit: int = RECEIPTS_GROUP_LIMIT
     agent: dict[str, Any] = field(default_factory=dict)  # extra AgentConfig settings
     # a passphrase: both databases (chat and agent) are encrypted with SQLCipher
     database_key: str | None = field(default=None, repr=False)
@@ -67,10 +72,10 @@ def member_role(role: str) -> cp.MemberRole:
     return role
 
 
-def text_message(text: str) -> cp.ChatMessage:
-    """An `x.msg.new` with text, or the reason it cannot be sent."""
+def text_message(text: str, quote: cp.QuotedMsg | None = None) -> cp.ChatMessage:
+    """An `x.msg.new` with text (replying to `quote`), or the reason it cannot be sent."""
     try:
-        msg = cp.make(cp.XMsgNew(cp.TextContent(text)))
+        msg = cp.make(cp.XMsgNew(cp.TextContent(text), quote))
         cp.encode_chat_message(msg)
     except cp.ChatMessageError as e:
         raise ChatError(f"cannot send this message: {e.reason}") from e
@@ -160,6 +165,16 @@ ITEM_SENDING: Final = "sending"
 ITEM_RECEIVED: Final = "received"
 ITEM_SENT: Final = "sent"
 ITEM_ERROR: Final = "error"
+ITEM_RCVD: Final = "rcvd"  # a delivery receipt came back (sndRcvd, ok)
+ITEM_RCVD_BAD: Final = "rcvd-bad-hash"  # a receipt with another hash (sndRcvd, badMsgHash)
+
+# item content types (simplex-chat's names)
+IC_TEXT: Final = "text"
+IC_INTEGRITY: Final = "rcvIntegrityError"
+IC_CONN_EVENT: Final = "rcvConnEvent"  # e.g. the encryption was re-negotiated
+# how an item was deleted for everyone
+DEL_MARKED: Final = "deleted"
+DEL_MODERATED: Final = "moderated"
 
 # continuations (`commands` rows): statuses and the functions that run on completion
 CMD_NEW: Final = "new"  # stored, the agent call not issued yet

@@ -35,6 +35,8 @@ from parley.chat.model import (
     GONE_MEMBER,
     I_CONNECTED,
     I_NEW,
+    ITEM_RCVD,
+    ITEM_RCVD_BAD,
     ITEM_RECEIVED,
     ITEM_SENDING,
     ITEM_SENT,
@@ -209,6 +211,49 @@ MIGRATIONS = [
     );
     ALTER TABLE connections ADD COLUMN x_contact_id TEXT;
     """,
+    # messages as users expect them (issue 11): delivery receipts (which agent message
+    # first brought a chat message, which agent messages carried an item, the settings),
+    # item kinds, edits with their history, deletion, quotes and reactions
+    """
+    ALTER TABLE received ADD COLUMN agent_conn_id TEXT;
+    ALTER TABLE received ADD COLUMN agent_msg_id INTEGER;
+    CREATE TABLE item_messages (
+        agent_conn_id TEXT NOT NULL,
+        agent_msg_id INTEGER NOT NULL,
+        item_id INTEGER NOT NULL REFERENCES chat_items(item_id) ON DELETE CASCADE,
+        receipt TEXT,
+        PRIMARY KEY (agent_conn_id, agent_msg_id)
+    );
+    CREATE INDEX item_messages_by_item ON item_messages(item_id);
+    ALTER TABLE users ADD COLUMN receipts_contacts INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE users ADD COLUMN receipts_groups INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE contacts ADD COLUMN send_receipts INTEGER;
+    ALTER TABLE groups ADD COLUMN send_receipts INTEGER;
+    ALTER TABLE chat_items ADD COLUMN content_type TEXT NOT NULL DEFAULT 'text';
+    ALTER TABLE chat_items ADD COLUMN edit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE chat_items ADD COLUMN deleted TEXT;
+    ALTER TABLE chat_items ADD COLUMN deleted_by INTEGER;
+    ALTER TABLE chat_items ADD COLUMN quoted_item INTEGER;
+    ALTER TABLE chat_items ADD COLUMN quoted_msg_id TEXT;
+    ALTER TABLE chat_items ADD COLUMN quoted_text TEXT;
+    ALTER TABLE chat_items ADD COLUMN quoted_sent INTEGER;
+    ALTER TABLE chat_items ADD COLUMN updated_at REAL;
+    CREATE INDEX chat_items_by_msg ON chat_items(shared_msg_id);
+    CREATE TABLE item_versions (
+        item_id INTEGER NOT NULL REFERENCES chat_items(item_id) ON DELETE CASCADE,
+        edit INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (item_id, edit)
+    );
+    CREATE TABLE item_reactions (
+        item_id INTEGER NOT NULL REFERENCES chat_items(item_id) ON DELETE CASCADE,
+        reactor TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (item_id, reactor, emoji)
+    );
+    """,
 ]
 
 
@@ -331,6 +376,15 @@ class ItemRow(msgspec.Struct):
     group_id: int | None
     author_member: int | None
     shared_msg_id: str | None
+    content_type: str
+    edit: int
+    deleted: str | None
+    deleted_by: int | None
+    quoted_item: int | None
+    quoted_msg_id: str | None
+    quoted_text: str | None
+    quoted_sent: int | None
+    user_id: int
 
 
 class OutboxRow(msgspec.Struct):
@@ -355,7 +409,8 @@ _INTRO_COLS = (
 _COMMAND_COLS = "command_id, user_id, connection_id, function, data, agent_call, status, created_at"
 _ITEM_COLS = (
     "item_id, direction, text, status, created_at, contact_id, group_id, author_member, "
-    "shared_msg_id"
+    "shared_msg_id, content_type, edit, deleted, deleted_by, quoted_item, quoted_msg_id, "
+    "quoted_text, quoted_sent, user_id"
 )
 _LINK_COLS = (
     "link_id, user_id, group_id, connection_id, link, role, auto_accept, welcome, status, "
@@ -1134,13 +1189,33 @@ def host_intros_pending(c: sqlite3.Connection, newcomer: int) -> int:
 # ---------------------------------------------------------------- received messages
 
 
-def first_seen(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
-    """Record that `msg_id` arrived in `scope`; False if it had arrived before."""
+def first_seen(
+    c: sqlite3.Connection,
+    scope: str,
+    msg_id: str,
+    agent_msg: tuple[str, int] | None = None,
+) -> bool:
+    """Record that `msg_id` arrived in `scope` (in agent message `agent_msg`, (agent
+    connection, agent message id), when given); False if it had arrived before."""
+    conn, amid = agent_msg if agent_msg is not None else (None, None)
     cur = c.execute(
-        "INSERT OR IGNORE INTO received (scope, msg_id, received_at) VALUES (?, ?, ?)",
-        (scope, msg_id, now()),
+        "INSERT OR IGNORE INTO received (scope, msg_id, received_at, agent_conn_id, "
+        "agent_msg_id) VALUES (?, ?, ?, ?, ?)",
+        (scope, msg_id, now(), conn, amid),
     )
     return cur.rowcount == 1
+
+
+def first_brought_by(
+    c: sqlite3.Connection, scope: str, msg_id: str, agent_msg: tuple[str, int]
+) -> bool:
+    """Whether `msg_id` in `scope` first arrived in this very agent message (shown again
+    after a restart), not in another copy (a duplicate)."""
+    r = c.execute(
+        "SELECT agent_conn_id, agent_msg_id FROM received WHERE scope = ? AND msg_id = ?",
+        (scope, msg_id),
+    ).fetchone()
+    return r is not None and (r[0], r[1]) == agent_msg
 
 
 def member_scope(group_id: int, member_id: str) -> str:
@@ -1171,13 +1246,33 @@ def insert_item(
     contact_id: int | None = None,
     group_id: int | None = None,
     author: int | None = None,
+    content_type: str = "text",
+    quote: tuple[int | None, str, str, bool] | None = None,
 ) -> int:
-    """A message sent (`D_SND`: sending) or received (`D_RCV`)."""
+    """A message sent (`D_SND`: sending) or received (`D_RCV`); `quote` is (the quoted
+    item if we have it, its msgId, its text, whether the quoting side sent it)."""
     status = ITEM_SENDING if direction == D_SND else ITEM_RECEIVED
+    q_item, q_msg, q_text, q_sent = quote if quote else (None, None, None, None)
     cur = c.execute(
         "INSERT INTO chat_items (user_id, contact_id, group_id, author_member, direction, "
-        "shared_msg_id, text, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (user_id, contact_id, group_id, author, direction, shared_msg_id, text, status, now()),
+        "shared_msg_id, text, status, created_at, content_type, quoted_item, quoted_msg_id, "
+        "quoted_text, quoted_sent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            user_id,
+            contact_id,
+            group_id,
+            author,
+            direction,
+            shared_msg_id,
+            text,
+            status,
+            now(),
+            content_type,
+            q_item,
+            q_msg,
+            q_text,
+            None if q_sent is None else int(q_sent),
+        ),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
@@ -1229,8 +1324,8 @@ def settle_delivery(
     if r is None:
         return None
     c.execute(
-        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status != ?",
-        (status, r[0], ITEM_SENT),
+        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status NOT IN (?, ?, ?)",
+        (status, r[0], ITEM_SENT, ITEM_RCVD, ITEM_RCVD_BAD),
     )
     c.execute(
         "DELETE FROM item_deliveries WHERE agent_conn_id = ? AND agent_msg_id = ?",
@@ -1308,6 +1403,11 @@ def outbox_sent(c: sqlite3.Connection, row: OutboxRow, agent_msg_id: int | None)
             "VALUES (?, ?, ?)",
             (row.agent_conn_id, agent_msg_id, row.item_id),
         )
+        c.execute(
+            "INSERT OR IGNORE INTO item_messages (agent_conn_id, agent_msg_id, item_id) "
+            "VALUES (?, ?, ?)",
+            (row.agent_conn_id, agent_msg_id, row.item_id),
+        )
 
 
 # ---------------------------------------------------------------- continuations
@@ -1374,3 +1474,201 @@ def finish_command(c: sqlite3.Connection, command_id: str, ok: bool, result: str
         "UPDATE commands SET status = ?, result = ?, updated_at = ? WHERE command_id = ?",
         (CMD_DONE if ok else CMD_FAILED, result, now(), command_id),
     )
+
+
+# ---------------------------------------------------------------- items: receipts, edits,
+# deletion, reactions
+
+
+def item_of_message(c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int) -> int | None:
+    """The item an agent message we sent carried, if any (kept after SENT, for receipts)."""
+    sql = "SELECT item_id FROM item_messages WHERE agent_conn_id = ? AND agent_msg_id = ?"
+    r = c.execute(sql, (agent_conn_id, agent_msg_id)).fetchone()
+    return int(r[0]) if r else None
+
+
+def set_item_receipt(
+    c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int, item_id: int, status: str
+) -> bool:
+    """A receipt for one agent message of item `item_id`: the item gets `status` (unless it
+    has a receipt already). False if this message had a receipt before (a repeat)."""
+    cur = c.execute(
+        "UPDATE item_messages SET receipt = ? WHERE agent_conn_id = ? AND agent_msg_id = ? "
+        "AND receipt IS NULL",
+        (status, agent_conn_id, agent_msg_id),
+    )
+    if cur.rowcount == 0:
+        return False
+    c.execute(
+        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status NOT IN (?, ?)",
+        (status, item_id, ITEM_RCVD, ITEM_RCVD_BAD),
+    )
+    return True
+
+
+def receipt_count(c: sqlite3.Connection, item_id: int) -> tuple[int, int]:
+    """(agent messages of the item with a receipt, all its agent messages)."""
+    r = c.execute(
+        "SELECT COUNT(receipt), COUNT(*) FROM item_messages WHERE item_id = ?", (item_id,)
+    ).fetchone()
+    return int(r[0]), int(r[1])
+
+
+def receipt_settings(c: sqlite3.Connection, user_id: int) -> tuple[bool, bool]:
+    """The user's (contacts, groups) receipt settings."""
+    r = c.execute(
+        "SELECT receipts_contacts, receipts_groups FROM users WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    return bool(r[0]), bool(r[1])
+
+
+def set_user_receipts(c: sqlite3.Connection, user_id: int, kind: str, on: bool) -> None:
+    column = {"contacts": "receipts_contacts", "groups": "receipts_groups"}[kind]
+    c.execute(f"UPDATE users SET {column} = ? WHERE user_id = ?", (int(on), user_id))
+
+
+def chat_receipts(
+    c: sqlite3.Connection, *, contact_id: int | None = None, group_id: int | None = None
+) -> bool | None:
+    """A contact's or group's own receipt setting; None: the user's default."""
+    key: int | None
+    if contact_id is not None:
+        sql, key = "SELECT send_receipts FROM contacts WHERE contact_id = ?", contact_id
+    else:
+        sql, key = "SELECT send_receipts FROM groups WHERE group_id = ?", group_id
+    r = c.execute(sql, (key,)).fetchone()
+    return None if r is None or r[0] is None else bool(r[0])
+
+
+def set_chat_receipts(
+    c: sqlite3.Connection,
+    on: bool | None,
+    *,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> None:
+    value = None if on is None else int(on)
+    if contact_id is not None:
+        c.execute("UPDATE contacts SET send_receipts = ? WHERE contact_id = ?", (value, contact_id))
+    else:
+        c.execute("UPDATE groups SET send_receipts = ? WHERE group_id = ?", (value, group_id))
+
+
+def clear_chat_receipts(c: sqlite3.Connection, user_id: int, kind: str) -> None:
+    """Every contact (or group) of the user follows the user's setting again."""
+    table = {"contacts": "contacts", "groups": "groups"}[kind]
+    c.execute(f"UPDATE {table} SET send_receipts = NULL WHERE user_id = ?", (user_id,))
+
+
+def active_member_count(c: sqlite3.Connection, group_id: int) -> int:
+    r = c.execute(
+        f"SELECT COUNT(*) FROM members WHERE group_id = ? AND status NOT IN "
+        f"({', '.join('?' for _ in _GONE)})",
+        (group_id, *_GONE),
+    ).fetchone()
+    return int(r[0])
+
+
+def item_by_msg(
+    c: sqlite3.Connection,
+    shared_msg_id: str,
+    *,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> ItemRow | None:
+    """The item with this shared msgId in a contact's or a group's chat."""
+    value: int | None
+    if contact_id is not None:
+        column, value = "contact_id", contact_id
+    else:
+        column, value = "group_id", group_id
+    r = c.execute(
+        f"SELECT {_ITEM_COLS} FROM chat_items WHERE {column} = ? AND shared_msg_id = ? "
+        "ORDER BY item_id LIMIT 1",
+        (value, shared_msg_id),
+    ).fetchone()
+    return ItemRow(*r) if r else None
+
+
+def edit_item(c: sqlite3.Connection, item_id: int, edit: int, text: str) -> bool:
+    """Keep version `edit` of the item's text; the item shows it if it is the newest.
+    False if this version was known already (a repeated edit)."""
+    cur = c.execute(
+        "INSERT OR IGNORE INTO item_versions (item_id, edit, text, created_at) VALUES (?, ?, ?, ?)",
+        (item_id, edit, text, now()),
+    )
+    if cur.rowcount == 0:
+        return False
+    c.execute(
+        "UPDATE chat_items SET text = ?, edit = ?, updated_at = ? WHERE item_id = ? AND edit < ?",
+        (text, edit, now(), item_id, edit),
+    )
+    return True
+
+
+def keep_original(c: sqlite3.Connection, item_id: int, text: str, created_at: float) -> None:
+    """The text before the first edit, as version 0 of the history."""
+    c.execute(
+        "INSERT OR IGNORE INTO item_versions (item_id, edit, text, created_at) VALUES (?, 0, ?, ?)",
+        (item_id, text, created_at),
+    )
+
+
+def item_versions(c: sqlite3.Connection, item_id: int) -> list[tuple[int, str, float]]:
+    """(edit, text, when) of every version of the item, the original (0) first."""
+    return c.execute(
+        "SELECT edit, text, created_at FROM item_versions WHERE item_id = ? ORDER BY edit",
+        (item_id,),
+    ).fetchall()
+
+
+def mark_item_deleted(c: sqlite3.Connection, item_id: int, how: str, by: int | None = None) -> bool:
+    """Mark the item deleted (`how`: "deleted" or "moderated"); False if it was already."""
+    cur = c.execute(
+        "UPDATE chat_items SET deleted = ?, deleted_by = ?, updated_at = ? "
+        "WHERE item_id = ? AND deleted IS NULL",
+        (how, by, now(), item_id),
+    )
+    return cur.rowcount == 1
+
+
+def delete_item(c: sqlite3.Connection, item_id: int) -> None:
+    """Remove the item and everything about it."""
+    for table in ("item_versions", "item_reactions", "item_messages", "item_deliveries"):
+        c.execute(f"DELETE FROM {table} WHERE item_id = ?", (item_id,))
+    c.execute("UPDATE chat_items SET quoted_item = NULL WHERE quoted_item = ?", (item_id,))
+    c.execute("DELETE FROM chat_items WHERE item_id = ?", (item_id,))
+
+
+def set_reaction(c: sqlite3.Connection, item_id: int, reactor: str, emoji: str, add: bool) -> bool:
+    """Add or remove one reaction of `reactor`; False if nothing changed."""
+    if add:
+        cur = c.execute(
+            "INSERT OR IGNORE INTO item_reactions (item_id, reactor, emoji, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (item_id, reactor, emoji, now()),
+        )
+    else:
+        cur = c.execute(
+            "DELETE FROM item_reactions WHERE item_id = ? AND reactor = ? AND emoji = ?",
+            (item_id, reactor, emoji),
+        )
+    return cur.rowcount == 1
+
+
+def reactions_of(c: sqlite3.Connection, item_id: int, reactor: str) -> list[str]:
+    rows = c.execute(
+        "SELECT emoji FROM item_reactions WHERE item_id = ? AND reactor = ? ORDER BY created_at",
+        (item_id, reactor),
+    )
+    return [r[0] for r in rows]
+
+
+def reaction_counts(c: sqlite3.Connection, item_id: int) -> list[tuple[str, int, bool]]:
+    """(emoji, how many, whether the user is among them) per emoji, the first added first."""
+    rows = c.execute(
+        "SELECT emoji, COUNT(*), MAX(reactor = 'user') FROM item_reactions WHERE item_id = ? "
+        "GROUP BY emoji ORDER BY MIN(created_at)",
+        (item_id,),
+    )
+    return [(r[0], int(r[1]), bool(r[2])) for r in rows]

@@ -57,7 +57,19 @@ def item(c: sqlite3.Connection, item_id: int) -> cev.ChatItem:
         group(c, i.group_id) if i.group_id else None,
         member(c, i.author_member) if i.author_member else None,
         i.shared_msg_id,
+        i.content_type,
+        i.edit > 0,
+        i.deleted,
+        member(c, i.deleted_by) if i.deleted_by else None,
+        _quote(i),
+        [cev.ReactionCount(e, n, mine) for e, n, mine in store.reaction_counts(c, item_id)],
     )
+
+
+def _quote(i: store.ItemRow) -> cev.Quote | None:
+    if i.quoted_msg_id is None:
+        return None
+    return cev.Quote(i.quoted_msg_id, i.quoted_text or "", bool(i.quoted_sent), i.quoted_item)
 
 
 def connection(c: sqlite3.Connection, connection_id: int | None) -> str:

@@ -43,6 +43,9 @@ X_INFO: Final = "x.info"
 X_OK: Final = "x.ok"
 X_CONTACT: Final = "x.contact"
 X_MSG_NEW: Final = "x.msg.new"
+X_MSG_UPDATE: Final = "x.msg.update"
+X_MSG_DEL: Final = "x.msg.del"
+X_MSG_REACT: Final = "x.msg.react"
 X_GRP_INV: Final = "x.grp.inv"
 X_GRP_ACPT: Final = "x.grp.acpt"
 X_GRP_MEM_NEW: Final = "x.grp.mem.new"
@@ -64,8 +67,24 @@ X_GRP_INFO: Final = "x.grp.info"
 # x.grp.msg.forward) to members not yet connected to the author. The codec accepts any
 # non-forward event inside a forward; receivers act only on these and ignore the rest.
 FORWARDABLE_EVENTS: Final = frozenset(
-    {X_MSG_NEW, X_GRP_LEAVE, X_GRP_MEM_DEL, X_GRP_DEL, X_GRP_MEM_ROLE, X_INFO, X_GRP_INFO}
+    {
+        X_MSG_NEW,
+        X_MSG_UPDATE,
+        X_MSG_DEL,
+        X_MSG_REACT,
+        X_GRP_LEAVE,
+        X_GRP_MEM_DEL,
+        X_GRP_DEL,
+        X_GRP_MEM_ROLE,
+        X_INFO,
+        X_GRP_INFO,
+    }
 )
+
+# a reaction is one emoji: at most this many code points (a flag, a skin tone, a ZWJ
+# sequence), and at most this many distinct reactions per member on one item
+MAX_EMOJI_LENGTH: Final = 8
+MAX_REACTIONS_PER_MEMBER: Final = 3
 
 MemberRole: TypeAlias = Literal["owner", "admin", "member", "observer"]
 # from the least to the most powerful
@@ -198,6 +217,51 @@ class TextContent(_Wire, frozen=True, tag_field="type", tag="text"):
 MsgContent: TypeAlias = TextContent
 
 
+class MsgRef(_Wire, frozen=True, omit_defaults=True):
+    """Which message a quote names: its msgId, whether the quoting side sent it, and (in
+    groups) its author's memberId."""
+
+    msg_id: str
+    sent: bool
+    member_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.msg_id, "quoted msgId")
+        if self.member_id is not None:
+            _check_id(self.member_id, "quoted memberId")
+
+
+class QuotedMsg(_Wire, frozen=True):
+    """A quote in x.msg.new: the reference and the quoted text (shown as is when the
+    receiver does not have the quoted message)."""
+
+    msg_ref: MsgRef
+    content: MsgContent
+
+
+def is_valid_emoji(value: object) -> bool:
+    """One emoji: 1 to MAX_EMOJI_LENGTH code points, at least one a symbol, none a letter,
+    digit, space, punctuation or control character."""
+    import unicodedata
+
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_EMOJI_LENGTH:
+        return False
+    cats = [unicodedata.category(ch) for ch in value]
+    if any(cat[0] in "LNZPC" and cat != "Cf" for cat in cats):
+        return False  # (Cf: the zero-width joiner and variation selectors are allowed)
+    return any(cat == "So" for cat in cats)
+
+
+class Reaction(_Wire, frozen=True, tag_field="type", tag="emoji"):
+    """`{"type": "emoji", "emoji": "👍"}`."""
+
+    emoji: str
+
+    def __post_init__(self) -> None:
+        if not is_valid_emoji(self.emoji):
+            raise ChatMessageError(f"invalid emoji reaction {_show(self.emoji)}")
+
+
 # ---------------------------------------------------------------- params, one per event
 
 
@@ -227,9 +291,54 @@ class XContact(_Wire, frozen=True):
         _check_id(self.x_contact_id, "xContactId")
 
 
-class XMsgNew(_Wire, frozen=True):
+class XMsgNew(_Wire, frozen=True, omit_defaults=True):
     event: ClassVar[str] = X_MSG_NEW
     content: MsgContent
+    quote: QuotedMsg | None = None
+
+
+class XMsgUpdate(_Wire, frozen=True):
+    """The author edits its message `msg_id`: `edit` counts the author's edits of it (1,
+    2, ...), so that a late or repeated edit is applied once and never over a newer one."""
+
+    event: ClassVar[str] = X_MSG_UPDATE
+    msg_id: str
+    content: MsgContent
+    edit: int = 1
+
+    def __post_init__(self) -> None:
+        _check_id(self.msg_id, "msgId")
+        if self.edit < 1:
+            raise ChatMessageError("edit must be 1 or more")
+
+
+class XMsgDel(_Wire, frozen=True, omit_defaults=True):
+    """Delete message `msg_id` for everyone: the author's own, or (moderation, in groups)
+    the message of member `member_id` by an admin or owner."""
+
+    event: ClassVar[str] = X_MSG_DEL
+    msg_id: str
+    member_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.msg_id, "msgId")
+        if self.member_id is not None:
+            _check_id(self.member_id, "memberId")
+
+
+class XMsgReact(_Wire, frozen=True, omit_defaults=True):
+    """Add (or remove) a reaction to message `msg_id` (in groups, by member `member_id`)."""
+
+    event: ClassVar[str] = X_MSG_REACT
+    msg_id: str
+    reaction: Reaction
+    add: bool
+    member_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id(self.msg_id, "msgId")
+        if self.member_id is not None:
+            _check_id(self.member_id, "memberId")
 
 
 class XGrpInv(_Wire, frozen=True):
@@ -381,6 +490,9 @@ Params: TypeAlias = (
     | XOk
     | XContact
     | XMsgNew
+    | XMsgUpdate
+    | XMsgDel
+    | XMsgReact
     | XGrpInv
     | XGrpAcpt
     | XGrpMemNew
@@ -404,6 +516,9 @@ _PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
     XOk,
     XContact,
     XMsgNew,
+    XMsgUpdate,
+    XMsgDel,
+    XMsgReact,
     XGrpInv,
     XGrpAcpt,
     XGrpMemNew,

@@ -1,0 +1,455 @@
+"""Chat items after they are made: delivery receipts, integrity items, edits, deletion
+(for oneself, for everyone, moderation), reactions and quotes; our own commands and the
+events received from contacts and members.
+
+Rules run on the database thread, in the transaction given as their first argument (see
+`effects`). A received change that cannot apply (someone else's message, an unknown one, a
+moderation by a member without the role) changes nothing and is reported as `ItemRefused`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from parley.chat import events as cev
+from parley.chat import store, views
+from parley.chat.effects import Effects
+from parley.chat.groups import GroupMessage, _forward
+from parley.chat.model import (
+    C_READY,
+    D_RCV,
+    D_SND,
+    DEL_MARKED,
+    DEL_MODERATED,
+    G_ACTIVE,
+    IC_INTEGRITY,
+    IC_TEXT,
+    ITEM_RCVD,
+    ITEM_RCVD_BAD,
+    M_CREATOR,
+    ChatError,
+)
+from parley.protocol import chat as cp
+
+log = logging.getLogger(__name__)
+
+USER = "user"  # the reactor name of the user itself
+CONTACT = "contact"  # of the contact, in a direct chat
+
+
+def _role_rank(role: str) -> int:
+    return cp.MEMBER_ROLES.index(role) if role in cp.MEMBER_ROLES else -1
+
+
+# ---------------------------------------------------------------- receipts
+
+
+def receipts_on(
+    c: sqlite3.Connection,
+    group_limit: int,
+    user_id: int,
+    *,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> bool:
+    """Whether we send delivery receipts in this chat: its own setting, else the user's;
+    in groups only up to `group_limit` members (`ChatConfig.receipts_group_limit`)."""
+    for_contacts, for_groups = store.receipt_settings(c, user_id)
+    if contact_id is not None:
+        own = store.chat_receipts(c, contact_id=contact_id)
+        return for_contacts if own is None else own
+    assert group_id is not None
+    if store.active_member_count(c, group_id) > group_limit:
+        return False
+    own = store.chat_receipts(c, group_id=group_id)
+    return for_groups if own is None else own
+
+
+def on_rcvd(c: sqlite3.Connection, agent_conn: str, agent_msg_id: int, status: str) -> Effects:
+    """A delivery receipt for one of our agent messages: its item is `rcvd` (or
+    `rcvd-bad-hash`); a repeat, or a message that carried no item, changes nothing."""
+    item_id = store.item_of_message(c, agent_conn, agent_msg_id)
+    if item_id is None:
+        return Effects()
+    new = ITEM_RCVD if status == "ok" else ITEM_RCVD_BAD
+    before = store.item(c, item_id)
+    if not store.set_item_receipt(c, agent_conn, agent_msg_id, item_id, new):
+        return Effects()
+    if before is not None and before.status in (ITEM_RCVD, ITEM_RCVD_BAD):
+        return Effects()  # (in a group, the first receipt moved it)
+    reason = "" if status == "ok" else "the message arrived with another hash"
+    return Effects(events=[cev.ChatItemStatus(item_id, new, reason)], label="rcvd")
+
+
+# ---------------------------------------------------------------- integrity
+
+
+def integrity_text(integrity: str) -> str:
+    """The agent's integrity report in words."""
+    if integrity.startswith("skipped "):
+        n = integrity.removeprefix("skipped ")
+        return f"{n} skipped message{'' if n == '1' else 's'}"
+    if integrity == "bad hash":
+        return "bad message hash"
+    if integrity.startswith("bad id"):
+        return "bad message ID"
+    return integrity
+
+
+def integrity_item(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    conn: store.ConnectionRow,
+    integrity: str,
+    agent_msg_id: int,
+) -> Effects:
+    """An integrity report (skipped messages, a bad hash or id) on an agent connection,
+    as an item of its chat, once per agent message."""
+    if not store.first_seen(c, f"integrity:{conn.agent_conn_id}", str(agent_msg_id)):
+        return Effects()
+    text = integrity_text(integrity)
+    if conn.contact_id is not None:
+        item_id = store.insert_item(
+            c,
+            user.user_id,
+            D_RCV,
+            text,
+            None,
+            contact_id=conn.contact_id,
+            content_type=IC_INTEGRITY,
+        )
+    elif conn.member_row is not None:
+        m = store.member(c, conn.member_row)
+        if m is None:
+            return Effects()
+        item_id = store.insert_item(
+            c,
+            user.user_id,
+            D_RCV,
+            text,
+            None,
+            group_id=m.group_id,
+            author=m.member_row,
+            content_type=IC_INTEGRITY,
+        )
+    else:
+        return Effects()
+    view = views.item(c, item_id)
+    return Effects(events=[cev.NewChatItem(view), cev.MsgIntegrityError(view, text)])
+
+
+# ---------------------------------------------------------------- our own commands
+
+
+def own_item(c: sqlite3.Connection, user: store.UserRow, item_id: int) -> store.ItemRow:
+    i = store.item(c, item_id)
+    if i is None or i.user_id != user.user_id:
+        raise ChatError(f"no message {item_id}")
+    return i
+
+
+def _send_to_chat(c: sqlite3.Connection, i: store.ItemRow, msg: cp.ChatMessage) -> Effects:
+    """Send a message about item `i` where the item's chat goes."""
+    fx = Effects()
+    if i.contact_id is not None:
+        conn = store.contact_connection(c, i.contact_id)
+        if conn is None or conn.status != C_READY or conn.agent_conn_id is None:
+            raise ChatError("the contact is not connected")
+        fx.send(c, conn.agent_conn_id, msg)
+    else:
+        assert i.group_id is not None
+        group = store.group_by_id(c, i.group_id)
+        if group is None or group.status != G_ACTIVE:
+            raise ChatError("the group is not active")
+        body = cp.encode_chat_message(msg)
+        for agent_conn in store.ready_group_conns(c, i.group_id):
+            fx.send(c, agent_conn, body)
+        store.hold_for_connecting_members(c, i.group_id, body, None)
+    return fx
+
+
+def _checked(params: cp.Params) -> cp.ChatMessage:
+    try:
+        msg = cp.make(params)
+        cp.encode_chat_message(msg)
+    except cp.ChatMessageError as e:
+        raise ChatError(f"cannot send this: {e.reason}") from e
+    return msg
+
+
+def update(
+    c: sqlite3.Connection, user: store.UserRow, item_id: int, text: str
+) -> tuple[cev.ChatItem, Effects]:
+    """Edit our own message (`/_update item`, `! @bob (old) new`): x.msg.update."""
+    i = own_item(c, user, item_id)
+    if i.direction != D_SND or i.content_type != IC_TEXT or i.shared_msg_id is None:
+        raise ChatError("only your own messages can be edited")
+    if i.deleted:
+        raise ChatError("this message is deleted")
+    if text == i.text:
+        return views.item(c, item_id), Effects()
+    edit = i.edit + 1
+    msg = _checked(cp.XMsgUpdate(i.shared_msg_id, cp.TextContent(text), edit))
+    fx = _send_to_chat(c, i, msg)
+    store.keep_original(c, item_id, i.text, i.created_at)
+    store.edit_item(c, item_id, edit, text)
+    view = views.item(c, item_id)
+    fx.events.append(cev.ChatItemUpdated(view))
+    return view, fx
+
+
+def delete(
+    c: sqlite3.Connection, user: store.UserRow, item_id: int, broadcast: bool
+) -> tuple[cev.ChatItem, Effects]:
+    """Delete an item for ourselves (`internal`), or our own message for everyone
+    (`broadcast`: x.msg.del). Either way it is gone here."""
+    i = own_item(c, user, item_id)
+    view = views.item(c, item_id)
+    fx = Effects()
+    if broadcast:
+        if i.direction != D_SND or i.shared_msg_id is None:
+            raise ChatError("only your own messages can be deleted for everyone")
+        fx = _send_to_chat(c, i, _checked(cp.XMsgDel(i.shared_msg_id)))
+    store.delete_item(c, item_id)
+    fx.events.append(cev.ChatItemDeleted(view, removed=True, by_user=True))
+    return view, fx
+
+
+def moderate(
+    c: sqlite3.Connection, user: store.UserRow, item_id: int
+) -> tuple[cev.ChatItem, Effects]:
+    """(admin, owner) delete a member's message in a group for everyone."""
+    i = own_item(c, user, item_id)
+    if i.group_id is None or i.shared_msg_id is None or i.content_type != IC_TEXT:
+        raise ChatError("only group messages can be moderated")
+    me = store.user_member(c, i.group_id)
+    author = store.member(c, i.author_member) if i.author_member else me
+    assert author is not None
+    if _role_rank(me.role) < _role_rank("admin") or _role_rank(me.role) < _role_rank(author.role):
+        raise ChatError(f"your role ({me.role}) cannot moderate messages of a {author.role}")
+    msg = _checked(cp.XMsgDel(i.shared_msg_id, author.member_id))
+    fx = _send_to_chat(c, i, msg)
+    store.mark_item_deleted(c, item_id, DEL_MODERATED, me.member_row)
+    view = views.item(c, item_id)
+    fx.events.append(cev.ChatItemDeleted(view, removed=False, by_user=True, moderated_by=None))
+    return view, fx
+
+
+def react(
+    c: sqlite3.Connection, user: store.UserRow, item_id: int, emoji: str, add: bool
+) -> tuple[cev.ChatItem, Effects]:
+    """Add or remove our reaction (`/_reaction`): x.msg.react."""
+    i = own_item(c, user, item_id)
+    if not cp.is_valid_emoji(emoji):
+        raise ChatError(f"not an emoji reaction: {emoji!r}")
+    if i.shared_msg_id is None or i.content_type != IC_TEXT or i.deleted:
+        raise ChatError("this item cannot get reactions")
+    mine = store.reactions_of(c, item_id, USER)
+    if add and emoji not in mine and len(mine) >= cp.MAX_REACTIONS_PER_MEMBER:
+        raise ChatError(f"at most {cp.MAX_REACTIONS_PER_MEMBER} reactions per message")
+    if not store.set_reaction(c, item_id, USER, emoji, add):
+        return views.item(c, item_id), Effects()
+    member_id = None
+    if i.group_id is not None:
+        author = store.member(c, i.author_member) if i.author_member else None
+        member_id = (author or store.user_member(c, i.group_id)).member_id
+    msg = _checked(cp.XMsgReact(i.shared_msg_id, cp.Reaction(emoji), add, member_id))
+    fx = _send_to_chat(c, i, msg)
+    view = views.item(c, item_id)
+    fx.events.append(cev.ChatItemReaction(view, emoji, add, None))
+    return view, fx
+
+
+def quote_of(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    item_id: int,
+    *,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> tuple[cp.QuotedMsg, tuple[int | None, str, str, bool]]:
+    """The quote of item `item_id` for a reply in the given chat, and how our own item
+    keeps it; ChatError if the item is not a message of that chat."""
+    i = store.item(c, item_id)
+    same_chat = i is not None and (
+        (contact_id is not None and i.contact_id == contact_id)
+        or (group_id is not None and i.group_id == group_id)
+    )
+    if i is None or not same_chat or i.user_id != user.user_id:
+        raise ChatError(f"no message {item_id} in this chat to quote")
+    if i.shared_msg_id is None or i.content_type != IC_TEXT or i.deleted:
+        raise ChatError("this item cannot be quoted")
+    sent = i.direction == D_SND
+    member_id = None
+    if group_id is not None:
+        author = store.member(c, i.author_member) if i.author_member else None
+        member_id = (author or store.user_member(c, group_id)).member_id
+    quote = cp.QuotedMsg(cp.MsgRef(i.shared_msg_id, sent, member_id), cp.TextContent(i.text))
+    return quote, (item_id, i.shared_msg_id, i.text, sent)
+
+
+# ---------------------------------------------------------------- received changes
+
+
+def _refused(chat: str, sender: str, msg: cp.ChatMessage, reason: str) -> Effects:
+    log.info("%s from %s in %s ignored: %s", msg.event, sender, chat, reason)
+    return Effects(events=[cev.ItemRefused(chat, sender, msg.event, reason)])
+
+
+def _apply_update(c: sqlite3.Connection, i: store.ItemRow, p: cp.XMsgUpdate) -> Effects:
+    if i.deleted:
+        return Effects()
+    store.keep_original(c, i.item_id, i.text, i.created_at)
+    if not store.edit_item(c, i.item_id, p.edit, p.content.text):
+        return Effects()  # this edit came before
+    fresh = store.item(c, i.item_id)
+    if fresh is None or fresh.edit != p.edit:
+        return Effects()  # a newer edit is shown already: kept in the history only
+    return Effects(events=[cev.ChatItemUpdated(views.item(c, i.item_id))])
+
+
+def _apply_author_delete(c: sqlite3.Connection, i: store.ItemRow) -> Effects:
+    """The author deleted its message for everyone: marked deleted here (its text stays
+    in the store, shown as deleted; delete it for yourself to remove it)."""
+    if not store.mark_item_deleted(c, i.item_id, DEL_MARKED):
+        return Effects()
+    view = views.item(c, i.item_id)
+    return Effects(events=[cev.ChatItemDeleted(view, removed=False, by_user=False)])
+
+
+def _apply_reaction(
+    c: sqlite3.Connection, i: store.ItemRow, reactor: str, who: str, p: cp.XMsgReact
+) -> Effects | str:
+    """The reaction applied; or why not."""
+    if i.deleted or i.content_type != IC_TEXT:
+        return "the message is deleted"
+    emoji = p.reaction.emoji
+    have = store.reactions_of(c, i.item_id, reactor)
+    if p.add and emoji not in have and len(have) >= cp.MAX_REACTIONS_PER_MEMBER:
+        return f"more than {cp.MAX_REACTIONS_PER_MEMBER} reactions to one message"
+    if not store.set_reaction(c, i.item_id, reactor, emoji, p.add):
+        return Effects()
+    view = views.item(c, i.item_id)
+    return Effects(events=[cev.ChatItemReaction(view, emoji, p.add, who)])
+
+
+def contact_update(
+    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
+) -> Effects:
+    """`x.msg.update` from a contact: only its own messages."""
+    assert isinstance(msg.params, cp.XMsgUpdate)
+    chat = f"@{contact.local_name}"
+    i = store.item_by_msg(c, msg.params.msg_id, contact_id=contact.contact_id)
+    if i is None:
+        return _refused(chat, contact.local_name, msg, "no such message")
+    if i.direction != D_RCV:
+        return _refused(chat, contact.local_name, msg, "not the contact's own message")
+    return _apply_update(c, i, msg.params)
+
+
+def contact_delete(
+    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
+) -> Effects:
+    """`x.msg.del` from a contact: only its own messages."""
+    assert isinstance(msg.params, cp.XMsgDel)
+    chat = f"@{contact.local_name}"
+    i = store.item_by_msg(c, msg.params.msg_id, contact_id=contact.contact_id)
+    if i is None:
+        return _refused(chat, contact.local_name, msg, "no such message")
+    if i.direction != D_RCV or msg.params.member_id is not None:
+        return _refused(chat, contact.local_name, msg, "not the contact's own message")
+    return _apply_author_delete(c, i)
+
+
+def contact_react(
+    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
+) -> Effects:
+    """`x.msg.react` from a contact, to any message of the chat."""
+    assert isinstance(msg.params, cp.XMsgReact)
+    chat = f"@{contact.local_name}"
+    i = store.item_by_msg(c, msg.params.msg_id, contact_id=contact.contact_id)
+    if i is None:
+        return _refused(chat, contact.local_name, msg, "no such message")
+    out = _apply_reaction(c, i, CONTACT, contact.local_name, msg.params)
+    return _refused(chat, contact.local_name, msg, out) if isinstance(out, str) else out
+
+
+def _group_item(
+    c: sqlite3.Connection, g: GroupMessage, msg_id: str, author_id: str | None
+) -> store.ItemRow | None:
+    """The group's item `msg_id` written by member `author_id` (None: the sender)."""
+    i = store.item_by_msg(c, msg_id, group_id=g.group_id)
+    if i is None:
+        return None
+    author_id = author_id or g.sender.member_id
+    if i.author_member is None:  # ours
+        return i if author_id == g.me.member_id else None
+    author = store.member(c, i.author_member)
+    return i if author is not None and author.member_id == author_id else None
+
+
+def _host_forwards(c: sqlite3.Connection, g: GroupMessage, fx: Effects) -> Effects:
+    if g.me.status == M_CREATOR and not g.forwarded:
+        _forward(c, g.group_id, g.sender, g.msg, fx)
+    return fx
+
+
+def group_update(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.msg.update` from a member: only the author's own messages."""
+    assert isinstance(g.msg.params, cp.XMsgUpdate)
+    chat, who = f"#{g.group.local_name}", g.sender.display_name
+    i = _group_item(c, g, g.msg.params.msg_id, None)
+    if i is None:
+        return _refused(chat, who, g.msg, "no such message from this member")
+    return _host_forwards(c, g, _apply_update(c, i, g.msg.params))
+
+
+def group_delete(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.msg.del` from a member: its own message, or a moderation by an admin or owner
+    (whose role is not below the author's)."""
+    assert isinstance(g.msg.params, cp.XMsgDel)
+    p = g.msg.params
+    chat, who = f"#{g.group.local_name}", g.sender.display_name
+    if p.member_id is None or p.member_id == g.sender.member_id:
+        i = _group_item(c, g, p.msg_id, None)
+        if i is None:
+            return _refused(chat, who, g.msg, "no such message from this member")
+        return _host_forwards(c, g, _apply_author_delete(c, i))
+    if p.member_id == g.me.member_id:
+        author_role = g.me.role
+    else:
+        author = store.member_by_id(c, g.group_id, p.member_id)
+        if author is None:
+            return _refused(chat, who, g.msg, "moderation of an unknown member's message")
+        author_role = author.role
+    rank = _role_rank(g.sender.role)
+    if rank < _role_rank("admin") or rank < _role_rank(author_role):
+        return _refused(
+            chat, who, g.msg, f"a {g.sender.role} cannot moderate messages of a {author_role}"
+        )
+    i = _group_item(c, g, p.msg_id, p.member_id)
+    fx = Effects()
+    if i is None:
+        fx = _refused(chat, who, g.msg, "moderation of a message we do not have")
+    elif store.mark_item_deleted(c, i.item_id, DEL_MODERATED, g.sender.member_row):
+        view = views.item(c, i.item_id)
+        moderator = views.member(c, g.sender.member_row)
+        fx.events.append(
+            cev.ChatItemDeleted(view, removed=False, by_user=False, moderated_by=moderator)
+        )
+    return _host_forwards(c, g, fx)
+
+
+def group_react(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.msg.react` from a member: each member counts once per emoji."""
+    assert isinstance(g.msg.params, cp.XMsgReact)
+    p = g.msg.params
+    chat, who = f"#{g.group.local_name}", g.sender.display_name
+    i = _group_item(c, g, p.msg_id, p.member_id)
+    if i is None:
+        return _refused(chat, who, g.msg, "no such message")
+    out = _apply_reaction(c, i, f"member:{g.sender.member_row}", who, p)
+    if isinstance(out, str):
+        return _refused(chat, who, g.msg, out)
+    return _host_forwards(c, g, out)
