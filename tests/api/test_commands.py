@@ -107,6 +107,30 @@ def send_json(ref: str, *texts: str) -> str:
         ("/_read chat @3", c.ChatRead(c.ChatRef("direct", 3))),
         ("/_read chat #2 from=1 to=4", c.ChatRead(c.ChatRef("group", 2))),
         ("/show_address", c.ShowMyAddress()),
+        (
+            '/_update item @3 5 live=off json {"msgContent": {"type": "text", "text": "new"}}',
+            c.UpdateItem(c.ChatRef("direct", 3), 5, "new"),
+        ),
+        (
+            '/_update item #2 5 json {"type": "text", "text": "new"}',
+            c.UpdateItem(c.ChatRef("group", 2), 5, "new"),
+        ),
+        ("/_delete item @3 5,6 broadcast", c.DeleteItems(c.ChatRef("direct", 3), (5, 6), True)),
+        ("/_delete item #2 5 internal", c.DeleteItems(c.ChatRef("group", 2), (5,), False)),
+        ("/_delete member item #2 7", c.DeleteMemberItems(2, (7,))),
+        (
+            '/_reaction @3 5 on json {"type": "emoji", "emoji": "👍"}',
+            c.SetReaction(c.ChatRef("direct", 3), 5, True, "👍"),
+        ),
+        (
+            '/_settings @3 {"enableNtfs": "all", "sendRcpts": false}',
+            c.SetChatSettings(c.ChatRef("direct", 3), False),
+        ),
+        ("/_set receipts contacts 1 off", c.SetUserReceipts("contacts", 1, False)),
+        (
+            '/_send @3 json [{"msgContent": {"type": "text", "text": "re"}, "quotedItemId": 4}]',
+            c.SendMessages(c.ChatRef("direct", 3), ("re",), (4,)),
+        ),
         ("/_show_address 1", c.ShowMyAddress(1)),
         ("  /u  ", c.ShowActiveUser()),
         ("/U", c.ShowActiveUser()),
@@ -122,12 +146,11 @@ def test_commands(text: str, expected: c.Command) -> None:
         ("/_accept member #1 2 member", "without approval"),
         ("/users", "one user"),
         ("/freceive 1", "files"),
-        ("/_delete item @3 1 broadcast", "single messages"),
+        ("/_delete user 1 del_smp=on", "deleting users"),
         ("/_get relays #2", "/_get link"),
         ("/incognito on", "incognito"),
         ("/_block #1 2 blocked=on", "blocking"),
         ("/_set custom @1", "custom data"),
-        ("/_reaction @1 2 on {}", "reactions"),
     ],
 )
 def test_unsupported(text: str, words: str) -> None:
@@ -194,7 +217,7 @@ WELCOME = {"type": "text", "text": "Send me a number"}
         (
             '/_send @3 json [{"msgContent": {"type": "text", "text": "49"}, "mentions": {}, '
             '"quotedItemId": 7}]',
-            c.SendMessages(c.ChatRef("direct", 3), ("49",)),
+            c.SendMessages(c.ChatRef("direct", 3), ("49",), (7,)),
         ),
     ],
 )

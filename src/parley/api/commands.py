@@ -119,6 +119,60 @@ class GetChat:
 class SendMessages:
     chat: ChatRef | NamedChatRef
     texts: tuple[str, ...]
+    quotes: tuple[int | None, ...] = ()  # quotedItemId of each message (a reply), if any
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateItem:
+    """``/_update item @3 5 [live=off] json {"msgContent": {...}}`` (or the bare content)."""
+
+    chat: ChatRef
+    item_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteItems:
+    """``/_delete item @3 5[,6] broadcast|internal``."""
+
+    chat: ChatRef
+    item_ids: tuple[int, ...]
+    broadcast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMemberItems:
+    """``/_delete member item #1 5[,6]``: moderation by an admin or owner."""
+
+    group_id: int
+    item_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetReaction:
+    """``/_reaction @3 5 on|off json {"type": "emoji", "emoji": "👍"}``."""
+
+    chat: ChatRef
+    item_id: int
+    add: bool
+    emoji: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetChatSettings:
+    """``/_settings @3 {"sendRcpts": true, ...}``: parley keeps sendRcpts (null: default)."""
+
+    chat: ChatRef
+    send_receipts: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetUserReceipts:
+    """``/_set receipts contacts|groups <userId> on|off [clear_overrides=on|off]``."""
+
+    kind: str
+    user_id: int
+    on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +386,12 @@ Command = (
     | GetChats
     | GetChat
     | SendMessages
+    | UpdateItem
+    | DeleteItems
+    | DeleteMemberItems
+    | SetReaction
+    | SetChatSettings
+    | SetUserReceipts
     | AddContact
     | Connect
     | NewGroup
@@ -385,15 +445,15 @@ _UNSUPPORTED: dict[str, str] = {
     "/_unmute": _NO_USERS,
     "/_set": "only /_set link role #<groupId> <role> is supported (aliases, preferences "
     "and custom data are not)",
-    "/_update": "editing sent messages is not supported",
+    "/_update": "only /_update item <chat> <itemId> json {...} is supported",
     "/_clear": "clearing a chat is not supported",
     "/_create": "only /_create user {...} and /_create link #<groupId> [role] are supported",
-    "/_delete": "only /_delete @<contactId>, /_delete #<groupId>, /_delete link #<groupId> "
-    "and /_delete_address are supported: deleting users and single messages is not",
+    "/_delete": "only /_delete @<contactId>, /_delete #<groupId>, /_delete link #<groupId>, "
+    "/_delete item, /_delete member item and /_delete_address are supported: deleting "
+    "users is not",
     "/_get": "only /_get chats, /_get chat and /_get link are supported",
     "/_member": "only /_member role #<groupId> <groupMemberIds> <role> is supported",
     "/_block": "blocking members is not supported",
-    "/_reaction": "message reactions are not supported",
     "/_public": "public groups (channels with chat relays) are not supported",
     "/_relay": "chat relays are not supported",
     "/_invite": "member contacts are not supported",
@@ -445,6 +505,33 @@ def _parse(text: str) -> Command:
             words = rest.split()[2:]
             group_id, role = _group_and_role("/_set link role", " ".join(words), None)
             return SetGroupLinkRole(group_id, role)
+        case "/_update" if rest.split(" ", 1)[0] == "item":
+            return _update_item(rest[len("item") :].strip())
+        case "/_delete" if rest.split(" ", 1)[0] == "item":
+            return _delete_items(rest[len("item") :].strip())
+        case "/_delete" if rest.split()[:2] == ["member", "item"]:
+            words = rest.split()[2:]
+            if len(words) != 2:
+                raise _Bad("usage: /_delete member item #<groupId> <itemId>[,<itemId>...]")
+            group_id = _only_group("/_delete member item", words[0])
+            return DeleteMemberItems(group_id, _id_list(words[1], "item ids"))
+        case "/_reaction":
+            return _reaction(rest)
+        case "/_settings":
+            ref_token, _, settings = rest.partition(" ")
+            obj = _json_object(settings, "chat settings")
+            rcpts = obj.get("sendRcpts")
+            if rcpts is not None and not isinstance(rcpts, bool):
+                raise _Bad("sendRcpts must be true, false or null")
+            return SetChatSettings(chat_ref(ref_token), rcpts)
+        case "/_set" if rest.split()[:1] == ["receipts"]:
+            words = rest.split()[1:]
+            if len(words) not in (3, 4) or words[0] not in ("contacts", "groups"):
+                raise _Bad(
+                    "usage: /_set receipts contacts|groups <userId> on|off [clear_overrides=on|off]"
+                )
+            on = _on_off("/_set receipts", words[2])
+            return SetUserReceipts(words[0], parse_id(words[1], "a user id"), on)
         case "/_delete" if rest.split(" ", 1)[0] == "link":
             return DeleteGroupLink(_only_group("/_delete link", rest[len("link") :]))
         case "/address":
@@ -728,7 +815,64 @@ def _send(rest: str) -> SendMessages:
     messages = value if isinstance(value, list) else [value]
     if not messages:
         raise _Bad("no messages to send")
-    return SendMessages(ref, tuple(_composed_text(m) for m in messages))
+    texts = tuple(_composed_text(m) for m in messages)
+    quotes = tuple(_quoted_item(m) for m in messages)
+    return SendMessages(ref, texts, quotes if any(q is not None for q in quotes) else ())
+
+
+def _quoted_item(m: Any) -> int | None:
+    q = m.get("quotedItemId") if isinstance(m, dict) else None
+    if q is None:
+        return None
+    if type(q) is not int or q <= 0:
+        raise _Bad("quotedItemId must be a positive item id")
+    return q
+
+
+def _item_head(rest: str, usage: str) -> tuple[ChatRef, str, str]:
+    """``<chat> <item id(s)> <rest>``."""
+    ref_token, _, rest = rest.partition(" ")
+    ids, _, after = rest.strip().partition(" ")
+    if not ref_token or not ids:
+        raise _Bad(f"usage: {usage}")
+    return chat_ref(ref_token), ids, after.strip()
+
+
+def _update_item(rest: str) -> UpdateItem:
+    usage = '/_update item @<contactId>|#<groupId> <itemId> json {"msgContent": {...}}'
+    ref, item, after = _item_head(rest, usage)
+    token, _, body = after.partition(" ")
+    while token.startswith("live="):
+        if token != "live=off":
+            raise _Bad("live messages are not supported")
+        token, _, body = body.strip().partition(" ")
+    if token != "json":
+        raise _Bad(f"usage: {usage}")
+    obj = _json_object(body, "the updated message")
+    message = obj if "msgContent" in obj else {"msgContent": obj}
+    return UpdateItem(ref, parse_id(item, "an item id"), _composed_text(message))
+
+
+def _delete_items(rest: str) -> DeleteItems:
+    usage = "/_delete item @<contactId>|#<groupId> <itemId>[,<itemId>...] broadcast|internal"
+    ref, ids, mode = _item_head(rest, usage)
+    if mode not in ("broadcast", "internal", "internalMark"):
+        raise _Bad(f"usage: {usage}")
+    return DeleteItems(ref, _id_list(ids, "item ids"), mode == "broadcast")
+
+
+def _reaction(rest: str) -> SetReaction:
+    usage = '/_reaction @<contactId>|#<groupId> <itemId> on|off json {"type": "emoji", ...}'
+    ref, item, after = _item_head(rest, usage)
+    on_off, _, after = after.partition(" ")
+    token, _, body = after.strip().partition(" ")
+    if on_off not in ("on", "off") or token != "json":
+        raise _Bad(f"usage: {usage}")
+    obj = _json_object(body, "the reaction")
+    emoji = obj.get("emoji")
+    if obj.get("type") != "emoji" or not isinstance(emoji, str):
+        raise _Bad('only emoji reactions {"type": "emoji", "emoji": "..."} are supported')
+    return SetReaction(ref, parse_id(item, "an item id"), on_off == "on", emoji)
 
 
 def _composed_text(m: Any) -> str:
@@ -739,7 +883,6 @@ def _composed_text(m: Any) -> str:
         raise _Bad("parley does not transfer files (filePath)")
     if m.get("fileSource"):
         raise _Bad("parley does not transfer files (fileSource)")
-    # quotedItemId: parley has no replies: the text is sent without the quote
     # mentions: parley has no mention metadata: the text (with its @names) is sent as is
     content = m["msgContent"]
     kind, text = content.get("type"), content.get("text")

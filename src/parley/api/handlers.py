@@ -122,8 +122,40 @@ class ApiHandler:
                 return r.response("apiChats", user, chats=chats[:count] if count else chats)
             case c.GetChat():
                 return r.response("apiChat", user, chat=await self._chat(cmd))
-            case c.SendMessages(ref, texts):
-                return await self._send(user, ref, texts)
+            case c.SendMessages(ref, texts, quotes):
+                return await self._send(user, ref, texts, quotes)
+            case c.UpdateItem(ref, item_id, text):
+                item_info, _ = await self._chat_info(ref)
+                item = await self.chat.update_item(item_id, text)
+                return r.response("chatItemUpdated", user, chatItem=r.a_chat_item(item_info, item))
+            case c.DeleteItems(ref, item_ids, broadcast):
+                item_info, _ = await self._chat_info(ref)
+                deletions = []
+                for item_id in item_ids:
+                    item = await self.chat.delete_item(item_id, broadcast)
+                    deletions.append(r.a_chat_item(item_info, item))
+                return self._deleted(user, deletions, None)
+            case c.DeleteMemberItems(group_id, item_ids):
+                item_info, _ = await self._chat_info(c.ChatRef("group", group_id))
+                moderated = []
+                for item_id in item_ids:
+                    item = await self.chat.moderate_item(item_id)
+                    moderated.append(r.a_chat_item(item_info, item))
+                return self._deleted(user, moderated, moderated)
+            case c.SetReaction(ref, item_id, add, emoji):
+                item_info, _ = await self._chat_info(ref)
+                item = await self.chat.react(item_id, emoji, add)
+                return r.reaction_response(user, item_info, item, emoji, add)
+            case c.SetChatSettings(ref, send_receipts):
+                _, name = await self._chat_info(ref)
+                if ref.type == "direct":
+                    await self.chat.set_receipts(send_receipts, contact=name)
+                else:
+                    await self.chat.set_receipts(send_receipts, group=name)
+                return r.response("cmdOk", user)
+            case c.SetUserReceipts(kind, _, on):
+                await self.chat.set_receipts(on, everyone=kind)
+                return r.response("cmdOk", user)
             case c.AddContact():
                 return await self._add_contact(user)
             case c.Connect(link):
@@ -543,17 +575,43 @@ class ApiHandler:
         return r.chat_json(info, items)
 
     async def _send(
-        self, user: cev.User, ref: c.ChatRef | c.NamedChatRef, texts: Sequence[str]
+        self,
+        user: cev.User,
+        ref: c.ChatRef | c.NamedChatRef,
+        texts: Sequence[str],
+        quotes: Sequence[int | None] = (),
     ) -> JsonObject:
         info, name = await self._chat_info(ref)
         sent: list[r.AChatItemJson] = []
-        for text in texts:
+        for i, text in enumerate(texts):
+            quote = quotes[i] if i < len(quotes) else None
             if ref.type == "direct":
-                item = await self.chat.send_contact_message(name, text)
+                item = await self.chat.send_contact_message(name, text, quote)
             else:
-                item = await self.chat.send_group_message(name, text)
+                item = await self.chat.send_group_message(name, text, quote)
             sent.append(r.a_chat_item(info, item))
         return r.response("newChatItems", user, chatItems=sent)
+
+    def _deleted(
+        self,
+        user: cev.User,
+        deleted: list[r.AChatItemJson],
+        to_items: list[r.AChatItemJson] | None,
+    ) -> JsonObject:
+        if self.current or len(deleted) != 1:
+            return r.response(
+                "chatItemsDeleted",
+                user,
+                chatItemDeletions=[
+                    {"deletedChatItem": d, "toChatItem": to_items[i] if to_items else None}
+                    for i, d in enumerate(deleted)
+                ],
+                byUser=True,
+                timed=False,
+            )
+        return r.item_deleted_response(
+            user, deleted[0], to_items[0] if to_items else None, True, current=False
+        )
 
     # contacts and groups
 

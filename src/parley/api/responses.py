@@ -95,8 +95,10 @@ class ChatDirJson(TypedDict):
 
 
 class ItemStatusJson(TypedDict):
-    type: str  # sndNew, sndSent, sndError, rcvNew
+    type: str  # sndNew, sndSent, sndRcvd, sndError, rcvNew
     agentError: NotRequired[JsonObject]
+    msgRcptStatus: NotRequired[str]  # sndRcvd: ok or badMsgHash
+    sndProgress: NotRequired[str]
 
 
 class ItemMetaJson(TypedDict):
@@ -105,7 +107,7 @@ class ItemMetaJson(TypedDict):
     itemText: str
     itemStatus: ItemStatusJson
     itemSharedMsgId: NotRequired[str]
-    itemDeleted: bool
+    itemDeleted: bool | JsonObject
     itemEdited: bool
     editable: bool
     createdAt: str
@@ -118,14 +120,18 @@ class MsgContentJson(TypedDict):
 
 
 class ItemContentJson(TypedDict):
-    type: str  # sndMsgContent, rcvMsgContent
-    msgContent: MsgContentJson
+    type: str  # sndMsgContent, rcvMsgContent, rcvIntegrityError, rcvConnEvent
+    msgContent: NotRequired[MsgContentJson]
+    msgError: NotRequired[JsonObject]
+    rcvConnEvent: NotRequired[JsonObject]
 
 
 class ChatItemJson(TypedDict):
     chatDir: ChatDirJson
     meta: ItemMetaJson
     content: ItemContentJson
+    quotedItem: NotRequired[JsonObject]
+    reactions: list[JsonObject]
 
 
 class AChatItemJson(TypedDict):
@@ -238,7 +244,49 @@ def group_chat_info(group: cev.Group, members: Sequence[cev.Member] = ()) -> Gro
     return {"type": "group", "groupInfo": group_info_json(group, members)}
 
 
-_ITEM_STATUS = {"sending": "sndNew", "sent": "sndSent", "error": "sndError", "received": "rcvNew"}
+_ITEM_STATUS = {
+    "sending": "sndNew",
+    "sent": "sndSent",
+    "rcvd": "sndRcvd",
+    "rcvd-bad-hash": "sndRcvd",
+    "error": "sndError",
+    "received": "rcvNew",
+}
+
+
+def _msg_error(text: str) -> JsonObject:
+    """simplex-chat's MsgErrorType for an integrity item's text."""
+    if "skipped" in text:
+        n = int(text.split()[0]) if text.split()[0].isdigit() else 1
+        return {"type": "msgSkipped", "fromMsgId": 0, "toMsgId": n - 1}
+    if "hash" in text:
+        return {"type": "msgBadHash"}
+    if "ID" in text:
+        return {"type": "msgBadId", "msgId": 0}
+    return {"type": "msgDuplicate"}
+
+
+def _item_content(item: cev.ChatItem, snd: bool) -> ItemContentJson:
+    if item.content_type == "rcvIntegrityError":
+        return {"type": "rcvIntegrityError", "msgError": _msg_error(item.text)}
+    if item.content_type == "rcvConnEvent":
+        return {
+            "type": "rcvConnEvent",
+            "rcvConnEvent": {"type": "ratchetSync", "syncStatus": "ok"},
+        }
+    return {
+        "type": "sndMsgContent" if snd else "rcvMsgContent",
+        "msgContent": {"type": "text", "text": item.text},
+    }
+
+
+def _deleted(item: cev.ChatItem) -> bool | JsonObject:
+    if item.deleted is None:
+        return False
+    ts = timestamp(item.created_at)
+    if item.deleted == "moderated" and item.deleted_by is not None:
+        return {"type": "moderated", "deletedTs": ts, "byGroupMember": member_json(item.deleted_by)}
+    return {"type": "deleted", "deletedTs": ts}
 
 
 def chat_item_json(item: cev.ChatItem) -> ChatItemJson:
@@ -253,28 +301,51 @@ def chat_item_json(item: cev.ChatItem) -> ChatItemJson:
     status: ItemStatusJson = {"type": _ITEM_STATUS.get(item.status, "sndNew" if snd else "rcvNew")}
     if status["type"] == "sndError":
         status["agentError"] = {"type": "INTERNAL", "internalErr": "delivery failed"}
+    if status["type"] == "sndRcvd":
+        status["msgRcptStatus"] = "ok" if item.status == "rcvd" else "badMsgHash"
+        status["sndProgress"] = "complete"
     ts = timestamp(item.created_at)
     meta: ItemMetaJson = {
         "itemId": item.item_id,
         "itemTs": ts,
         "itemText": item.text,
         "itemStatus": status,
-        "itemDeleted": False,
-        "itemEdited": False,
-        "editable": snd,
+        "itemDeleted": _deleted(item),
+        "itemEdited": item.edited,
+        "editable": snd and item.content_type == "text" and item.deleted is None,
         "createdAt": ts,
         "updatedAt": ts,
     }
     if item.shared_msg_id is not None:
         meta["itemSharedMsgId"] = item.shared_msg_id
-    return {
+    out: ChatItemJson = {
         "chatDir": chat_dir,
         "meta": meta,
-        "content": {
-            "type": "sndMsgContent" if snd else "rcvMsgContent",
-            "msgContent": {"type": "text", "text": item.text},
-        },
+        "content": _item_content(item, snd),
+        "reactions": [
+            {
+                "reaction": {"type": "emoji", "emoji": x.emoji},
+                "userReacted": x.by_user,
+                "totalReacted": x.count,
+            }
+            for x in item.reactions
+        ],
     }
+    if item.quote is not None:
+        q = item.quote
+        quoted: JsonObject = {
+            "chatDir": {"type": "directSnd" if q.sent else "directRcv"}
+            if item.group is None
+            else {"type": "groupSnd" if q.sent else "groupRcv"},
+            "sharedMsgId": q.msg_id,
+            "sentAt": ts,
+            "content": {"type": "text", "text": q.text},
+            "formattedText": None,
+        }
+        if q.item_id is not None:
+            quoted["itemId"] = q.item_id
+        out["quotedItem"] = quoted
+    return out
 
 
 def item_chat_info(item: cev.ChatItem, members: Sequence[cev.Member] = ()) -> ChatInfoJson | None:
@@ -579,6 +650,24 @@ def event_response(
                     "chatItemsStatusesUpdated", user, chatItems=[a_chat_item(info, item)]
                 )
             return response("chatItemStatusUpdated", user, chatItem=a_chat_item(info, item))
+        case cev.ChatItemUpdated(updated):
+            info = item_chat_info(updated, members)
+            if info is None:
+                return None
+            return response("chatItemUpdated", user, chatItem=a_chat_item(info, updated))
+        case cev.ChatItemDeleted(deleted, removed, by_user, _):
+            info = item_chat_info(deleted, members)
+            if info is None:
+                return None
+            to_item = None if removed else a_chat_item(info, deleted)
+            return item_deleted_response(
+                user, a_chat_item(info, deleted), to_item, by_user, current=current
+            )
+        case cev.ChatItemReaction(reacted, emoji, added, _):
+            info = item_chat_info(reacted, members)
+            if info is None:
+                return None
+            return reaction_response(user, info, reacted, emoji, added)
         case cev.ConnectionFailed(connection_id, reason):
             return response(
                 "chatError", user, chatError=agent_error(f"connection {connection_id}: {reason}")
@@ -592,10 +681,58 @@ def event_response(
     return None
 
 
+def item_deleted_response(
+    user: cev.User | None,
+    deleted: AChatItemJson,
+    to_item: AChatItemJson | None,
+    by_user: bool,
+    *,
+    current: bool,
+) -> JsonObject:
+    """``chatItemsDeleted`` (current API) or ``chatItemDeleted`` (npm client 0.2.x)."""
+    if current:
+        return response(
+            "chatItemsDeleted",
+            user,
+            chatItemDeletions=[{"deletedChatItem": deleted, "toChatItem": to_item}],
+            byUser=by_user,
+            timed=False,
+        )
+    return response(
+        "chatItemDeleted", user, deletedChatItem=deleted, toChatItem=to_item, byUser=by_user
+    )
+
+
+def reaction_response(
+    user: cev.User | None, info: ChatInfoJson, item: cev.ChatItem, emoji: str, added: bool
+) -> JsonObject:
+    """``chatItemReaction`` with its ACIReaction."""
+    chat_item = chat_item_json(item)
+    return response(
+        "chatItemReaction",
+        user,
+        added=added,
+        reaction={
+            "chatInfo": info,
+            "chatReaction": {
+                "chatDir": chat_item["chatDir"],
+                "chatItem": chat_item,
+                "sentAt": timestamp(item.created_at),
+                "reaction": {"type": "emoji", "emoji": emoji},
+            },
+        },
+    )
+
+
 def event_group(event: cev.ChatEvent) -> cev.Group | None:
     """The group whose members `event_response` needs for this event, if any."""
     match event:
-        case cev.NewChatItem(item):
+        case (
+            cev.NewChatItem(item)
+            | cev.ChatItemUpdated(item)
+            | cev.ChatItemDeleted(item=item)
+            | cev.ChatItemReaction(item=item)
+        ):
             return item.group
         case (
             cev.ReceivedGroupInvitation(group=group)
