@@ -89,9 +89,7 @@ def test_an_encrypted_database_needs_its_key(tmp_path: Path) -> None:
         Database.open_sync(path, SCHEMA, key="battery staple")
     db = Database.open_sync(path, SCHEMA, key="correct horse")
     try:
-        assert db.run_sync(lambda c: c.execute("SELECT body FROM notes").fetchall()) == [
-            (SECRET,)
-        ]
+        assert db.run_sync(lambda c: c.execute("SELECT body FROM notes").fetchall()) == [(SECRET,)]
     finally:
         db.close_sync()
 

@@ -10,6 +10,18 @@ from parley.chat import commands as c
 from parley.chat.commands import ParseError, parse_command
 
 GOOD: list[tuple[str, c.Command]] = [
+    ("! @bob (hel) hello there", c.EditMessage("hello there", "hel", contact="bob")),
+    ("! #team again", c.EditMessage("again", "", group="team")),
+    ("\\ @bob hello", c.DeleteMessage("hello", contact="bob")),
+    ("\\\\ #team @bob spam", c.DeleteMessage("spam", group="team", member="bob")),
+    ("> @bob (q) reply", c.ReplyMessage("q", "reply", contact="bob")),
+    (">> #team (mine) re", c.ReplyMessage("mine", "re", group="team", own=True)),
+    ("> #team @cath (x) y", c.ReplyMessage("x", "y", group="team", member="cath")),
+    ("+👍 @bob hello", c.ReactMessage("👍", True, "hello", contact="bob")),
+    ("-👍 #team @bob (hi)", c.ReactMessage("👍", False, "hi", group="team", member="bob")),
+    ("/receipts @bob off", c.SetReceipts(False, contact="bob")),
+    ("/receipts #team default", c.SetReceipts(None, group="team")),
+    ("/receipts contacts on", c.SetReceipts(True, everyone="contacts")),
     ("/c", c.NewInvitation()),
     ("/connect", c.NewInvitation()),
     ("  /c  ", c.NewInvitation()),
@@ -184,6 +196,7 @@ def test_every_documented_command_parses() -> None:
         "@name TEXT": "@bob hi",
         "#group TEXT": "#team hi",
         "/set link role #group role": "/set link role #team observer",
+        "/receipts @name|#group|contacts|groups on|off|default": "/receipts @bob off",
     }
     for h in c.COMMANDS:
         line = h.usage.replace("[", "").replace("]", "")

@@ -153,6 +153,31 @@ async def test_group_from_the_terminal(relay: RelayServer, make_chat: MakeChat) 
         await a_out.wait_for("bob: contact deleted")
 
 
+async def test_message_changes_from_the_terminal(relay: RelayServer, make_chat: MakeChat) -> None:
+    """simplex-chat's forms: reply, edit, react, delete; the receipt mark on our message."""
+    relays = [str(relay.address)]
+    a = await make_chat("alice", relays)
+    b = await make_chat("bob", relays)
+    async with session_for(a) as (alice, a_out), session_for(b) as (bob, b_out):
+        await connect(alice, a_out, bob, b_out)
+        await alice.handle_line("@bob hello bob")
+        await b_out.wait_for("alice> hello bob")
+        await a_out.wait_for("received ✓✓")
+        await alice.handle_line("/tail bob")
+        await a_out.wait_for("@bob hello bob ✓✓")
+        await bob.handle_line("> @alice (hello) hi alice")
+        await a_out.wait_for("hi alice")
+        assert any("> hello bob" in line for line in a_out.lines)
+        await alice.handle_line("! @bob (hello) hello again")
+        await b_out.wait_for("alice> hello again [edited]")
+        await bob.handle_line("+👍 @alice hello again")
+        await a_out.wait_for("bob reacted 👍 to: hello again")
+        await alice.handle_line("\\ @bob hello again")
+        await b_out.wait_for("deleted: hello again")
+        await bob.handle_line("! @alice (nothing like this) x")
+        await b_out.wait_for("no message starting with 'nothing like this'")
+
+
 async def test_errors_are_one_line(relay: RelayServer, make_chat: MakeChat) -> None:
     a = await make_chat("alice", [str(relay.address)])
     async with session_for(a) as (alice, out):

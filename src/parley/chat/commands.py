@@ -11,6 +11,7 @@ with spaces is quoted: `@'Bob Smith' hi`, `/a team "Bob Smith"`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -237,6 +238,60 @@ class SendToLast(msgspec.Struct, frozen=True, tag="sendToLast"):
     text: str
 
 
+class EditMessage(msgspec.Struct, frozen=True, tag="editMessage"):
+    """`! @bob (old) new`, `! #team (old) new`: edit your latest message starting with
+    `old` (the latest of yours if `old` is empty)."""
+
+    text: str
+    old: str = ""
+    contact: str | None = None
+    group: str | None = None
+
+
+class DeleteMessage(msgspec.Struct, frozen=True, tag="deleteMessage"):
+    """`\\ @bob text`: delete your message starting with `text` for everyone;
+    `\\\\ #team @bob text` (admin, owner): delete bob's message for everyone."""
+
+    text: str
+    contact: str | None = None
+    group: str | None = None
+    member: str | None = None
+
+
+class ReplyMessage(msgspec.Struct, frozen=True, tag="replyMessage"):
+    """`> @bob (quoted) reply` quotes bob's message starting with `quoted`; `>> @bob
+    (quoted) reply` one of yours; `> #team @bob (quoted) reply` bob's in the group."""
+
+    quoted: str
+    text: str
+    contact: str | None = None
+    group: str | None = None
+    member: str | None = None
+    own: bool = False
+
+
+class ReactMessage(msgspec.Struct, frozen=True, tag="reactMessage"):
+    """`+👍 @bob text` (or `-👍 ...` to remove it): react to the latest message starting
+    with `text`; `+👍 #team @bob text` in a group."""
+
+    emoji: str
+    add: bool
+    text: str
+    contact: str | None = None
+    group: str | None = None
+    member: str | None = None
+
+
+class SetReceipts(msgspec.Struct, frozen=True, tag="setReceipts"):
+    """`/receipts @bob on|off|default`, `/receipts #team ...`, `/receipts contacts|groups
+    on|off` (the default for all, clearing each chat's own)."""
+
+    on: bool | None
+    contact: str | None = None
+    group: str | None = None
+    everyone: str | None = None
+
+
 Command = (
     NewInvitation
     | Connect
@@ -272,6 +327,11 @@ Command = (
     | GroupProfile
     | Info
     | SendToLast
+    | EditMessage
+    | DeleteMessage
+    | ReplyMessage
+    | ReactMessage
+    | SetReceipts
 )
 
 
@@ -348,6 +408,24 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp(
         "/tail [@contact|#group] [n]",
         f"show the last n messages (default {DEFAULT_TAIL}), of one chat or of all",
+        "messages",
+    ),
+    CommandHelp("! @name (old) NEW", "edit your message that starts with old", "messages"),
+    CommandHelp(
+        "\\ @name TEXT", "delete your message that starts with TEXT, for everyone", "messages"
+    ),
+    CommandHelp(
+        "\\\\ #group @member TEXT",
+        "(admin, owner) delete a member's message for everyone",
+        "messages",
+    ),
+    CommandHelp(
+        "> @name (quoted) TEXT", "reply, quoting their message (>> quotes yours)", "messages"
+    ),
+    CommandHelp("+EMOJI @name TEXT", "react to a message (-EMOJI removes it)", "messages"),
+    CommandHelp(
+        "/receipts @name|#group|contacts|groups on|off|default",
+        "delivery receipts (✓✓) for one chat, or for all contacts or groups",
         "messages",
     ),
     CommandHelp("/status", "show the pending work: retries, undelivered messages", "status"),
@@ -512,6 +590,8 @@ def parse_command(line: str) -> Command:
     if text[0] == "#":
         group, message = _message(text, "#", "group")
         return SendGroupMessage(group, message)
+    if _ITEM_COMMAND.match(text):
+        return _item_command(text)
     if text[0] != "/":
         return SendToLast(text)
     parts = text.split(maxsplit=1)
@@ -520,6 +600,11 @@ def parse_command(line: str) -> Command:
     if handler is None:
         raise ParseError(f"unknown command {head}: /help lists the commands")
     return handler(_Words(args))
+
+
+# `! @bob ...`, `\\ #team ...`, `> @bob ...`, `+👍 @bob ...`: an item command only when a
+# chat is named after the sign (other text starting so is plain text for the last chat)
+_ITEM_COMMAND = re.compile(r"(!|\\\\?|>>?|[+-]\S+)\s+[@#]")
 
 
 def _message(text: str, prefix: str, what: str) -> tuple[str, str]:
@@ -788,6 +873,98 @@ def _tail(w: _Words) -> Command:
     return Tail(count, contact, group, name)
 
 
+def _chat(w: _Words, usage: str) -> tuple[str | None, str | None, str | None]:
+    """`@name` or `#group [@member]`: (contact, group, member)."""
+    first = w.peek()
+    if first == "@":
+        return w.name("contact", "@"), None, None
+    if first != "#":
+        raise ParseError(f"name the chat with @contact or #group: {usage}")
+    group = w.name("group", "#")
+    member = w.name("member", "@") if w.peek() == "@" else None
+    return None, group, member
+
+
+def _parenthesized(w: _Words) -> str:
+    """`(text)` if it comes next ("" if not)."""
+    if w.peek() != "(":
+        return ""
+    end = w.text.find(")", w.pos)
+    if end < 0:
+        raise ParseError("the ( is not closed")
+    value = w.text[w.pos + 1 : end]
+    w.pos = end + 1
+    return value
+
+
+def _item_command(text: str) -> Command:
+    """`! ...` edit, `\\ ...` delete, `> ...` reply, `+EMOJI ...`/`-EMOJI ...` react."""
+    if text.startswith("!"):
+        usage = "! @name (old) NEW"
+        w = _Words(text[1:])
+        contact, group, member = _chat(w, usage)
+        if member:
+            raise ParseError(f"you can edit only your own messages: {usage}")
+        old = _parenthesized(w)
+        new = w.rest()
+        if not new:
+            raise ParseError(f"the new text is empty: {usage}")
+        return EditMessage(new, old, contact, group)
+    if text.startswith("\\"):
+        moderate = text.startswith("\\\\")
+        usage = "\\\\ #group @member TEXT" if moderate else "\\ @name TEXT"
+        w = _Words(text[2 if moderate else 1 :])
+        contact, group, member = _chat(w, usage)
+        if moderate and member is None:
+            raise ParseError(f"name the member: {usage}")
+        if not moderate and member is not None:
+            raise ParseError("to delete a member's message: \\\\ #group @member TEXT")
+        what = _parenthesized(w) or w.rest()
+        if not what:
+            raise ParseError(f"which message? {usage}")
+        return DeleteMessage(what, contact, group, member)
+    if text.startswith(">"):
+        own = text.startswith(">>")
+        usage = "> @name (quoted) TEXT"
+        w = _Words(text[2 if own else 1 :])
+        contact, group, member = _chat(w, usage)
+        quoted = _parenthesized(w)
+        reply = w.rest()
+        if not reply:
+            raise ParseError(f"nothing to send: {usage}")
+        return ReplyMessage(quoted, reply, contact, group, member, own)
+    usage = "+EMOJI @name TEXT"
+    head, _, rest = text.partition(" ")
+    emoji = head[1:]
+    if not emoji:
+        raise ParseError(f"which reaction? {usage}")
+    w = _Words(rest)
+    contact, group, member = _chat(w, usage)
+    return ReactMessage(
+        emoji, head[0] == "+", _parenthesized(w) or w.rest(), contact, group, member
+    )
+
+
+def _receipts(w: _Words) -> Command:
+    usage = "/receipts @name|#group|contacts|groups on|off|default"
+    first = w.peek()
+    contact = group = everyone = None
+    if first == "@":
+        contact = w.name("contact", "@")
+    elif first == "#":
+        group = w.name("group", "#")
+    else:
+        everyone = w.word("chat")
+        if everyone not in ("contacts", "groups"):
+            raise ParseError(f"usage: {usage}")
+    value = w.word("on, off or default")
+    w.done(usage)
+    if value not in ("on", "off", "default") or (everyone and value == "default"):
+        raise ParseError(f"usage: {usage}")
+    on = None if value == "default" else value == "on"
+    return SetReceipts(on, contact, group, everyone)
+
+
 _HANDLERS: dict[str, _Handler] = {
     "c": _connect,
     "connect": _connect,
@@ -840,4 +1017,5 @@ _HANDLERS: dict[str, _Handler] = {
     "group_profile": _group_profile,
     "i": _info,
     "info": _info,
+    "receipts": _receipts,
 }

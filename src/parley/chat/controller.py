@@ -363,16 +363,27 @@ class ChatController:
         return await self._read(read)
 
     async def find_item(
-        self, *, contact: str | None = None, group: str | None = None, text: str, own: bool
+        self,
+        *,
+        contact: str | None = None,
+        group: str | None = None,
+        text: str,
+        own: bool | None,
+        author: str | None = None,
     ) -> cev.ChatItem:
-        """The latest item of a chat whose text starts with `text` (ours, or not), as
-        the terminal names items (`! @bob (old) new`)."""
+        """The latest message of a chat whose text starts with `text`: ours (`own`), or
+        not (in a group, by `author` if given), or anyone's (`own` None); the terminal
+        names items so (`! @bob (old) new`)."""
         for item in reversed(await self.chat_items(contact=contact, group=group, count=200)):
-            mine = (item.direction == "snd") == own
+            mine = item.direction == "snd"
+            if own is not None and mine != own:
+                continue
+            if author is not None and (mine or item.author is None or item.author.name != author):
+                continue
             live = item.content_type == "text" and not item.deleted
-            if mine and live and item.text.startswith(text):
+            if live and item.text.startswith(text):
                 return item
-        raise ChatError(f"no message starting with {text!r}")
+        raise ChatError(f"no message starting with {text!r}" if text else "no such message")
 
     async def set_receipts(
         self,

@@ -375,6 +375,8 @@ def event_line(event: cev.ChatEvent, *, verbose: bool = True) -> str | None:
     match event:
         case cev.ChatItemStatus(status="sent") if not verbose:
             return None
+        case cev.ChatItemStatus(item_id, "rcvd", _):
+            return f"message {item_id}: received ✓✓"
         case cev.MemberConnecting(group, member):
             stage = CONNECTING_STAGES.get(member.status, member.status)
             return f"#{group.name}: member {member.name} is connecting ({stage})"

@@ -167,6 +167,49 @@ class ChatSession:
                 await self.chat.delete_group(group)
                 if not self.sees_events:  # else the GroupDeleted event says it
                     out(f"#{group}: you deleted the group")
+            case cmd.EditMessage(text, old, contact, group):
+                item = await self.chat.find_item(contact=contact, group=group, text=old, own=True)
+                updated = await self.chat.update_item(item.item_id, text)
+                if self.verbose:
+                    out(render.item_line(updated), "message")
+            case cmd.DeleteMessage(text, contact, group, member):
+                if member is None:
+                    item = await self.chat.find_item(
+                        contact=contact, group=group, text=text, own=True
+                    )
+                    await self.chat.delete_item(item.item_id, broadcast=True)
+                else:
+                    item = await self.chat.find_item(
+                        group=group, text=text, own=False, author=member
+                    )
+                    await self.chat.moderate_item(item.item_id)
+                out(f"message deleted: {item.text}")
+            case cmd.ReplyMessage(quoted, text, contact, group, member, own):
+                item = await self.chat.find_item(
+                    contact=contact, group=group, text=quoted, own=own, author=member
+                )
+                if contact is not None:
+                    sent = await self.chat.send_contact_message(contact, text, item.item_id)
+                else:
+                    assert group is not None
+                    sent = await self.chat.send_group_message(group, text, item.item_id)
+                if self.verbose:
+                    out(render.item_line(sent), "message")
+            case cmd.ReactMessage(emoji, add, text, contact, group, member):
+                item = await self.chat.find_item(
+                    contact=contact,
+                    group=group,
+                    text=text,
+                    own=False if member else None,
+                    author=member,
+                )
+                await self.chat.react(item.item_id, emoji, add)
+                if self.verbose:
+                    out(f"{'added' if add else 'removed'} {emoji}: {item.text}")
+            case cmd.SetReceipts(on, contact, group, everyone):
+                await self.chat.set_receipts(on, contact=contact, group=group, everyone=everyone)
+                state = "default" if on is None else ("on" if on else "off")
+                out(f"delivery receipts {state} for {contact or group or everyone}")
             case cmd.ShowStatus():
                 await self._status()
             case cmd.Tail():
