@@ -139,7 +139,7 @@ def test_round_trip_of_each_event(event: str, data: st.DataObject) -> None:
 
 def test_every_event_has_a_params_type() -> None:
     assert set(c.PARAMS_TYPES) == c.EVENTS == set(params_by_event)
-    assert len(c.EVENTS) == 20
+    assert len(c.EVENTS) == 23
     constants = {v for k, v in vars(c).items() if k.startswith("X_") and isinstance(v, str)}
     assert constants == c.EVENTS
     for event, cls in c.PARAMS_TYPES.items():
