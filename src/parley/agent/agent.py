@@ -23,7 +23,7 @@ import random
 import sqlite3
 from collections.abc import AsyncIterator
 
-from parley.agent import delivery, receive, steps, store
+from parley.agent import delivery, ratchet_sync, receive, steps, store
 from parley.agent import events as ev
 from parley.agent.book import CommandBook
 from parley.agent.delivery import Delivery
@@ -417,9 +417,35 @@ class Agent:
             conn = store.live_conn(c, conn_id)
             if conn.status != READY:
                 raise AgentError(f"connection {conn_id} is {conn.status}, not ready")
+            ratchet_sync.check_can_send(conn)
             return delivery.enqueue(c, conn, ap.UserMessage(body), internal=False, ttl=ttl)
 
         return await self._book.commit_then(tx, lambda _: self._delivery.kick(conn_id))
+
+    async def synchronize_ratchet(self, conn_id: str, force: bool = False) -> str:
+        """Re-agree the connection's keys with the peer (after RSYNC "required"): our new
+        keys go out through the same queues; RSYNC "agreed", then "ok", follow. A sync
+        under way is left alone unless `force`. Returns the state."""
+        ttl = self.config.message_ttl
+
+        def tx(c: sqlite3.Connection) -> tuple[list[ev.Event], str]:
+            events = ratchet_sync.start(c, conn_id, ttl, force)
+            conn = store.get_conn(c, conn_id)
+            assert conn is not None
+            return events, conn.rsync_state
+
+        def then(result: tuple[list[ev.Event], str]) -> None:
+            for e in result[0]:
+                self._book.emit("", conn_id, e)
+            self._delivery.kick(conn_id)
+
+        _, state = await self._book.commit_then(tx, then)
+        return state
+
+    async def ratchet_state(self, conn_id: str) -> str | None:
+        """The connection's re-synchronisation state (ok, required, started, agreed)."""
+        conn = await self._db.run(lambda c: store.get_conn(c, conn_id))
+        return conn.rsync_state if conn else None
 
     async def wait_delivered(self, conn_id: str, timeout: float) -> bool:
         """Wait until nothing is pending for delivery on `conn_id`; False on timeout."""

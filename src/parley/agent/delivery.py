@@ -53,6 +53,19 @@ def enqueue(
     return msg_id
 
 
+def enqueue_raw(c: sqlite3.Connection, conn_id: str, payload: bytes, *, ttl: float) -> None:
+    """Store a ratchet key message (`K`: boxed, outside the ratchet) for delivery, ahead
+    of the connection's other deliveries (database thread)."""
+    snd = store.get_snd_queue(c, conn_id)
+    if snd is None:
+        raise AgentError(f"connection {conn_id} has no send queue")
+    box = QueueBox(snd.box_private, snd.peer_box_public)
+    envelope = ap.encode_ratchet_key_message(box.encrypt(payload, ap.BOX_PAD))
+    t = now()
+    msg_id = store.next_raw_delivery_id(c, conn_id)
+    store.insert_delivery(c, conn_id, msg_id, True, envelope, t, t + ttl)
+
+
 class Delivery:
     """The delivery workers, one per connection with something to send."""
 

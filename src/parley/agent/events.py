@@ -63,6 +63,16 @@ class Rcvd(msgspec.Struct, frozen=True, tag="RCVD"):
     status: str = "ok"
 
 
+class RSync(msgspec.Struct, frozen=True, tag="RSYNC"):
+    """Ratchet re-synchronisation of the connection: `state` is "required" (a message
+    could not be decrypted: call `synchronize_ratchet`), "started" (our new keys are on
+    their way), "agreed" (new keys agreed, waiting for the peer's first message) or "ok"
+    (messages flow again). `reason` says what failed."""
+
+    state: str
+    reason: str = ""
+
+
 class Sent(msgspec.Struct, frozen=True, tag="SENT"):
     msg_id: int
 
@@ -99,7 +109,9 @@ class Up(msgspec.Struct, frozen=True, tag="UP"):
     conn_ids: list[str]
 
 
-Event = Inv | Conf | Req | Info | Con | Msg | Rcvd | Sent | MErr | Ok | Err | End | Down | Up
+Event = (
+    Inv | Conf | Req | Info | Con | Msg | Rcvd | RSync | Sent | MErr | Ok | Err | End | Down | Up
+)
 
 
 class AgentEvent(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ import sqlite3
 
 import msgspec
 
-from parley.agent import delivery, store
+from parley.agent import delivery, ratchet_sync, store
 from parley.agent import events as ev
 from parley.agent.model import (
     CONFIRMATION,
@@ -84,6 +84,9 @@ def receive(c: sqlite3.Connection, conn_id: str, msg: RelayMsg, message_ttl: flo
             _request(c, arrival, out)
         elif qm.kind == ap.KIND_CONFIRMATION:
             _confirmation(c, arrival, out)
+        elif qm.kind == ap.KIND_RATCHET_KEY:
+            if ratchet_sync.on_key(c, conn, rq, qm, message_ttl, out.events):
+                out.kick_delivery = True
         else:
             _sequenced(c, arrival, out, message_ttl)
     except DuplicateMessage:
@@ -166,20 +169,37 @@ def _sequenced(c: sqlite3.Connection, a: Arrival, out: Received, message_ttl: fl
     if rq.peer_box_public is None or conn.ratchet is None:
         raise AgentError("message before the confirmation")
     rmsg = QueueBox(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)
-    state, decrypted = ratchet_decrypt(RatchetState.from_bytes(conn.ratchet), rmsg)
+    try:
+        state, decrypted = ratchet_decrypt(RatchetState.from_bytes(conn.ratchet), rmsg)
+    except DuplicateMessage:
+        raise
+    except CryptoError as e:
+        ratchet_sync.decrypt_failed(c, conn, str(e), out.events)
+        raise
     message = ap.decode_agent_message(decrypted)
     if not isinstance(message, ap.Sequenced):
         raise AgentError(f"unexpected {type(message).__name__} after the handshake")
     store.set_ratchet(c, conn.conn_id, state.to_bytes())
-    if message.msg_id <= conn.rcv_msg_id:
+    if ratchet_sync.decrypted(c, conn, message_ttl, out.events):
+        out.kick_delivery = True
+        fresh = store.get_conn(c, conn.conn_id)
+        assert fresh is not None
+        conn = fresh
+    # an id below the last one that still decrypts: not a repeat (the ratchet would have
+    # refused it), so the sender's ids went back (e.g. its database was restored)
+    bad_id = message.msg_id < conn.rcv_msg_id and isinstance(message.content, ap.UserMessage)
+    if message.msg_id <= conn.rcv_msg_id and not bad_id:
         log.info("message %d on %s seen before", message.msg_id, conn.conn_id)
         return
     integrity = "ok"
-    if message.msg_id > conn.rcv_msg_id + 1:
+    if bad_id:
+        integrity = f"bad id {message.msg_id}"
+    elif message.msg_id > conn.rcv_msg_id + 1:
         integrity = f"skipped {message.msg_id - conn.rcv_msg_id - 1}"
     elif message.prev_hash != conn.rcv_prev_hash:
         integrity = "bad hash"
-    store.advance_receive_chain(c, conn.conn_id, message.msg_id, ap.message_hash(decrypted))
+    if not bad_id:
+        store.advance_receive_chain(c, conn.conn_id, message.msg_id, ap.message_hash(decrypted))
     match message.content:
         case ap.Hello():
             store.set_rcv_queue_status(c, conn.conn_id, "active")

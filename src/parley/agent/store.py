@@ -142,6 +142,12 @@ MIGRATIONS = [
         PRIMARY KEY (conn_id, msg_id)
     );
     """,
+    # ratchet re-synchronisation: the state (ok, required, started, agreed) and our new
+    # X3DH private keys while our ratchet key message waits for the peer's answer
+    """
+    ALTER TABLE connections ADD COLUMN rsync_state TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE connections ADD COLUMN rsync_private BLOB;
+    """,
 ]
 
 
@@ -192,6 +198,8 @@ class ConnRow(msgspec.Struct):
     rcv_msg_id: int
     rcv_prev_hash: bytes
     last_rcv_internal_id: int
+    rsync_state: str = "ok"
+    rsync_private: bytes | None = None
 
 
 class RcvQueueRow(msgspec.Struct):
@@ -245,7 +253,7 @@ def now() -> float:
 
 _CONN_COLS = (
     "conn_id, role, status, x3dh_private, invitation, ratchet, snd_msg_id, snd_prev_hash, "
-    "rcv_msg_id, rcv_prev_hash, last_rcv_internal_id"
+    "rcv_msg_id, rcv_prev_hash, last_rcv_internal_id, rsync_state, rsync_private"
 )
 _RCV_COLS = (
     "conn_id, relay, recipient_id, sender_id, recipient_key, box_private, peer_box_public, "
@@ -898,4 +906,62 @@ def set_snd_receipt(c: sqlite3.Connection, conn_id: str, msg_id: int, status: st
     c.execute(
         "UPDATE snd_messages SET receipt = ? WHERE conn_id = ? AND msg_id = ?",
         (status, conn_id, msg_id),
+    )
+
+
+# ---------------------------------------------------------------- ratchet re-synchronisation
+
+
+def set_rsync(
+    c: sqlite3.Connection,
+    conn_id: str,
+    state: str,
+    private: bytes | None = None,
+    ratchet: bytes | None = None,
+) -> None:
+    """The re-synchronisation state, our pending keys (None: forgotten), and (when given)
+    the newly agreed ratchet."""
+    if ratchet is None:
+        c.execute(
+            "UPDATE connections SET rsync_state = ?, rsync_private = ?, updated_at = ? "
+            "WHERE conn_id = ?",
+            (state, private, now(), conn_id),
+        )
+    else:
+        c.execute(
+            "UPDATE connections SET rsync_state = ?, rsync_private = ?, ratchet = ?, "
+            "updated_at = ? WHERE conn_id = ?",
+            (state, private, ratchet, now(), conn_id),
+        )
+
+
+def next_raw_delivery_id(c: sqlite3.Connection, conn_id: str) -> int:
+    """An id for a delivery outside the message sequence (a ratchet key message): below
+    every other, so that it goes first."""
+    low = _first(c, "SELECT MIN(msg_id) FROM deliveries WHERE conn_id = ?", (conn_id,))
+    return min(0, low or 0) - 1
+
+
+def drop_pending_deliveries(c: sqlite3.Connection, conn_id: str) -> list[int]:
+    """Forget the deliveries not sent yet (encrypted under a ratchet that is gone);
+    returns the ids of the client's among them."""
+    ids = [
+        r[0]
+        for r in c.execute(
+            "SELECT msg_id FROM deliveries WHERE conn_id = ? AND status = 'pending' "
+            "AND internal = 0 ORDER BY msg_id",
+            (conn_id,),
+        )
+    ]
+    c.execute("DELETE FROM deliveries WHERE conn_id = ? AND status = 'pending'", (conn_id,))
+    return ids
+
+
+def restart_chains(c: sqlite3.Connection, conn_id: str, rcv_msg_id: int) -> None:
+    """After a ratchet re-agreement: fresh hash chains both ways, and the peer's next
+    message expected after `rcv_msg_id`."""
+    c.execute(
+        "UPDATE connections SET snd_prev_hash = x'', rcv_prev_hash = x'', rcv_msg_id = ? "
+        "WHERE conn_id = ?",
+        (rcv_msg_id, conn_id),
     )

@@ -42,6 +42,7 @@ MAX_INFO_SIZE = 14000
 KIND_CONFIRMATION = b"C"
 KIND_MESSAGE = b"M"
 KIND_REQUEST = b"R"
+KIND_RATCHET_KEY = b"K"
 _HEADER = struct.Struct(">Hc")
 LINK_PREFIX = "parley:/invite#"
 CONTACT_PREFIX = "parley:/contact#"
@@ -210,6 +211,37 @@ def encode_message(box_ciphertext: bytes) -> bytes:
     return _HEADER.pack(AGENT_VERSION, KIND_MESSAGE) + box_ciphertext
 
 
+class RatchetKey(msgspec.Struct, frozen=True, array_like=True):
+    """Ratchet re-synchronisation (queue message kind `K`, outside the broken ratchet):
+    the sender's fresh X3DH public keys (64 bytes); `reply` when it answers the peer's;
+    the id its next `Sequenced` will have (the receiver continues from there)."""
+
+    x3dh: bytes
+    reply: bool
+    next_msg_id: int
+
+
+_ratchet_key_decoder = msgspec.msgpack.Decoder(RatchetKey)
+
+
+def encode_ratchet_key(key: RatchetKey) -> bytes:
+    return _agent_encoder.encode(key)
+
+
+def decode_ratchet_key(data: bytes) -> RatchetKey:
+    try:
+        key = _ratchet_key_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EnvelopeError(f"bad ratchet key: {e}") from e
+    if len(key.x3dh) != 64:
+        raise EnvelopeError("bad key size in ratchet key")
+    return key
+
+
+def encode_ratchet_key_message(box_ciphertext: bytes) -> bytes:
+    return _HEADER.pack(AGENT_VERSION, KIND_RATCHET_KEY) + box_ciphertext
+
+
 class QueueMessage(msgspec.Struct, frozen=True):
     version: int
     kind: bytes
@@ -228,7 +260,7 @@ def decode_queue_message(data: bytes) -> QueueMessage:
         if len(rest) < 32:
             raise EnvelopeError("truncated confirmation")
         return QueueMessage(version, kind, rest[:32], rest[32:])
-    if kind == KIND_MESSAGE:
+    if kind in (KIND_MESSAGE, KIND_RATCHET_KEY):
         return QueueMessage(version, kind, None, rest)
     raise EnvelopeError(f"unknown queue message kind {kind!r}")
 
