@@ -141,9 +141,10 @@ def decrypted(c: sqlite3.Connection, conn: ConnRow, ttl: float, out_events: list
     if conn.rsync_state not in (AGREED, REQUIRED):
         return False
     store.set_rsync(c, conn.conn_id, OK)
+    if conn.rsync_state == REQUIRED:  # it decrypts again after all
+        out_events.append(ev.RSync(OK, "decrypting again without re-negotiation"))
+        return False
     out_events.append(ev.RSync(OK))
-    if conn.rsync_state == REQUIRED:
-        return False  # it decrypts again after all
     fresh = store.get_conn(c, conn.conn_id)
     assert fresh is not None
     delivery.enqueue(c, fresh, ap.Hello(), internal=True, ttl=ttl)

@@ -385,6 +385,24 @@ class ChatController:
                 return item
         raise ChatError(f"no message starting with {text!r}" if text else "no such message")
 
+    async def sync_ratchet(
+        self,
+        *,
+        contact: str | None = None,
+        group: str | None = None,
+        member: str | None = None,
+        force: bool = False,
+    ) -> str:
+        """Re-negotiate the encryption with a contact or a group member (`/sync`): the
+        state (started, agreed, ...); RatchetSync events follow, then "encryption
+        re-negotiated". A re-negotiation under way is left alone unless `force`."""
+        user = await self._user()
+        agent_conn = await self._read(lambda c: items.sync_target(c, user, contact, group, member))
+        try:
+            return await self.agent.synchronize_ratchet(agent_conn, force)
+        except AgentError as e:
+            raise ChatError(str(e)) from e
+
     async def set_receipts(
         self,
         on: bool | None,
@@ -532,6 +550,11 @@ class ChatController:
                 await self._on_con(e.conn_id)
             case aev.Msg():
                 await self._on_msg(e.conn_id, e.event)
+            case aev.RSync(state, reason):
+                await self._apply(lambda c: items.on_rsync(c, e.conn_id, state, reason))
+                if state == "required" and self.config.ratchet_auto_sync:
+                    with contextlib.suppress(AgentError):
+                        await self.agent.synchronize_ratchet(e.conn_id)
             case aev.Rcvd(msg_id, snd_msg_id, status):
                 try:
                     await self._apply(lambda c: inbox.on_rcvd(c, e.conn_id, snd_msg_id, status))

@@ -308,6 +308,17 @@ class MsgIntegrityError(msgspec.Struct, frozen=True, tag="msgIntegrityError"):
     error: str
 
 
+class RatchetSync(msgspec.Struct, frozen=True, tag="ratchetSync"):
+    """The encryption of a contact's or member's connection: "required" (messages cannot
+    be decrypted), "started", "agreed", "ok" (re-negotiated: messages flow again)."""
+
+    state: str
+    reason: str = ""
+    contact: Contact | None = None
+    group: Group | None = None
+    member: Member | None = None
+
+
 class ItemRefused(msgspec.Struct, frozen=True, tag="itemRefused"):
     """A received edit, deletion, reaction or quote that was not applied, and why."""
 
@@ -363,6 +374,7 @@ ChatEvent = (
     | ChatItemDeleted
     | ChatItemReaction
     | MsgIntegrityError
+    | RatchetSync
     | ItemRefused
     | ConnectionFailed
     | RelayStatus
@@ -461,6 +473,19 @@ def describe(event: ChatEvent) -> str:
             return f"{_chat_of(item)}: {who} {verb} {emoji} to: {item.text}"
         case MsgIntegrityError(item, error):
             return f"{_chat_of(item)}: {error}"
+        case RatchetSync(state, reason, contact, group, member):
+            who = (
+                f"@{contact.name}"
+                if contact
+                else f"#{group.name if group else '?'} " + (member.name if member else "?")
+            )
+            words = {
+                "required": "messages cannot be decrypted: encryption re-negotiation required",
+                "started": "re-negotiating encryption...",
+                "agreed": "encryption agreed, waiting for the first message",
+                "ok": "encryption re-negotiated",
+            }.get(state, state)
+            return f"{who}: {words}" + (f" ({reason})" if reason else "")
         case ItemRefused(chat, sender, what, reason):
             return f"{chat}: {what} from {sender} ignored: {reason}"
         case ConnectionFailed(connection_id, reason):

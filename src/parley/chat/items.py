@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from parley.chat import contacts, groups, store, views
 from parley.chat import events as cev
-from parley.chat import store, views
 from parley.chat.effects import Effects
 from parley.chat.groups import GroupMessage, _forward
 from parley.chat.model import (
@@ -23,10 +23,12 @@ from parley.chat.model import (
     DEL_MARKED,
     DEL_MODERATED,
     G_ACTIVE,
+    IC_CONN_EVENT,
     IC_INTEGRITY,
     IC_TEXT,
     ITEM_RCVD,
     ITEM_RCVD_BAD,
+    K_MEMBER_GROUP,
     M_CREATOR,
     ChatError,
 )
@@ -137,6 +139,64 @@ def integrity_item(
         return Effects()
     view = views.item(c, item_id)
     return Effects(events=[cev.NewChatItem(view), cev.MsgIntegrityError(view, text)])
+
+
+# ---------------------------------------------------------------- ratchet re-synchronisation
+
+
+def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) -> Effects:
+    """The agent's report on re-agreeing a connection's keys: an event; an item "encryption
+    re-negotiated" in the chat when it is done."""
+    found = store.connection_and_user(c, agent_conn)
+    if found is None:
+        return Effects()
+    conn, user = found
+    contact = store.contact_by_id(c, conn.contact_id) if conn.contact_id else None
+    member = store.member(c, conn.member_row) if conn.member_row else None
+    if contact is None and member is None:
+        return Effects()
+    event = cev.RatchetSync(
+        state,
+        reason,
+        views.contact(contact) if contact else None,
+        views.group(c, member.group_id) if member else None,
+        views.member(c, member.member_row) if member else None,
+    )
+    fx = Effects(events=[event])
+    if state == "ok" and not reason:
+        item_id = store.insert_item(
+            c,
+            user.user_id,
+            D_RCV,
+            "encryption re-negotiated",
+            None,
+            contact_id=contact.contact_id if contact else None,
+            group_id=member.group_id if member else None,
+            author=member.member_row if member else None,
+            content_type=IC_CONN_EVENT,
+        )
+        fx.events.insert(0, cev.NewChatItem(views.item(c, item_id)))
+    return fx
+
+
+def sync_target(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    contact: str | None,
+    group: str | None,
+    member: str | None,
+) -> str:
+    """The agent connection of a contact, or of a group member (its group connection)."""
+    if contact is not None:
+        conn = store.contact_connection(c, contacts.named(c, user, contact).contact_id)
+    else:
+        assert group is not None and member is not None
+        g = groups.named(c, user, group)
+        m = groups.member_named(c, g.group_id, member)
+        conn = store.member_connection(c, m.member_row, K_MEMBER_GROUP)
+    if conn is None or conn.agent_conn_id is None or conn.status != C_READY:
+        raise ChatError("not connected: nothing to re-negotiate")
+    return conn.agent_conn_id
 
 
 # ---------------------------------------------------------------- our own commands

@@ -36,6 +36,8 @@ class ChatConfig:
     intro_check_interval: float = 10.0  # how often the host looks for such pairs
     # delivery receipts are sent in groups of at most this many members (when on)
     receipts_group_limit: int = RECEIPTS_GROUP_LIMIT
+    # when a connection cannot decrypt, re-negotiate its keys at once (else: `/sync`)
+    ratchet_auto_sync: bool = True
     agent: dict[str, Any] = field(default_factory=dict)  # extra AgentConfig settings
     # a passphrase: both databases (chat and agent) are encrypted with SQLCipher
     database_key: str | None = field(default=None, repr=False)

@@ -1,0 +1,65 @@
+"""Ratchet re-synchronisation between chats: bob's agent database is restored from an
+earlier copy; both chats learn it, re-negotiate (automatically), show "encryption
+re-negotiated", and every message after that arrives, both ways. Also `/sync` by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from parley.chat import events as cev
+from parley.chat.controller import ChatController
+from parley.relay.server import RelayServer
+from tests.agent.test_ratchet_sync import copy_db
+from tests.chat.conftest import MakeChat, expect, make_contacts
+
+
+async def talk(a: ChatController, b: ChatController, text: str) -> None:
+    """`a` sends `text` to `b` (its contact by b's name), which gets it."""
+    user = await b.active_user()
+    assert user is not None
+    await a.send_contact_message(user.display_name, text)
+    await expect(b, cev.NewChatItem, where=lambda e: e.item.text == text)
+
+
+async def test_restored_agent_database_renegotiates(
+    tmp_path: Path, relay: RelayServer, make_chat: MakeChat
+) -> None:
+    relays = [str(relay.address)]
+    alice = await make_chat("alice", relays)
+    bob = await make_chat("bob", relays)
+    await make_contacts(alice, bob)
+    await talk(alice, bob, "before the copy")
+    await bob.close()
+    agent_db = Path(str(tmp_path / "bob") + "_agent.db")
+    copy_db(agent_db, tmp_path / "bob-agent-old.db")
+    bob = await make_chat("bob", relays)
+    for i in range(3):
+        await talk(alice, bob, f"a{i}")
+        await talk(bob, alice, f"b{i}")
+    await bob.close()
+    copy_db(tmp_path / "bob-agent-old.db", agent_db)  # bob's keys are behind now
+    bob = await make_chat("bob", relays)
+
+    await alice.send_contact_message("bob", "cannot be read")
+    required = await expect(bob, cev.RatchetSync, where=lambda e: e.state == "required")
+    assert required.contact is not None and required.contact.name == "alice"
+    for chat in (alice, bob):
+        done = await expect(chat, cev.NewChatItem, where=lambda e: e.item.content_type != "text")
+        assert done.item.text == "encryption re-negotiated"
+        assert done.item.content_type == "rcvConnEvent"
+    for i in range(3):
+        await talk(alice, bob, f"after a{i}")
+        await talk(bob, alice, f"after b{i}")
+
+
+async def test_sync_by_hand_is_idempotent(relay: RelayServer, make_chat: MakeChat) -> None:
+    relays = [str(relay.address)]
+    alice = await make_chat("alice", relays)
+    bob = await make_chat("bob", relays)
+    await make_contacts(alice, bob)
+    assert await alice.sync_ratchet(contact="bob") == "started"
+    assert await alice.sync_ratchet(contact="bob") == "started"  # under way: left alone
+    for chat in (alice, bob):
+        await expect(chat, cev.RatchetSync, where=lambda e: e.state == "ok")
+    await talk(alice, bob, "still fine")
+    await talk(bob, alice, "both ways")
