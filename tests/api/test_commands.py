@@ -127,6 +127,8 @@ def send_json(ref: str, *texts: str) -> str:
             c.SetChatSettings(c.ChatRef("direct", 3), False),
         ),
         ("/_set receipts contacts 1 off", c.SetUserReceipts("contacts", 1, False)),
+        ("/_sync @3", c.SyncRatchet(c.ChatRef("direct", 3), None, False)),
+        ("/_sync #2 5 force=on", c.SyncRatchet(c.ChatRef("group", 2), 5, True)),
         (
             '/_send @3 json [{"msgContent": {"type": "text", "text": "re"}, "quotedItemId": 4}]',
             c.SendMessages(c.ChatRef("direct", 3), ("re",), (4,)),

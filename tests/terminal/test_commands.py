@@ -22,6 +22,8 @@ GOOD: list[tuple[str, c.Command]] = [
     ("/receipts @bob off", c.SetReceipts(False, contact="bob")),
     ("/receipts #team default", c.SetReceipts(None, group="team")),
     ("/receipts contacts on", c.SetReceipts(True, everyone="contacts")),
+    ("/sync @bob", c.SyncRatchet(contact="bob")),
+    ("/sync #team bob force", c.SyncRatchet(group="team", member="bob", force=True)),
     ("/c", c.NewInvitation()),
     ("/connect", c.NewInvitation()),
     ("  /c  ", c.NewInvitation()),
@@ -197,6 +199,7 @@ def test_every_documented_command_parses() -> None:
         "#group TEXT": "#team hi",
         "/set link role #group role": "/set link role #team observer",
         "/receipts @name|#group|contacts|groups on|off|default": "/receipts @bob off",
+        "/sync @name|#group member": "/sync @bob",
     }
     for h in c.COMMANDS:
         line = h.usage.replace("[", "").replace("]", "")

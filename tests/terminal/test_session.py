@@ -176,6 +176,10 @@ async def test_message_changes_from_the_terminal(relay: RelayServer, make_chat: 
         await b_out.wait_for("deleted: hello again")
         await bob.handle_line("! @alice (nothing like this) x")
         await b_out.wait_for("no message starting with 'nothing like this'")
+        await bob.handle_line("/sync @alice")
+        await b_out.wait_for("@alice: re-negotiating encryption (started)")
+        await b_out.wait_for("alice> [encryption re-negotiated]")
+        await a_out.wait_for("bob> [encryption re-negotiated]")
 
 
 async def test_errors_are_one_line(relay: RelayServer, make_chat: MakeChat) -> None:

@@ -159,6 +159,15 @@ class SetReaction:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncRatchet:
+    """``/_sync @<contactId> [force=on]`` or ``/_sync #<groupId> <groupMemberId> [force=on]``."""
+
+    chat: ChatRef
+    member_id: int | None
+    force: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SetChatSettings:
     """``/_settings @3 {"sendRcpts": true, ...}``: parley keeps sendRcpts (null: default)."""
 
@@ -391,6 +400,7 @@ Command = (
     | DeleteMemberItems
     | SetReaction
     | SetChatSettings
+    | SyncRatchet
     | SetUserReceipts
     | AddContact
     | Connect
@@ -517,6 +527,8 @@ def _parse(text: str) -> Command:
             return DeleteMemberItems(group_id, _id_list(words[1], "item ids"))
         case "/_reaction":
             return _reaction(rest)
+        case "/_sync":
+            return _sync(rest)
         case "/_settings":
             ref_token, _, settings = rest.partition(" ")
             obj = _json_object(settings, "chat settings")
@@ -859,6 +871,19 @@ def _delete_items(rest: str) -> DeleteItems:
     if mode not in ("broadcast", "internal", "internalMark"):
         raise _Bad(f"usage: {usage}")
     return DeleteItems(ref, _id_list(ids, "item ids"), mode == "broadcast")
+
+
+def _sync(rest: str) -> SyncRatchet:
+    usage = "/_sync @<contactId> [force=on] or /_sync #<groupId> <groupMemberId> [force=on]"
+    words = rest.split()
+    force = False
+    if words and words[-1].startswith("force="):
+        force = _flags(words.pop(), {"force"})["force"]
+    if len(words) == 1 and words[0].startswith("@"):
+        return SyncRatchet(chat_ref(words[0]), None, force)
+    if len(words) == 2 and words[0].startswith("#"):
+        return SyncRatchet(chat_ref(words[0]), parse_id(words[1], "a member id"), force)
+    raise _Bad(f"usage: {usage}")
 
 
 def _reaction(rest: str) -> SetReaction:

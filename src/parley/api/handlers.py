@@ -146,6 +146,29 @@ class ApiHandler:
                 item_info, _ = await self._chat_info(ref)
                 item = await self.chat.react(item_id, emoji, add)
                 return r.reaction_response(user, item_info, item, emoji, add)
+            case c.SyncRatchet(c.ChatRef("direct", contact_id), _, force):
+                contact = await self._contact(contact_id)
+                state = await self.chat.sync_ratchet(contact=contact.name, force=force)
+                return r.response(
+                    "contactRatchetSyncStarted",
+                    user,
+                    contact=r.contact_json(contact),
+                    connectionStats=r.connection_stats(state),
+                )
+            case c.SyncRatchet(c.ChatRef(_, group_id), member_id, force):
+                group = await self._group(group_id)
+                members = await self.chat.members(group.name)
+                member = self._member(members, group_id, member_id or 0)
+                state = await self.chat.sync_ratchet(
+                    group=group.name, member=member.name, force=force
+                )
+                return r.response(
+                    "groupMemberRatchetSyncStarted",
+                    user,
+                    groupInfo=r.group_info_json(group, members),
+                    member=r.member_json(member),
+                    connectionStats=r.connection_stats(state),
+                )
             case c.SetChatSettings(ref, send_receipts):
                 _, name = await self._chat_info(ref)
                 if ref.type == "direct":

@@ -668,6 +668,24 @@ def event_response(
             if info is None:
                 return None
             return reaction_response(user, info, reacted, emoji, added)
+        case cev.RatchetSync(state, _, contact, group, member):
+            progress = {"ratchetSyncStatus": state, "connectionStats": connection_stats(state)}
+            if contact is not None:
+                return response(
+                    "contactRatchetSync",
+                    user,
+                    contact=contact_json(contact),
+                    ratchetSyncProgress=progress,
+                )
+            if group is not None and member is not None:
+                return response(
+                    "groupMemberRatchetSync",
+                    user,
+                    groupInfo=group_info_json(group, members),
+                    member=member_json(member),
+                    ratchetSyncProgress=progress,
+                )
+            return None
         case cev.ConnectionFailed(connection_id, reason):
             return response(
                 "chatError", user, chatError=agent_error(f"connection {connection_id}: {reason}")
@@ -701,6 +719,17 @@ def item_deleted_response(
     return response(
         "chatItemDeleted", user, deletedChatItem=deleted, toChatItem=to_item, byUser=by_user
     )
+
+
+def connection_stats(ratchet_state: str) -> JsonObject:
+    """The ConnectionStats parley has to give: the ratchet re-synchronisation state."""
+    return {
+        "connAgentVersion": 1,
+        "rcvQueuesInfo": [],
+        "sndQueuesInfo": [],
+        "ratchetSyncState": ratchet_state,
+        "ratchetSyncSupported": True,
+    }
 
 
 def reaction_response(
@@ -749,5 +778,7 @@ def event_group(event: cev.ChatEvent) -> cev.Group | None:
             | cev.GroupMemberUpdated(group=group)
             | cev.GroupUpdated(after=group)
         ):
+            return group
+        case cev.RatchetSync(group=group):
             return group
     return None

@@ -282,6 +282,15 @@ class ReactMessage(msgspec.Struct, frozen=True, tag="reactMessage"):
     member: str | None = None
 
 
+class SyncRatchet(msgspec.Struct, frozen=True, tag="syncRatchet"):
+    """`/sync @bob [force]`, `/sync #team bob [force]`: re-negotiate the encryption."""
+
+    contact: str | None = None
+    group: str | None = None
+    member: str | None = None
+    force: bool = False
+
+
 class SetReceipts(msgspec.Struct, frozen=True, tag="setReceipts"):
     """`/receipts @bob on|off|default`, `/receipts #team ...`, `/receipts contacts|groups
     on|off` (the default for all, clearing each chat's own)."""
@@ -332,6 +341,7 @@ Command = (
     | ReplyMessage
     | ReactMessage
     | SetReceipts
+    | SyncRatchet
 )
 
 
@@ -426,6 +436,11 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp(
         "/receipts @name|#group|contacts|groups on|off|default",
         "delivery receipts (✓✓) for one chat, or for all contacts or groups",
+        "messages",
+    ),
+    CommandHelp(
+        "/sync @name|#group member",
+        "re-negotiate the encryption with a contact or member (when messages cannot be read)",
         "messages",
     ),
     CommandHelp("/status", "show the pending work: retries, undelivered messages", "status"),
@@ -945,6 +960,26 @@ def _item_command(text: str) -> Command:
     )
 
 
+def _sync(w: _Words) -> Command:
+    usage = "/sync @name [force] or /sync #group member [force]"
+    first = w.peek()
+    contact = group = member = None
+    if first == "@":
+        contact = w.name("contact", "@")
+    elif first == "#":
+        group = w.name("group", "#")
+        member = w.name("member", "@")
+    else:
+        raise ParseError(f"usage: {usage}")
+    force = False
+    if not w.at_end():
+        if w.word("force") != "force":
+            raise ParseError(f"usage: {usage}")
+        force = True
+    w.done(usage)
+    return SyncRatchet(contact, group, member, force)
+
+
 def _receipts(w: _Words) -> Command:
     usage = "/receipts @name|#group|contacts|groups on|off|default"
     first = w.peek()
@@ -1018,4 +1053,5 @@ _HANDLERS: dict[str, _Handler] = {
     "i": _info,
     "info": _info,
     "receipts": _receipts,
+    "sync": _sync,
 }

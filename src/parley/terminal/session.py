@@ -206,6 +206,12 @@ class ChatSession:
                 await self.chat.react(item.item_id, emoji, add)
                 if self.verbose:
                     out(f"{'added' if add else 'removed'} {emoji}: {item.text}")
+            case cmd.SyncRatchet(contact, group, member, force):
+                state = await self.chat.sync_ratchet(
+                    contact=contact, group=group, member=member, force=force
+                )
+                who = f"@{contact}" if contact else f"#{group} {member}"
+                out(f"{who}: re-negotiating encryption ({state})")
             case cmd.SetReceipts(on, contact, group, everyone):
                 await self.chat.set_receipts(on, contact=contact, group=group, everyone=everyone)
                 state = "default" if on is None else ("on" if on else "off")
