@@ -12,6 +12,7 @@ members, for ``membership`` and ``hostMember``) as arguments: the server fetches
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, NotRequired, TypedDict
@@ -782,3 +783,29 @@ def event_group(event: cev.ChatEvent) -> cev.Group | None:
         case cev.RatchetSync(group=group):
             return group
     return None
+
+
+def pending_connection(connection_id: int, *, via_address: bool) -> JsonObject:
+    """The current API's PendingContactConnection, with what parley knows of it."""
+    now = timestamp(time.time())
+    return {
+        "pccConnId": connection_id,
+        "pccAgentConnId": str(connection_id),
+        "pccConnStatus": "new",
+        "viaContactUri": via_address,
+        "incognito": False,
+        "localAlias": "",
+        "createdAt": now,
+        "updatedAt": now,
+    }
+
+
+def invitation_response(user: cev.User | None, connection_id: int, link: str) -> JsonObject:
+    """The ``invitation`` reply (to /_connect) and event (a link that came later)."""
+    return response(
+        "invitation",
+        user,
+        connReqInvitation=link,
+        connLinkInvitation=conn_link(link),
+        connection=pending_connection(connection_id, via_address=False),
+    )
