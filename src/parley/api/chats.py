@@ -7,7 +7,7 @@ from __future__ import annotations
 from parley.api import commands as c
 from parley.api import lookup as look
 from parley.api import responses as r
-from parley.api.lookup import Ctx, Handler, JsonObject
+from parley.api.lookup import Ctx, JsonObject
 from parley.chat import events as cev
 from parley.chat.controller import ChatController
 
@@ -108,13 +108,3 @@ async def delete_chat(ctx: Ctx, cmd: c.DeleteChat) -> JsonObject:
     info = await look.group_info(ctx.chat, cmd.chat.chat_id)
     await ctx.chat.delete_group(group.name)
     return r.response("groupDeletedUser", ctx.me, groupInfo=info)
-
-
-HANDLERS: dict[type, Handler] = {
-    c.GetChats: get_chats,
-    c.GetChat: get_chat,
-    c.ChatRead: chat_read,
-    c.SetChatSettings: set_chat_settings,
-    c.SyncRatchet: sync_ratchet,
-    c.DeleteChat: delete_chat,
-}

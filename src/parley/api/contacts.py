@@ -8,7 +8,7 @@ import contextlib
 from parley.api import commands as c
 from parley.api import lookup as look
 from parley.api import responses as r
-from parley.api.lookup import INVITE_PREFIX, Ctx, Handler, JsonObject, Refused
+from parley.api.lookup import INVITE_PREFIX, Ctx, JsonObject, Refused
 
 
 async def connect(ctx: Ctx, cmd: c.Connect) -> JsonObject:
@@ -112,17 +112,3 @@ async def list_contacts(ctx: Ctx, cmd: c.ListContacts) -> JsonObject:
     look.check_user(ctx.me, cmd.user_id)
     contacts = [r.contact_json(x) for x in await ctx.chat.contacts()]
     return r.response("contactsList", ctx.me, contacts=contacts)
-
-
-HANDLERS: dict[type, Handler] = {
-    c.Connect: connect,
-    c.ConnectPlan: connect_plan,
-    c.ShowMyAddress: show_address,
-    c.CreateMyAddress: create_address,
-    c.DeleteMyAddress: delete_address,
-    c.SetAutoAccept: set_auto_accept,
-    c.AcceptContact: accept_request,
-    c.RejectContact: reject_request,
-    c.ContactInfo: contact_info,
-    c.ListContacts: list_contacts,
-}

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from parley.api import commands as c
 from parley.api import lookup as look
 from parley.api import responses as r
-from parley.api.lookup import Ctx, Handler, JsonObject
+from parley.api.lookup import Ctx, JsonObject
 from parley.chat import events as cev
 
 
@@ -165,21 +165,3 @@ async def list_groups(ctx: Ctx, cmd: c.ListGroups) -> JsonObject:
             continue
         out.append(dict(r.group_info_json(group, members)))
     return r.response("groupsList", ctx.me, groups=out)
-
-
-HANDLERS: dict[type, Handler] = {
-    c.NewGroup: new_group,
-    c.AddMember: add_member,
-    c.JoinGroup: join_group,
-    c.ListMembers: list_members,
-    c.LeaveGroup: leave_group,
-    c.GroupMemberInfo: member_info,
-    c.RemoveMember: remove_members,
-    c.SetMembersRole: set_roles,
-    c.UpdateGroupProfile: update_group_profile,
-    c.CreateGroupLink: create_group_link,
-    c.SetGroupLinkRole: set_group_link_role,
-    c.DeleteGroupLink: delete_group_link,
-    c.GetGroupLink: get_group_link,
-    c.ListGroups: list_groups,
-}

@@ -40,6 +40,62 @@ log = logging.getLogger(__name__)
 STATUS_SCAN = 1_000
 
 
+# the commands that run without an active user
+WITHOUT_USER: dict[type, Handler] = {
+    c.ShowActiveUser: users.show_active_user,
+    c.CreateActiveUser: users.create_active_user,
+    c.StartChat: users.start_chat,
+    c.StopChat: users.stop_chat,
+}
+
+# the others, by concern (/_connect's AddContact is the handler's own: it holds state)
+WITH_USER: dict[type, Handler] = {
+    # the user
+    c.SetProfileAddress: users.set_profile_address,
+    c.UpdateProfile: users.update_profile,
+    c.SetUserReceipts: users.set_user_receipts,
+    # contacts and the address
+    c.Connect: contacts.connect,
+    c.ConnectPlan: contacts.connect_plan,
+    c.ShowMyAddress: contacts.show_address,
+    c.CreateMyAddress: contacts.create_address,
+    c.DeleteMyAddress: contacts.delete_address,
+    c.SetAutoAccept: contacts.set_auto_accept,
+    c.AcceptContact: contacts.accept_request,
+    c.RejectContact: contacts.reject_request,
+    c.ContactInfo: contacts.contact_info,
+    c.ListContacts: contacts.list_contacts,
+    # groups, members, links
+    c.NewGroup: groups.new_group,
+    c.AddMember: groups.add_member,
+    c.JoinGroup: groups.join_group,
+    c.ListMembers: groups.list_members,
+    c.LeaveGroup: groups.leave_group,
+    c.GroupMemberInfo: groups.member_info,
+    c.RemoveMember: groups.remove_members,
+    c.SetMembersRole: groups.set_roles,
+    c.UpdateGroupProfile: groups.update_group_profile,
+    c.CreateGroupLink: groups.create_group_link,
+    c.SetGroupLinkRole: groups.set_group_link_role,
+    c.DeleteGroupLink: groups.delete_group_link,
+    c.GetGroupLink: groups.get_group_link,
+    c.ListGroups: groups.list_groups,
+    # messages
+    c.SendMessages: items.send,
+    c.UpdateItem: items.update,
+    c.DeleteItems: items.delete,
+    c.DeleteMemberItems: items.moderate,
+    c.SetReaction: items.react,
+    # whole chats
+    c.GetChats: chats.get_chats,
+    c.GetChat: chats.get_chat,
+    c.ChatRead: chats.chat_read,
+    c.SetChatSettings: chats.set_chat_settings,
+    c.SyncRatchet: chats.sync_ratchet,
+    c.DeleteChat: chats.delete_chat,
+}
+
+
 class ApiHandler:
     """Executes commands (`run`) and turns chat events into simplex-chat events (`event`).
 
@@ -64,11 +120,7 @@ class ApiHandler:
         self.stoppable = stoppable
         self._invitations = Invitations()
         self._handlers: dict[type, Handler] = {
-            **contacts.HANDLERS,
-            **groups.HANDLERS,
-            **items.HANDLERS,
-            **chats.HANDLERS,
-            **users.HANDLERS,
+            **WITH_USER,
             c.AddContact: self._invitations.add_contact,
         }
 
@@ -96,7 +148,7 @@ class ApiHandler:
                 return r.command_error(message)
             case c.Unsupported(command, reason):
                 return r.command_error(f"{command} is not supported by parley: {reason}")
-        without_user = users.WITHOUT_USER.get(type(cmd))
+        without_user = WITHOUT_USER.get(type(cmd))
         if without_user is not None:
             return await without_user(self._context(None), cmd)
         user = await look.active_user(self.chat)

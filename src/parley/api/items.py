@@ -6,7 +6,7 @@ from __future__ import annotations
 from parley.api import commands as c
 from parley.api import lookup as look
 from parley.api import responses as r
-from parley.api.lookup import Ctx, Handler, JsonObject
+from parley.api.lookup import Ctx, JsonObject
 
 
 async def send(ctx: Ctx, cmd: c.SendMessages) -> JsonObject:
@@ -69,12 +69,3 @@ async def react(ctx: Ctx, cmd: c.SetReaction) -> JsonObject:
     info, _ = await look.chat_info(ctx.chat, cmd.chat)
     item = await ctx.chat.react(cmd.item_id, cmd.emoji, cmd.add)
     return r.reaction_response(ctx.me, info, item, cmd.emoji, cmd.add)
-
-
-HANDLERS: dict[type, Handler] = {
-    c.SendMessages: send,
-    c.UpdateItem: update,
-    c.DeleteItems: delete,
-    c.DeleteMemberItems: moderate,
-    c.SetReaction: react,
-}

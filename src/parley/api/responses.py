@@ -572,50 +572,20 @@ def event_response(
             )
         case cev.UserJoinedGroup(group):
             out = response("userJoinedGroup", user, groupInfo=group_info_json(group, members))
-            host = host_member(members)
-            if host is not None:
-                out["hostMember"] = member_json(host)
-            return out
+            return _with_host(out, members)
         case cev.JoinedGroupMember(group, member):
-            return response(
-                "joinedGroupMember",
-                user,
-                groupInfo=group_info_json(group, members),
-                member=member_json(member),
-            )
+            return _member_event("joinedGroupMember", user, group, members, member)
         case cev.MemberAnnounced(group, member):
-            out = response(
-                "joinedGroupMemberConnecting",
-                user,
-                groupInfo=group_info_json(group, members),
-                member=member_json(member),
-            )
-            host = host_member(members)
-            if host is not None:
-                out["hostMember"] = member_json(host)
-            return out
+            out = _member_event("joinedGroupMemberConnecting", user, group, members, member)
+            return _with_host(out, members)
         case cev.ConnectedToGroupMember(group, member):
-            return response(
-                "connectedToGroupMember",
-                user,
-                groupInfo=group_info_json(group, members),
-                member=member_json(member),
-            )
+            return _member_event("connectedToGroupMember", user, group, members, member)
         case cev.MemberFailed(group, member, reason):
-            return response(
-                "memberSubError",
-                user,
-                groupInfo=group_info_json(group, members),
-                member=member_json(member),
-                chatError=agent_error(reason),
+            return _member_event(
+                "memberSubError", user, group, members, member, chatError=agent_error(reason)
             )
         case cev.MemberLeft(group, member):
-            return response(
-                "leftMember",
-                user,
-                groupInfo=group_info_json(group, members),
-                member=member_json(member),
-            )
+            return _member_event("leftMember", user, group, members, member)
         case cev.MemberRemoved(group, member, by) if by is not None:
             return response(
                 "deletedMember",
@@ -631,12 +601,7 @@ def event_response(
                 out["member"] = member_json(remover)
             return out
         case cev.GroupDeleted(group, by) if by is not None:
-            return response(
-                "groupDeleted",
-                user,
-                groupInfo=group_info_json(group, members),
-                member=member_json(by),
-            )
+            return _member_event("groupDeleted", user, group, members, by)
         case cev.NewChatItem(new):
             info = item_chat_info(new, members)
             if info is None:
@@ -679,11 +644,12 @@ def event_response(
                     ratchetSyncProgress=progress,
                 )
             if group is not None and member is not None:
-                return response(
+                return _member_event(
                     "groupMemberRatchetSync",
                     user,
-                    groupInfo=group_info_json(group, members),
-                    member=member_json(member),
+                    group,
+                    members,
+                    member,
                     ratchetSyncProgress=progress,
                 )
             return None
@@ -698,6 +664,32 @@ def event_response(
                 "transportHost": relay,
             }
     return None
+
+
+def _member_event(
+    kind: str,
+    user: cev.User | None,
+    group: cev.Group,
+    members: Sequence[cev.Member],
+    member: cev.Member,
+    **fields: Any,
+) -> JsonObject:
+    """An event about one member of a group: its groupInfo and member, and `fields`."""
+    return response(
+        kind,
+        user,
+        groupInfo=group_info_json(group, members),
+        member=member_json(member),
+        **fields,
+    )
+
+
+def _with_host(out: JsonObject, members: Sequence[cev.Member]) -> JsonObject:
+    """`out` with the group's host as ``hostMember``, if it is known."""
+    host = host_member(members)
+    if host is not None:
+        out["hostMember"] = member_json(host)
+    return out
 
 
 def item_deleted_response(

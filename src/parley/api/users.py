@@ -6,7 +6,7 @@ from __future__ import annotations
 from parley.api import commands as c
 from parley.api import lookup as look
 from parley.api import responses as r
-from parley.api.lookup import Ctx, Handler, JsonObject
+from parley.api.lookup import Ctx, JsonObject
 
 
 async def show_active_user(ctx: Ctx, cmd: c.ShowActiveUser) -> JsonObject:
@@ -80,18 +80,3 @@ def _no_updates() -> JsonObject:
     """The UserProfileUpdateSummary parley gives (it announces the profile in the
     background and does not count the contacts it reached)."""
     return {"updateSuccesses": 0, "updateFailures": 0, "changedContacts": []}
-
-
-# the commands that run without an active user
-WITHOUT_USER: dict[type, Handler] = {
-    c.ShowActiveUser: show_active_user,
-    c.CreateActiveUser: create_active_user,
-    c.StartChat: start_chat,
-    c.StopChat: stop_chat,
-}
-
-HANDLERS: dict[type, Handler] = {
-    c.SetProfileAddress: set_profile_address,
-    c.UpdateProfile: update_profile,
-    c.SetUserReceipts: set_user_receipts,
-}
