@@ -161,6 +161,15 @@ class _Wire(msgspec.Struct, frozen=True, rename="camel"):
     """Base of every struct below: immutable, camelCase on the wire."""
 
 
+class _ByMember(_Wire, frozen=True):
+    """Base of the structs that name a member by `member_id` (first on the wire)."""
+
+    member_id: str
+
+    def __post_init__(self) -> None:
+        _check_id(self.member_id, "memberId")
+
+
 class Profile(_Wire, frozen=True):
     display_name: str
     full_name: str = ""
@@ -179,21 +188,13 @@ class GroupProfile(_Wire, frozen=True):
         _check_full_name(self.full_name, "group fullName")
 
 
-class MemberIdRole(_Wire, frozen=True):
-    member_id: str
+class MemberIdRole(_ByMember, frozen=True):
     member_role: MemberRole
 
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
-
-class MemberInfo(_Wire, frozen=True):
-    member_id: str
+class MemberInfo(_ByMember, frozen=True):
     member_role: MemberRole
     profile: Profile
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
 class IntroInvitation(_Wire, frozen=True):
@@ -357,14 +358,10 @@ class XGrpInv(_Wire, frozen=True):
             raise ChatMessageError("fromMember and invitedMember have the same memberId")
 
 
-class XGrpAcpt(_Wire, frozen=True):
+class XGrpAcpt(_ByMember, frozen=True):
     """The invitee's connection info when it joins the group link; its own member id."""
 
     event: ClassVar[str] = X_GRP_ACPT
-    member_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
 class XGrpMemNew(_Wire, frozen=True):
@@ -377,15 +374,11 @@ class XGrpMemIntro(_Wire, frozen=True):
     member_info: MemberInfo
 
 
-class XGrpMemInv(_Wire, frozen=True):
+class XGrpMemInv(_ByMember, frozen=True):
     """The newcomer's two links for the introduced member `member_id`, sent to the host."""
 
     event: ClassVar[str] = X_GRP_MEM_INV
-    member_id: str
     member_intro: IntroInvitation
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
 class XGrpMemFwd(_Wire, frozen=True):
@@ -396,47 +389,34 @@ class XGrpMemFwd(_Wire, frozen=True):
     member_intro: IntroInvitation
 
 
-class XGrpMemInfo(_Wire, frozen=True):
+class XGrpMemInfo(_ByMember, frozen=True):
     """Connection info on both member connections; `member_id` is the sender's own id."""
 
     event: ClassVar[str] = X_GRP_MEM_INFO
-    member_id: str
     profile: Profile
 
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
-
-class XGrpMemCon(_Wire, frozen=True):
+class XGrpMemCon(_ByMember, frozen=True):
     """To the host: the sender is now connected to `member_id`."""
 
     event: ClassVar[str] = X_GRP_MEM_CON
-    member_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
-class XGrpMemConAll(_Wire, frozen=True):
+class XGrpMemConAll(_ByMember, frozen=True):
     """To the host: the sender (`member_id`, its own id) is connected to everyone."""
 
     event: ClassVar[str] = X_GRP_MEM_CON_ALL
-    member_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
-class XGrpMsgForward(_Wire, frozen=True):
+class XGrpMsgForward(_ByMember, frozen=True):
     """The host forwards `msg`, written by member `member_id`, to a member not yet
     connected to that author. `msg` keeps its own msgId; it cannot be a forward itself."""
 
     event: ClassVar[str] = X_GRP_MSG_FORWARD
-    member_id: str
     msg: ChatMessage
 
     def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
+        super().__post_init__()
         if isinstance(self.msg.params, XGrpMsgForward):
             raise ChatMessageError("x.grp.msg.forward cannot be forwarded")
 
@@ -445,27 +425,19 @@ class XGrpLeave(_Wire, frozen=True):
     event: ClassVar[str] = X_GRP_LEAVE
 
 
-class XGrpMemDel(_Wire, frozen=True):
+class XGrpMemDel(_ByMember, frozen=True):
     event: ClassVar[str] = X_GRP_MEM_DEL
-    member_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
 class XGrpDel(_Wire, frozen=True):
     event: ClassVar[str] = X_GRP_DEL
 
 
-class XGrpMemRole(_Wire, frozen=True):
+class XGrpMemRole(_ByMember, frozen=True):
     """A member's new role, announced by an owner or admin to the group."""
 
     event: ClassVar[str] = X_GRP_MEM_ROLE
-    member_id: str
     role: MemberRole
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
 
 
 class XGrpLinkMem(_Wire, frozen=True):
@@ -711,8 +683,5 @@ def _params_from_object(
         raise invalid(str(e)) from None
 
 
-class _ForwardHead(_Wire, frozen=True):
-    member_id: str
-
-    def __post_init__(self) -> None:
-        _check_id(self.member_id, "memberId")
+class _ForwardHead(_ByMember, frozen=True):
+    """The forward's author, read before its message."""
