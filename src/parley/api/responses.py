@@ -166,15 +166,16 @@ def timestamp(t: float) -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+def profile_json(display_name: str, full_name: str) -> ProfileJson:
+    """A contact's, member's or the user's profile (parley keeps no local aliases)."""
+    return {"displayName": display_name, "fullName": full_name, "localAlias": ""}
+
+
 def user_json(user: cev.User) -> UserJson:
     return {
         "userId": user.user_id,
         "localDisplayName": user.display_name,
-        "profile": {
-            "displayName": user.display_name,
-            "fullName": user.full_name,
-            "localAlias": "",
-        },
+        "profile": profile_json(user.display_name, user.full_name),
         "activeUser": True,
     }
 
@@ -183,11 +184,7 @@ def contact_json(contact: cev.Contact) -> ContactJson:
     return {
         "contactId": contact.contact_id,
         "localDisplayName": contact.name,
-        "profile": {
-            "displayName": contact.display_name,
-            "fullName": contact.full_name,
-            "localAlias": "",
-        },
+        "profile": profile_json(contact.display_name, contact.full_name),
         "contactStatus": "deleted" if contact.status == "deleted" else "active",
         # a contact exists once the profiles are exchanged; "ready" once it is connected
         "activeConn": {"connStatus": "ready" if contact.status == "ready" else "accepted"},
@@ -203,11 +200,7 @@ def member_json(member: cev.Member) -> MemberJson:
         "memberCategory": member.category,
         "memberStatus": member.status,
         "localDisplayName": member.name,
-        "memberProfile": {
-            "displayName": member.name,
-            "fullName": member.full_name,
-            "localAlias": "",
-        },
+        "memberProfile": profile_json(member.name, member.full_name),
     }
     if member.contact_id is not None:
         out["memberContactId"] = member.contact_id
@@ -419,7 +412,7 @@ def contact_request_json(req: cev.ContactRequestView) -> JsonObject:
     out: JsonObject = {
         "contactRequestId": req.request_id,
         "localDisplayName": req.name,
-        "profile": {"displayName": req.display_name, "fullName": req.full_name, "localAlias": ""},
+        "profile": profile_json(req.display_name, req.full_name),
         "createdAt": ts,
         "updatedAt": ts,
         "pqSupport": False,

@@ -118,11 +118,8 @@ class ChatSession:
                 await self.chat.connect(link)
                 out("connecting: you will see 'NAME: contact is connected' when it is done")
             case cmd.ListContacts():
-                contacts = await self.chat.contacts()
-                if not contacts:
-                    out("no contacts yet: /c makes an invitation link")
-                for c in contacts:
-                    out(render.contact_line(c))
+                contacts = [render.contact_line(c) for c in await self.chat.contacts()]
+                self._list(contacts, "no contacts yet: /c makes an invitation link")
             case cmd.SendContactMessage(contact, text):
                 await self._send("@", contact, text)
             case cmd.SendGroupMessage(group, text):
@@ -151,11 +148,8 @@ class ChatSession:
             case cmd.ListMembers(group):
                 await self._members(group)
             case cmd.ListGroups():
-                groups = await self.chat.groups()
-                if not groups:
-                    out("no groups yet: /g NAME creates one")
-                for each in groups:
-                    out(render.group_line(each))
+                groups = [render.group_line(g) for g in await self.chat.groups()]
+                self._list(groups, "no groups yet: /g NAME creates one")
             case cmd.LeaveGroup(group):
                 await self.chat.leave_group(group)
                 out(f"#{group}: you left the group")
@@ -317,6 +311,11 @@ class ChatSession:
                     raise ChatError(f"#{group}: no member {name}")
                 for text in render.member_info_lines(group, seen):
                     out(text)
+
+    def _list(self, lines: list[str], empty: str) -> None:
+        """A listing, one line each, or what to do when there is nothing to list."""
+        for text in lines or [empty]:
+            self.printer.line(text)
 
     async def _send(self, prefix: str, name: str, text: str) -> None:
         if prefix == "@":
