@@ -86,9 +86,7 @@ async def sync_ratchet(ctx: Ctx, cmd: c.SyncRatchet) -> JsonObject:
             contact=r.contact_json(contact),
             connectionStats=r.connection_stats(state),
         )
-    group = await look.group(ctx.chat, cmd.chat.chat_id)
-    members = await ctx.chat.members(group.name)
-    member = look.member(members, cmd.chat.chat_id, cmd.member_id or 0)
+    group, members, member = await look.group_member(ctx.chat, cmd.chat.chat_id, cmd.member_id or 0)
     state = await ctx.chat.sync_ratchet(group=group.name, member=member.name, force=cmd.force)
     return r.response(
         "groupMemberRatchetSyncStarted",

@@ -56,9 +56,7 @@ async def leave_group(ctx: Ctx, cmd: c.LeaveGroup) -> JsonObject:
 
 
 async def member_info(ctx: Ctx, cmd: c.GroupMemberInfo) -> JsonObject:
-    group = await look.group(ctx.chat, cmd.group_id)
-    members = await ctx.chat.members(group.name)
-    member = look.member(members, cmd.group_id, cmd.member_id)
+    group, members, member = await look.group_member(ctx.chat, cmd.group_id, cmd.member_id)
     return r.response(
         "groupMemberInfo",
         ctx.me,

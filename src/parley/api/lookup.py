@@ -99,6 +99,15 @@ def member(members: Sequence[cev.Member], group_id: int, member_id: int) -> cev.
     )
 
 
+async def group_member(
+    chat: ChatController, group_id: int, member_id: int
+) -> tuple[cev.Group, list[cev.Member], cev.Member]:
+    """The group, its members, and the member `member_id` of them."""
+    g = await group(chat, group_id)
+    members = await chat.members(g.name)
+    return g, members, member(members, group_id, member_id)
+
+
 def unique_name(g: cev.Group, members: Sequence[cev.Member], m: cev.Member) -> None:
     """The controller names members by local name: refuse when that is ambiguous."""
     namesakes = [x for x in members if x.category != "user" and x.name == m.name]
