@@ -793,8 +793,8 @@ def save_delivery_retry(
 ) -> None:
     c.execute(
         "UPDATE deliveries SET attempts = ?, last_error = ?, next_try = ? "
-        "WHERE conn_id = ? AND msg_id = ?",
-        (attempts, error, next_try, row.conn_id, row.msg_id),
+        "WHERE conn_id = ? AND msg_id = ? AND envelope = ?",
+        (attempts, error, next_try, row.conn_id, row.msg_id, row.envelope),
     )
 
 
@@ -802,13 +802,18 @@ def mark_delivery_failed(c: sqlite3.Connection, row: DeliveryRow, reason: str) -
     """The delivery failed for good: keep the row (without its envelope) to report it."""
     c.execute(
         "UPDATE deliveries SET status = 'failed', last_error = ?, envelope = x'' "
-        "WHERE conn_id = ? AND msg_id = ?",
-        (reason, row.conn_id, row.msg_id),
+        "WHERE conn_id = ? AND msg_id = ? AND envelope = ?",
+        (reason, row.conn_id, row.msg_id, row.envelope),
     )
 
 
 def mark_delivered(c: sqlite3.Connection, row: DeliveryRow) -> None:
-    c.execute("DELETE FROM deliveries WHERE conn_id = ? AND msg_id = ?", (row.conn_id, row.msg_id))
+    # by its envelope too: a ratchet re-agreement may have dropped this row while it was
+    # being sent and reused its id for another (a ratchet key message)
+    c.execute(
+        "DELETE FROM deliveries WHERE conn_id = ? AND msg_id = ? AND envelope = ?",
+        (row.conn_id, row.msg_id, row.envelope),
+    )
 
 
 def delete_deliveries(c: sqlite3.Connection, conn_id: str) -> None:
