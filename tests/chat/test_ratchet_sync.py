@@ -63,3 +63,20 @@ async def test_sync_by_hand_is_idempotent(relay: RelayServer, make_chat: MakeCha
         await expect(chat, cev.RatchetSync, where=lambda e: e.state == "ok")
     await talk(alice, bob, "still fine")
     await talk(bob, alice, "both ways")
+
+
+async def test_a_message_sent_during_a_sync_waits_and_arrives(
+    relay: RelayServer, make_chat: MakeChat
+) -> None:
+    """While our new keys wait for the peer's answer the agent refuses messages; the chat
+    keeps them in its outbox and sends them once the keys are agreed."""
+    relays = [str(relay.address)]
+    alice = await make_chat("alice", relays)
+    bob = await make_chat("bob", relays)
+    await make_contacts(alice, bob)
+    assert await alice.sync_ratchet(contact="bob") == "started"
+    await alice.send_contact_message("bob", "written during the sync")
+    got = await expect(bob, cev.NewChatItem, where=lambda e: e.item.text is not None
+                       and e.item.text == "written during the sync")  # fmt: skip
+    assert got.item.text == "written during the sync"
+    await talk(bob, alice, "and back")

@@ -11,6 +11,7 @@ from parley.agent.model import AgentConfig as AgentConfig
 from parley.agent.model import AgentError as AgentError
 from parley.agent.model import ConnectionStatus as ConnectionStatus
 from parley.agent.model import DuplicateCommand as DuplicateCommand
+from parley.agent.model import EncryptionRenegotiating as EncryptionRenegotiating
 from parley.agent.model import PendingCommand as PendingCommand
 from parley.agent.model import PendingDelivery as PendingDelivery
 from parley.agent.model import PendingReport as PendingReport

@@ -37,6 +37,11 @@ class DuplicateCommand(AgentError):
     """A command with this corr id exists already (it was issued before, e.g. before a crash)."""
 
 
+class EncryptionRenegotiating(AgentError):
+    """A message refused for now: the connection's keys are being re-agreed with the peer
+    (ratchet re-synchronisation). Send it again once RSYNC says `agreed` or `ok`."""
+
+
 @dataclass
 class AgentConfig:
     database: Path

@@ -27,7 +27,7 @@ import sqlite3
 
 from parley.agent import delivery, store
 from parley.agent import events as ev
-from parley.agent.model import READY, AgentError
+from parley.agent.model import READY, AgentError, EncryptionRenegotiating
 from parley.agent.store import ConnRow, RcvQueueRow
 from parley.crypto import (
     QueueBox,
@@ -154,7 +154,7 @@ def decrypted(c: sqlite3.Connection, conn: ConnRow, ttl: float, out_events: list
 def check_can_send(conn: ConnRow) -> None:
     """Refuse a client message while our keys wait for the peer (it could not be read)."""
     if conn.rsync_state == STARTED:
-        raise AgentError("encryption is being re-negotiated: send again when it is done")
+        raise EncryptionRenegotiating("encryption is being re-negotiated: send again when done")
     agreed = conn.rsync_state == AGREED and conn.ratchet is not None
     if agreed and conn.ratchet is not None and not RatchetState.from_bytes(conn.ratchet).can_send:
-        raise AgentError("encryption is being re-negotiated: send again when it is done")
+        raise EncryptionRenegotiating("encryption is being re-negotiated: send again when done")

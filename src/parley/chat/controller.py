@@ -552,6 +552,9 @@ class ChatController:
                 await self._on_msg(e.conn_id, e.event)
             case aev.RSync(state, reason):
                 await self._apply(lambda c: items.on_rsync(c, e.conn_id, state, reason))
+                if state in ("agreed", "ok"):  # messages that waited for the new keys
+                    waiting = await self._db.run(lambda c: store.outbox_ids(c, e.conn_id))
+                    await self._engine.perform(Effects(outbox=waiting))
                 if state == "required" and self.config.ratchet_auto_sync:
                     with contextlib.suppress(AgentError):
                         await self.agent.synchronize_ratchet(e.conn_id)

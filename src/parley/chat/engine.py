@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Protocol
 
-from parley.agent import AgentError, DuplicateCommand
+from parley.agent import AgentError, DuplicateCommand, EncryptionRenegotiating
 from parley.agent import events as aev
 from parley.chat import continuations, model, store
 from parley.chat import events as cev
@@ -91,12 +91,20 @@ class Engine:
         row = await self._db.run(lambda c: store.outbox_row(c, outbox_id))
         if row is None:
             return
-        msg_id: int | None
         try:
             msg_id = await self._agent.send_message(row.agent_conn_id, row.body)
+        except EncryptionRenegotiating as e:
+            # stays in the outbox: sent when the re-negotiation is done (or at start)
+            log.info("message to %s waits: %s", row.agent_conn_id, e)
+            return
         except AgentError as e:
             log.warning("message to %s not sent: %s", row.agent_conn_id, e)
-            msg_id = None
+            item_id = await self._db.run(lambda c: store.outbox_refused(c, row))
+            if item_id is not None:
+                await self.perform(
+                    Effects(events=[cev.ChatItemStatus(item_id, model.ITEM_ERROR, str(e))])
+                )
+            return
         crash_point("outbox:sent")
         await self._db.run(lambda c: store.outbox_sent(c, row, msg_id))
 

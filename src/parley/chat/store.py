@@ -35,6 +35,7 @@ from parley.chat.model import (
     GONE_MEMBER,
     I_CONNECTED,
     I_NEW,
+    ITEM_ERROR,
     ITEM_RCVD,
     ITEM_RCVD_BAD,
     ITEM_RECEIVED,
@@ -1382,8 +1383,12 @@ def insert_outbox(
     return cur.lastrowid
 
 
-def outbox_ids(c: sqlite3.Connection) -> list[int]:
-    return [r[0] for r in c.execute("SELECT id FROM outbox ORDER BY id")]
+def outbox_ids(c: sqlite3.Connection, agent_conn_id: str | None = None) -> list[int]:
+    """The outbox, in order (of one agent connection, if given)."""
+    if agent_conn_id is None:
+        return [r[0] for r in c.execute("SELECT id FROM outbox ORDER BY id")]
+    rows = c.execute("SELECT id FROM outbox WHERE agent_conn_id = ? ORDER BY id", (agent_conn_id,))
+    return [r[0] for r in rows]
 
 
 def outbox_row(c: sqlite3.Connection, outbox_id: int) -> OutboxRow | None:
@@ -1391,6 +1396,19 @@ def outbox_row(c: sqlite3.Connection, outbox_id: int) -> OutboxRow | None:
         "SELECT id, agent_conn_id, body, item_id FROM outbox WHERE id = ?", (outbox_id,)
     ).fetchone()
     return OutboxRow(*r) if r else None
+
+
+def outbox_refused(c: sqlite3.Connection, row: OutboxRow) -> int | None:
+    """The agent refused the message for good: off the outbox, its item (if it has one and
+    was not sent to anyone yet) fails. Returns the item."""
+    c.execute("DELETE FROM outbox WHERE id = ?", (row.id,))
+    if row.item_id is None:
+        return None
+    c.execute(
+        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status NOT IN (?, ?, ?)",
+        (ITEM_ERROR, row.item_id, ITEM_SENT, ITEM_RCVD, ITEM_RCVD_BAD),
+    )
+    return int(row.item_id)
 
 
 def outbox_sent(c: sqlite3.Connection, row: OutboxRow, agent_msg_id: int | None) -> None:
