@@ -151,15 +151,15 @@ async def test_a_contact_connection_is_ready_only_with_its_contact(
             async def lost(agent_conn: str, info: bytes) -> None:
                 return None
 
-            bob._on_info = lost  # type: ignore[method-assign]
+            bob._subscriber.on_info = lost  # type: ignore[method-assign]
         handled = asyncio.Event()
-        original = bob._on_con
+        original = bob._subscriber.on_con
 
         async def on_con(agent_conn: str) -> None:
             await original(agent_conn)
             handled.set()
 
-        bob._on_con = on_con  # type: ignore[method-assign]
+        bob._subscriber.on_con = on_con  # type: ignore[method-assign]
 
         conn = await inviter.create_connection_async("c1")
         link = (await _agent_event(inviter, aev.Inv)).link

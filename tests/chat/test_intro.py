@@ -24,7 +24,7 @@ def hold_host_con(chat: ChatController) -> tuple[list[str], Callable[[], Awaitab
     """Make `chat` miss the CON of its group connection with the host, as if that event came
     late; returns the held connection ids and a function that hands the CON over."""
     held: list[str] = []
-    original = chat._on_con
+    original = chat._subscriber.on_con
 
     async def on_con(agent_conn: str) -> None:
         def category(c: sqlite3.Connection) -> str | None:
@@ -42,7 +42,7 @@ def hold_host_con(chat: ChatController) -> tuple[list[str], Callable[[], Awaitab
             for agent_conn in held:
                 await original(agent_conn)
 
-    chat._on_con = on_con  # type: ignore[method-assign]
+    chat._subscriber.on_con = on_con  # type: ignore[method-assign]
     return held, release
 
 

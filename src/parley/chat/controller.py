@@ -20,7 +20,6 @@ it), `store` (every SQL statement), `model` (names, statuses, configuration).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
@@ -29,14 +28,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from parley.agent import Agent, AgentConfig, AgentError, PendingReport
-from parley.agent import events as aev
 from parley.chat import (
     addresses,
     contacts,
     group_links,
     groups,
-    handshake,
-    inbox,
     items,
     profiles,
     recovery,
@@ -47,16 +43,13 @@ from parley.chat import events as cev
 from parley.chat.effects import Effects
 from parley.chat.engine import Engine
 from parley.chat.model import (
-    ACK_PREFIX,
-    DEL_PREFIX,
-    ITEM_ERROR,
-    ITEM_SENT,
     ChatConfig,
     ChatError,
     intro_delay,
     profile,
     text_message,
 )
+from parley.chat.subscriber import Subscriber
 from parley.protocol import chat as cp
 from parley.store import Database
 
@@ -77,6 +70,9 @@ class ChatController:
         self._lock = asyncio.Lock()
         # (read `self.events` at each event: a front end may replace the queue)
         self._engine = Engine(db, agent, lambda e: self.events.put_nowait(e), self._lock)
+        self._subscriber = Subscriber(
+            db, agent, self._engine, config, lambda e: self.events.put_nowait(e)
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.started = False
@@ -108,7 +104,11 @@ class ChatController:
         async with self._lock:
             await self._engine.resume()
             await recovery.reconcile(
-                self._db, self.agent, self._on_info, self._on_con, self._engine.perform
+                self._db,
+                self.agent,
+                self._subscriber.on_info,
+                self._subscriber.on_con,
+                self._engine.perform,
             )
         self._tasks.append(asyncio.create_task(self._listen(), name="chat-agent-events"))
         self._tasks.append(asyncio.create_task(self._reintroduce_loop(), name="chat-reintro"))
@@ -527,89 +527,11 @@ class ChatController:
         async for e in self.agent.events():
             try:
                 async with self._lock:
-                    await self._on_agent_event(e)
+                    await self._subscriber.handle(e)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("handling agent event %r failed", e)
-
-    async def _on_agent_event(self, e: aev.AgentEvent) -> None:
-        if e.corr_id:
-            if not e.corr_id.startswith((ACK_PREFIX, DEL_PREFIX)):  # those have no continuation
-                await self._run_continuation(e.corr_id, e.conn_id, e.event)
-            await self.agent.ack_command_event(e.corr_id)
-            return
-        match e.event:
-            case aev.Conf(conf_id, info):
-                await self._apply(lambda c: handshake.on_conf(c, e.conn_id, conf_id, info))
-            case aev.Req(inv_id, info):
-                await self._apply(lambda c: addresses.on_request(c, e.conn_id, inv_id, info))
-            case aev.Info(info):
-                await self._on_info(e.conn_id, info)
-            case aev.Con():
-                await self._on_con(e.conn_id)
-            case aev.Msg():
-                await self._on_msg(e.conn_id, e.event)
-            case aev.RSync(state, reason):
-                await self._apply(lambda c: items.on_rsync(c, e.conn_id, state, reason))
-                if state in ("agreed", "ok"):  # messages that waited for the new keys
-                    waiting = await self._db.run(lambda c: store.outbox_ids(c, e.conn_id))
-                    await self._engine.perform(Effects(outbox=waiting))
-                if state == "required" and self.config.ratchet_auto_sync:
-                    with contextlib.suppress(AgentError):
-                        await self.agent.synchronize_ratchet(e.conn_id)
-            case aev.Rcvd(msg_id, snd_msg_id, status):
-                try:
-                    await self._apply(lambda c: inbox.on_rcvd(c, e.conn_id, snd_msg_id, status))
-                finally:
-                    with contextlib.suppress(AgentError):
-                        await self.agent.ack_message_async(
-                            f"{ACK_PREFIX}{e.conn_id}:{msg_id}", e.conn_id, msg_id
-                        )
-            case aev.Sent(msg_id):
-                await self._apply(lambda c: inbox.on_sent(c, e.conn_id, msg_id, ITEM_SENT, ""))
-            case aev.MErr(msg_id, reason):
-                await self._apply(lambda c: inbox.on_sent(c, e.conn_id, msg_id, ITEM_ERROR, reason))
-            case aev.Up(relay, conns):
-                self.events.put_nowait(cev.RelayStatus(relay, True, len(conns)))
-            case aev.Down(relay, conns):
-                self.events.put_nowait(cev.RelayStatus(relay, False, len(conns)))
-            case _:
-                pass
-
-    async def _apply(self, tx: Callable[[sqlite3.Connection], Effects]) -> None:
-        """Run a state change (the lock is held), then carry out its effects."""
-        await self._engine.perform(await self._db.run(tx))
-
-    async def _run_continuation(self, command_id: str, conn_id: str, event: aev.Event) -> None:
-        await self._engine.run_continuation(command_id, conn_id, event)
-
-    async def _on_info(self, agent_conn: str, info: bytes) -> None:
-        await self._apply(lambda c: handshake.on_info(c, agent_conn, info))
-
-    async def _on_con(self, agent_conn: str) -> None:
-        peer_info: bytes | None = None
-        if await self._db.run(lambda c: handshake.needs_peer_info(c, agent_conn)):
-            # no contact yet: the agent has the peer's connection info
-            status = await self.agent.connection_status(agent_conn)
-            peer_info = status.peer_info if status is not None else None
-        await self._apply(lambda c: handshake.on_con(c, self.config, agent_conn, peer_info))
-
-    async def _on_msg(self, agent_conn: str, msg: aev.Msg) -> None:
-        receipt = False
-        try:
-            fx = await self._db.run(
-                lambda c: inbox.on_msg(
-                    c, agent_conn, msg.body, msg.msg_id, msg.integrity, self.config
-                )
-            )
-            receipt = fx.receipt
-            await self._engine.perform(fx)
-        finally:  # a message that cannot be handled must not block the ones after it
-            with contextlib.suppress(AgentError):
-                await self.agent.ack_message_async(
-                    f"{ACK_PREFIX}{agent_conn}:{msg.msg_id}", agent_conn, msg.msg_id, receipt
-                )
 
     # ------------------------------------------------------------ re-introductions
 

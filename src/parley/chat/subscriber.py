@@ -1,0 +1,117 @@
+"""Agent events into the chat: one handler per agent event, as simplex-chat's Subscriber.
+
+Completion events (INV, OK, ERR with a corr id) resume their continuation; the others
+(CONF, REQ, INFO, CON, MSG, RSYNC, RCVD, SENT, MERR, UP, DOWN) each run one state change
+and carry out its effects. The controller calls `handle` with its lock held, one event at
+a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+
+from parley.agent import Agent, AgentError
+from parley.agent import events as aev
+from parley.chat import addresses, handshake, inbox, items, store
+from parley.chat import events as cev
+from parley.chat.effects import Effects
+from parley.chat.engine import Engine
+from parley.chat.model import ACK_PREFIX, DEL_PREFIX, ITEM_ERROR, ITEM_SENT, ChatConfig
+from parley.store import Database
+
+
+class Subscriber:
+    def __init__(
+        self,
+        db: Database,
+        agent: Agent,
+        engine: Engine,
+        config: ChatConfig,
+        publish: Callable[[cev.ChatEvent], None],
+    ) -> None:
+        self._db = db
+        self._agent = agent
+        self._engine = engine
+        self._config = config
+        self._publish = publish
+
+    async def handle(self, e: aev.AgentEvent) -> None:
+        if e.corr_id:
+            if not e.corr_id.startswith((ACK_PREFIX, DEL_PREFIX)):  # those have no continuation
+                await self._engine.run_continuation(e.corr_id, e.conn_id, e.event)
+            await self._agent.ack_command_event(e.corr_id)
+            return
+        conn = e.conn_id
+        match e.event:
+            case aev.Conf(conf_id, info):
+                await self.apply(lambda c: handshake.on_conf(c, conn, conf_id, info))
+            case aev.Req(inv_id, info):
+                await self.apply(lambda c: addresses.on_request(c, conn, inv_id, info))
+            case aev.Info(info):
+                await self.on_info(conn, info)
+            case aev.Con():
+                await self.on_con(conn)
+            case aev.Msg():
+                await self.on_msg(conn, e.event)
+            case aev.RSync(state, reason):
+                await self.on_rsync(conn, state, reason)
+            case aev.Rcvd(msg_id, snd_msg_id, status):
+                try:
+                    await self.apply(lambda c: inbox.on_rcvd(c, conn, snd_msg_id, status))
+                finally:
+                    await self._ack(conn, msg_id)
+            case aev.Sent(msg_id):
+                await self.apply(lambda c: inbox.on_sent(c, conn, msg_id, ITEM_SENT, ""))
+            case aev.MErr(msg_id, reason):
+                await self.apply(lambda c: inbox.on_sent(c, conn, msg_id, ITEM_ERROR, reason))
+            case aev.Up(relay, conns):
+                self._publish(cev.RelayStatus(relay, True, len(conns)))
+            case aev.Down(relay, conns):
+                self._publish(cev.RelayStatus(relay, False, len(conns)))
+            case _:
+                pass
+
+    async def apply(self, tx: Callable[[sqlite3.Connection], Effects]) -> None:
+        """Run a state change (the lock is held), then carry out its effects."""
+        await self._engine.perform(await self._db.run(tx))
+
+    async def on_info(self, agent_conn: str, info: bytes) -> None:
+        await self.apply(lambda c: handshake.on_info(c, agent_conn, info))
+
+    async def on_con(self, agent_conn: str) -> None:
+        peer_info: bytes | None = None
+        if await self._db.run(lambda c: handshake.needs_peer_info(c, agent_conn)):
+            # no contact yet: the agent has the peer's connection info
+            status = await self._agent.connection_status(agent_conn)
+            peer_info = status.peer_info if status is not None else None
+        await self.apply(lambda c: handshake.on_con(c, self._config, agent_conn, peer_info))
+
+    async def on_msg(self, agent_conn: str, msg: aev.Msg) -> None:
+        receipt = False
+        try:
+            fx = await self._db.run(
+                lambda c: inbox.on_msg(
+                    c, agent_conn, msg.body, msg.msg_id, msg.integrity, self._config
+                )
+            )
+            receipt = fx.receipt
+            await self._engine.perform(fx)
+        finally:  # a message that cannot be handled must not block the ones after it
+            await self._ack(agent_conn, msg.msg_id, receipt)
+
+    async def on_rsync(self, agent_conn: str, state: str, reason: str) -> None:
+        await self.apply(lambda c: items.on_rsync(c, agent_conn, state, reason))
+        if state in ("agreed", "ok"):  # messages that waited for the new keys
+            waiting = await self._db.run(lambda c: store.outbox_ids(c, agent_conn))
+            await self._engine.perform(Effects(outbox=waiting))
+        if state == "required" and self._config.ratchet_auto_sync:
+            with contextlib.suppress(AgentError):
+                await self._agent.synchronize_ratchet(agent_conn)
+
+    async def _ack(self, agent_conn: str, msg_id: int, receipt: bool = False) -> None:
+        with contextlib.suppress(AgentError):
+            await self._agent.ack_message_async(
+                f"{ACK_PREFIX}{agent_conn}:{msg_id}", agent_conn, msg_id, receipt
+            )
