@@ -2,9 +2,10 @@
 
 Use `from parley.chat import ChatController, ChatConfig` and `from parley.chat import events
 as cev` (the views and events front ends get). The rooms: `controller` (the front class),
-`subscriber`, `contacts`, `groups`, `introductions`, `handshake`, `inbox`, `continuations`, `recovery`,
-`views`, `effects` and `engine`, `connections`, `store` (all SQL), `model` (names, statuses,
-configuration), `commands` (the terminal's command parser), `crash` (crash points for tests).
+`subscriber`, `contacts`, `groups`, `introductions`, `handshake`, `inbox`, `continuations`,
+`recovery`, `views`, `effects` and `engine`, `connections`, `store` (all SQL), `model`
+(names, statuses, configuration), `commands` (the terminal's command parser), `crash`
+(crash points for tests).
 """
 
 from parley.chat import events as events
