@@ -19,7 +19,7 @@ from parley.agent.book import CommandBook
 from parley.agent.model import DELETED, READY, AgentConfig, AgentError
 from parley.agent.relays import RelayPool
 from parley.agent.store import ConnRow, DeliveryRow, now
-from parley.crypto import QueueBox, RatchetState, ratchet_encrypt
+from parley.crypto import RatchetState, queue_box, ratchet_encrypt
 from parley.protocol import agent as ap
 from parley.protocol.relay import ErrorCode
 from parley.protocol.relay_auth import AuthKey
@@ -42,7 +42,7 @@ def enqueue(
     msg_id = conn.snd_msg_id + 1
     encoded = ap.encode_agent_message(ap.Sequenced(msg_id, conn.snd_prev_hash, content))
     state, rmsg = ratchet_encrypt(RatchetState.from_bytes(conn.ratchet), encoded, ap.RATCHET_PAD)
-    box = QueueBox(snd.box_private, snd.peer_box_public)
+    box = queue_box(snd.box_private, snd.peer_box_public)
     envelope = ap.encode_message(box.encrypt(rmsg, ap.BOX_PAD))
     t = now()
     msg_hash = ap.message_hash(encoded)
@@ -59,7 +59,7 @@ def enqueue_raw(c: sqlite3.Connection, conn_id: str, payload: bytes, *, ttl: flo
     snd = store.get_snd_queue(c, conn_id)
     if snd is None:
         raise AgentError(f"connection {conn_id} has no send queue")
-    box = QueueBox(snd.box_private, snd.peer_box_public)
+    box = queue_box(snd.box_private, snd.peer_box_public)
     envelope = ap.encode_ratchet_key_message(box.encrypt(payload, ap.BOX_PAD))
     t = now()
     msg_id = store.next_raw_delivery_id(c, conn_id)

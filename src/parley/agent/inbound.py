@@ -13,6 +13,8 @@ import logging
 import random
 import time
 from collections import defaultdict
+from concurrent.futures import Future
+from typing import NamedTuple
 
 from parley.agent import events as ev
 from parley.agent import receive, store
@@ -29,6 +31,16 @@ from parley.relay.client import MessageReceived, RelayDown, RelayUp, Subscriptio
 from parley.relay.errors import RelayError
 
 log = logging.getLogger(__name__)
+
+
+class _Started(NamedTuple):
+    """A received message whose transaction is queued on the database thread."""
+
+    relay: str
+    rid: bytes
+    conn_id: str
+    relay_msg_id: bytes
+    outcome: Future[receive.Received]
 
 
 class Inbound:
@@ -50,6 +62,8 @@ class Inbound:
         self.index: dict[tuple[str, bytes], str] = {}  # (relay, recipient id) -> conn id
         self.net = SafetyNet(config.net)
         self.taken_over: set[tuple[str, bytes]] = set()  # END: another client subscribed
+        # received messages whose transactions are queued, in arrival order (bounded)
+        self._received: asyncio.Queue[_Started] = asyncio.Queue(maxsize=256)
 
     # ------------------------------------------------------------ the queues
 
@@ -67,18 +81,19 @@ class Inbound:
     # ------------------------------------------------------------ relay events
 
     async def pump(self) -> None:
+        await asyncio.gather(self._read_relay_events(), self._finish_received())
+
+    async def _read_relay_events(self) -> None:
         while True:
             event = await self._relays.events.get()
             try:
                 match event:
                     case MessageReceived(relay, rid, msg):
-                        try:
-                            await self.on_message(str(relay), rid, msg)
-                        except Exception:
-                            # the relay waits for an ACK that will not come: let the safety
-                            # net check the queue at its next pass
-                            self.net.suspect((str(relay), rid), time.monotonic())
-                            raise
+                        # its transaction is queued now; the next message need not wait
+                        # for the commit (they share one), `_finish_received` takes it up
+                        started = await self._start_message(str(relay), rid, msg)
+                        if started is not None:
+                            await self._received.put(started)
                     case RelayUp(relay):
                         await self._on_relay_up(str(relay))
                     case RelayDown(relay, _):
@@ -102,6 +117,20 @@ class Inbound:
             except Exception:
                 log.exception("handling relay event %r failed", event)
 
+    async def _finish_received(self) -> None:
+        """Finish the received messages in the order they arrived, once committed."""
+        while True:
+            started = await self._received.get()
+            try:
+                await self._finish_message(started)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # the relay waits for an ACK that will not come: let the safety net check
+                # the queue at its next pass
+                self.net.suspect((started.relay, started.rid), time.monotonic())
+                log.exception("receiving a message on %s failed", started.relay)
+
     async def _conns_on(self, relay: str) -> list[str]:
         return await self._book.db.run(lambda c: store.conns_on_relay(c, relay))
 
@@ -116,6 +145,11 @@ class Inbound:
 
     async def on_message(self, relay: str, rid: bytes, msg: RelayMsg) -> bool:
         """Process one message from a relay; True if the agent had not received it before."""
+        started = await self._start_message(relay, rid, msg)
+        return started is not None and await self._finish_message(started)
+
+    async def _start_message(self, relay: str, rid: bytes, msg: RelayMsg) -> _Started | None:
+        """Queue the transaction that receives `msg` (None: not for one of our queues)."""
         key = (relay, rid)
         conn_id = self.index.get(key)
         if conn_id is None:
@@ -124,13 +158,20 @@ class Inbound:
                 # not ours (any more): stop renewing it; the relay keeps the message
                 log.warning("message for an unknown queue on %s: unsubscribed", relay)
                 self._relays.client(relay).unsubscribe(rid)
-                return False
+                return None
             self.watch(rq)
             conn_id = rq.conn_id
         self.taken_over.discard(key)
         self.net.received(key, time.monotonic())
         ttl = self._config.message_ttl
-        outcome = await self._book.db.run(lambda c: receive.receive(c, conn_id, msg, ttl))
+        cid = conn_id
+        outcome = self._book.db.submit(lambda c: receive.receive(c, cid, msg, ttl))
+        return _Started(relay, rid, conn_id, msg.msg_id, outcome)
+
+    async def _finish_message(self, started: _Started) -> bool:
+        """Once the message's transaction has committed: its events, commands and ACK."""
+        outcome = await asyncio.wrap_future(started.outcome)
+        relay, conn_id = started.relay, started.conn_id
         for e in outcome.events:
             self._book.emit("", conn_id, e)
         for cmd in outcome.commands:
@@ -141,7 +182,7 @@ class Inbound:
             rq = outcome.queue
             assert rq is not None
             # in the background: a slow relay must not hold up messages from the others
-            self._tasks.spawn(self._ack_relay(relay, rq, msg.msg_id))
+            self._tasks.spawn(self._ack_relay(relay, rq, started.relay_msg_id))
         return outcome.new
 
     async def _ack_relay(self, relay: str, rq: RcvQueueRow, relay_msg_id: bytes) -> None:

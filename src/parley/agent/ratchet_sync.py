@@ -30,7 +30,6 @@ from parley.agent import events as ev
 from parley.agent.model import READY, AgentError, EncryptionRenegotiating
 from parley.agent.store import ConnRow, RcvQueueRow
 from parley.crypto import (
-    QueueBox,
     RatchetState,
     X3DHKeyPair,
     X3DHPublic,
@@ -38,6 +37,7 @@ from parley.crypto import (
     init_joiner,
     initiator_agree,
     joiner_agree,
+    queue_box,
 )
 from parley.protocol import agent as ap
 
@@ -93,7 +93,7 @@ def on_key(
     """A `K` message. Returns True if delivery must be kicked."""
     if rq.peer_box_public is None or conn.status != READY:
         raise AgentError("ratchet key before the connection is ready")
-    plain = QueueBox(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)
+    plain = queue_box(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)
     key = ap.decode_ratchet_key(plain)
     peer = X3DHPublic.from_bytes(key.x3dh)
     if key.reply:

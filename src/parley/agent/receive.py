@@ -28,12 +28,12 @@ from parley.agent.store import CommandArgs, CommandRow, ConnRow, RcvQueueRow
 from parley.crypto import (
     CryptoError,
     DuplicateMessage,
-    QueueBox,
     RatchetState,
     X3DHKeyPair,
     X3DHPublic,
     init_initiator,
     initiator_agree,
+    queue_box,
     ratchet_decrypt,
 )
 from parley.protocol import agent as ap
@@ -100,7 +100,7 @@ def _unseal(a: Arrival) -> bytes:
     """The plaintext of a message boxed to the queue with the sender's key in the clear
     (confirmations, contact requests)."""
     assert a.qm.sender_box_public is not None
-    return QueueBox(a.rq.box_private, a.qm.sender_box_public).decrypt(a.qm.box_ciphertext)
+    return queue_box(a.rq.box_private, a.qm.sender_box_public).decrypt(a.qm.box_ciphertext)
 
 
 def _request(c: sqlite3.Connection, a: Arrival, out: Received) -> None:
@@ -168,7 +168,7 @@ def _sequenced(c: sqlite3.Connection, a: Arrival, out: Received, message_ttl: fl
     conn, rq, qm, relay_msg_id = a.conn, a.rq, a.qm, a.relay_msg_id
     if rq.peer_box_public is None or conn.ratchet is None:
         raise AgentError("message before the confirmation")
-    rmsg = QueueBox(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)
+    rmsg = queue_box(rq.box_private, rq.peer_box_public).decrypt(qm.box_ciphertext)
     try:
         state, decrypted = ratchet_decrypt(RatchetState.from_bytes(conn.ratchet), rmsg)
     except DuplicateMessage:

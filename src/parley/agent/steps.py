@@ -32,12 +32,12 @@ from parley.agent.model import (
 from parley.agent.relays import RelayPool
 from parley.agent.store import CommandRow, RcvQueueRow, SndQueueRow
 from parley.crypto import (
-    QueueBox,
     RatchetState,
     X3DHKeyPair,
     X3DHPublic,
     init_joiner,
     joiner_agree,
+    queue_box,
     ratchet_encrypt,
 )
 from parley.crypto.x25519 import public_key as public_from_private
@@ -149,7 +149,7 @@ async def _request(env: StepEnv, cmd: CommandRow) -> None:
         assert conn.x3dh_private is not None
         link = _invitation_link(rq, conn.x3dh_private)
         body = ap.encode_invitation_request(ap.InvitationRequest(link, a.info))
-        box = QueueBox(a.snd_box_private, address.queue.box_public)
+        box = queue_box(a.snd_box_private, address.queue.box_public)
         ct = box.encrypt(body, ap.BOX_PAD)
         a.envelope = ap.encode_request(public_from_private(a.snd_box_private), ct)
         await env.book.save_progress(
@@ -314,7 +314,7 @@ async def _seal_confirmation(
     plain = ap.encode_agent_message(message)
     state, rmsg = ratchet_encrypt(state, plain, ap.RATCHET_PAD)
     body = ap.ConfirmationBody(AuthKey.from_bytes(a.sender_key).public, x3dh_public, rmsg)
-    box = QueueBox(a.snd_box_private, peer.box_public)
+    box = queue_box(a.snd_box_private, peer.box_public)
     ct = box.encrypt(ap.encode_confirmation_body(body), ap.BOX_PAD)
     a.envelope = ap.encode_confirmation(public_from_private(a.snd_box_private), ct)
     sq = SndQueueRow(

@@ -3,7 +3,7 @@
 No I/O and no knowledge of queues or chats. See docs/crypto.md for the exact formats.
 """
 
-from parley.crypto.box import BoxKeyPair, QueueBox, box_size, generate_box_keypair
+from parley.crypto.box import BoxKeyPair, QueueBox, box_size, generate_box_keypair, queue_box
 from parley.crypto.errors import (
     CryptoError,
     DecryptError,
@@ -54,6 +54,7 @@ __all__ = [
     "joiner_agree",
     "message_size",
     "pad",
+    "queue_box",
     "ratchet_decrypt",
     "ratchet_encrypt",
     "unpad",

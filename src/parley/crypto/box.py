@@ -4,6 +4,7 @@ Layout of a box: nonce (24 random bytes) || Poly1305 tag (16) || XSalsa20 cipher
 plaintext padded to `pad_to`. Every box made with the same `pad_to` has `pad_to + 40` bytes.
 """
 
+from functools import lru_cache
 from typing import NamedTuple
 
 import nacl.exceptions
@@ -72,3 +73,10 @@ class QueueBox:
             return unpad(padded)
         except CryptoError as e:
             raise DecryptError("box holds badly padded data") from e
+
+
+@lru_cache(maxsize=4096)
+def queue_box(own_private: bytes, peer_public: bytes) -> QueueBox:
+    """The `QueueBox` of a key pair, kept for the next message of the same queue: the
+    shared key costs two X25519 operations, far more than boxing a message."""
+    return QueueBox(own_private, peer_public)

@@ -10,6 +10,7 @@ authenticator made for one session does not verify in another. See docs/protocol
 from __future__ import annotations
 
 import hmac
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -53,7 +54,14 @@ class AuthKey:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> AuthKey:
-        return cls(X25519PrivateKey.from_private_bytes(raw))
+        return _auth_key(raw)
 
     def to_bytes(self) -> bytes:
         return self.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+@lru_cache(maxsize=4096)
+def _auth_key(raw: bytes) -> AuthKey:
+    """Keys are loaded from stored rows for every command: keep the recent ones (loading
+    computes the public half, an X25519 operation)."""
+    return AuthKey(X25519PrivateKey.from_private_bytes(raw))

@@ -1,10 +1,16 @@
-"""SQLite on one dedicated thread, one transaction per call, migrations by user_version.
+"""SQLite on one dedicated thread, each call atomic, migrations by user_version.
 
 Every layer that persists something (relay, agent, chat) uses this executor. A call is a
-plain function of a `sqlite3.Connection`; it runs on the database thread inside
-`BEGIN IMMEDIATE ... COMMIT` and its result (or exception, after a rollback) comes back to
-the awaiting coroutine. Because one thread owns the connection, calls are serialised and
-never interleave inside a transaction.
+plain function of a `sqlite3.Connection`; it runs on the database thread and its result (or
+exception, after its changes were rolled back) comes back to the awaiting coroutine once its
+changes are durable. Because one thread owns the connection, calls are serialised and never
+interleave.
+
+Group commit: the calls that are queued when the thread takes work (up to `GROUP_MAX`) run
+one after another inside one `BEGIN IMMEDIATE ... COMMIT`, each in its own savepoint, so a
+call that raises undoes only its own changes. One synced commit then covers them all, and no
+result is handed back before it: a caller never sees a result whose changes could still be
+lost. A lone call is simply its own transaction.
 
 Private at rest: files are created 0600 (and existing ones set so), deleted content is
 overwritten (`secure_delete`), and the write-ahead log is checkpointed and truncated every
@@ -31,6 +37,8 @@ _Call = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
 
 # the write-ahead log is checkpointed and truncated at most this often (and at close)
 CHECKPOINT_INTERVAL = 5.0
+# at most this many queued calls share one commit
+GROUP_MAX = 64
 
 
 class DatabaseClosed(RuntimeError):
@@ -129,7 +137,6 @@ class Database:
         return await asyncio.to_thread(cls.open_sync, path, migrations, key)
 
     def _serve(self) -> None:
-        conn = self._conn
         while True:
             try:
                 item = self._calls.get(timeout=CHECKPOINT_INTERVAL if self._dirty else None)
@@ -138,30 +145,74 @@ class Database:
                 continue
             if item is None:
                 break
-            fn, fut = item
-            if not fut.set_running_or_notify_cancel():
-                continue
-            if fn is _CHECKPOINT:  # outside any transaction
-                self._checkpoint()
-                fut.set_result(None)
-                continue
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except BaseException as e:
-                fut.set_exception(e)
-            else:
-                self._dirty = True
-                fut.set_result(result)
+            group, checkpoint, closing = self._take_group(item)
+            if group:
+                self._run_group(group)
+            if closing:
+                break
+            if checkpoint is not None and checkpoint[1].set_running_or_notify_cancel():
+                self._checkpoint()  # outside any transaction
+                checkpoint[1].set_result(None)
             if self._dirty and time.monotonic() - self._last_checkpoint > CHECKPOINT_INTERVAL:
                 self._checkpoint()
         self._checkpoint()
-        conn.close()
+        self._conn.close()
+
+    def _take_group(self, first: _Call) -> tuple[list[_Call], _Call | None, bool]:
+        """`first` and the calls queued behind it, up to a checkpoint call (returned apart,
+        done after the group) or the close marker (then True)."""
+        group: list[_Call] = []
+        item: _Call | None = first
+        while True:
+            if item is None:
+                return group, None, True
+            if item[0] is _CHECKPOINT:
+                return group, item, False
+            if item[1].set_running_or_notify_cancel():
+                group.append(item)
+            if len(group) >= GROUP_MAX:
+                return group, None, False
+            try:
+                item = self._calls.get_nowait()
+            except queue.Empty:
+                return group, None, False
+
+    def _run_group(self, group: list[_Call]) -> None:
+        """Run the calls of `group` in one transaction, each in a savepoint; hand back
+        their results and exceptions only once the transaction has committed."""
+        conn = self._conn
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as e:
+            for _, fut in group:
+                fut.set_exception(e)
+            return
+        try:
+            for fn, fut in group:
+                conn.execute("SAVEPOINT call")
+                try:
+                    result = fn(conn)
+                except BaseException as e:
+                    conn.execute("ROLLBACK TO call")
+                    conn.execute("RELEASE call")
+                    outcomes.append((fut, None, e))
+                else:
+                    conn.execute("RELEASE call")
+                    outcomes.append((fut, result, None))
+            conn.execute("COMMIT")
+        except BaseException as e:  # the commit (or a savepoint) failed: nothing was kept
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for _, fut in group:
+                fut.set_exception(e)
+            return
+        self._dirty = True
+        for fut, result, error in outcomes:
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file and truncate it (database thread only)."""
