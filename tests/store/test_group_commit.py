@@ -138,3 +138,26 @@ async def test_checkpoint_and_close_after_queued_calls(tmp_path: Path) -> None:
     await db.close()
     assert all(f.result(1) is not None for f in futs)
     assert len(_rows(tmp_path / "c.db")) == 40
+
+
+async def test_scheduled_calls_resolve_in_order_and_a_cancelled_one_is_skipped(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "s.db", SCHEMA)
+    try:
+        release, held = _hold(db)
+        first = db.schedule(_insert("a", 1))
+        dropped = db.schedule(_insert("b", 2))
+        failing = db.schedule(lambda c: c.execute("INSERT INTO t VALUES ('a', 9)"))
+        last = db.schedule(_insert("c", 3))
+        dropped.cancel()
+        release.set()
+        held.result(10)
+        assert await first == 1
+        assert failing.done() and last.done()  # the group's outcomes came in one wake-up
+        with pytest.raises(sqlite3.IntegrityError):
+            await failing
+        assert await last == 3
+        assert _rows(tmp_path / "s.db") == {"a": 1, "c": 3}
+    finally:
+        await db.close()

@@ -52,7 +52,7 @@ class CommandBook:
     ) -> T:
         """Run `tx`; once it has committed, `then(result)` runs even if the caller was
         cancelled meanwhile (otherwise a committed command would wait for a restart)."""
-        fut = asyncio.wrap_future(self.db.submit(tx))
+        fut = self.db.schedule(tx)
 
         def done(f: asyncio.Future[T]) -> None:
             if not f.cancelled() and f.exception() is None:

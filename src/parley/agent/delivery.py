@@ -18,7 +18,7 @@ from parley.agent import store
 from parley.agent.book import CommandBook
 from parley.agent.model import DELETED, READY, AgentConfig, AgentError
 from parley.agent.relays import RelayPool
-from parley.agent.store import ConnRow, DeliveryRow, now
+from parley.agent.store import ConnRow, DeliveryRow, SndQueueRow, now
 from parley.crypto import RatchetState, queue_box, ratchet_encrypt
 from parley.protocol import agent as ap
 from parley.protocol.relay import ErrorCode
@@ -99,9 +99,11 @@ class Delivery:
 
     async def _deliver(self, conn_id: str) -> None:
         wake = self._wake.setdefault(conn_id, asyncio.Event())
+        after: DeliveryRow | None = None  # delivered, to be marked with the next read
         while not self.closed:
             wake.clear()
-            row, snd, conn = await self._book.db.run(lambda c: store.next_delivery(c, conn_id))
+            row, snd, conn = await self._next(conn_id, after)
+            after = None
             if row is None or snd is None or conn is None or conn.status == DELETED:
                 self.tasks.pop(conn_id, None)
                 return
@@ -130,7 +132,30 @@ class Delivery:
                 else:
                     await self._failed(row, str(e))
                 continue
-            await self._delivered(row)
+            after = row
+        if after is not None:  # closing: marked now, or sent again after the restart
+            with contextlib.suppress(Exception):
+                await self._next(conn_id, after)
+
+    async def _next(
+        self, conn_id: str, delivered: DeliveryRow | None
+    ) -> tuple[DeliveryRow | None, SndQueueRow | None, ConnRow | None]:
+        """The connection's next delivery; first, in the same transaction, the one that
+        has just been delivered is marked so (SENT, or CON after a HELLO, once committed)."""
+        if delivered is None:
+            return await self._book.db.run(lambda c: store.next_delivery(c, conn_id))
+
+        def tx(
+            c: sqlite3.Connection,
+        ) -> tuple[bool, tuple[DeliveryRow | None, SndQueueRow | None, ConnRow | None]]:
+            return _mark_delivered(c, delivered), store.next_delivery(c, conn_id)
+
+        connected, following = await self._book.db.run(tx)
+        if not delivered.internal:
+            self._book.emit("", conn_id, ev.Sent(delivered.msg_id))
+        if connected:
+            self._book.emit("", conn_id, ev.Con())
+        return following
 
     async def _retry(self, row: DeliveryRow, error: str, backoff: Backoff) -> None:
         attempts = row.attempts + 1
@@ -143,21 +168,17 @@ class Delivery:
         await self._book.db.run(lambda c: store.mark_delivery_failed(c, row, reason))
         self._book.emit("", row.conn_id, ev.MErr(row.msg_id, reason))
 
-    async def _delivered(self, row: DeliveryRow) -> None:
-        def tx(c: sqlite3.Connection) -> bool:
-            store.mark_delivered(c, row)
-            if not row.internal:
-                return False
-            # a HELLO got through: our send queue is active
-            store.set_snd_queue_status(c, row.conn_id, "active")
-            conn, rq = store.get_conn(c, row.conn_id), store.get_rcv_queue(c, row.conn_id)
-            if conn and rq and rq.status == "active" and conn.status not in (READY, DELETED):
-                store.set_conn_status(c, row.conn_id, READY)
-                return True
-            return False
 
-        connected = await self._book.db.run(tx)
-        if not row.internal:
-            self._book.emit("", row.conn_id, ev.Sent(row.msg_id))
-        if connected:
-            self._book.emit("", row.conn_id, ev.Con())
+
+def _mark_delivered(c: sqlite3.Connection, row: DeliveryRow) -> bool:
+    """The relay has `row`; True if that made the connection ready (a HELLO got through
+    and our receive queue is active too)."""
+    store.mark_delivered(c, row)
+    if not row.internal:
+        return False
+    store.set_snd_queue_status(c, row.conn_id, "active")
+    conn, rq = store.get_conn(c, row.conn_id), store.get_rcv_queue(c, row.conn_id)
+    if conn and rq and rq.status == "active" and conn.status not in (READY, DELETED):
+        store.set_conn_status(c, row.conn_id, READY)
+        return True
+    return False

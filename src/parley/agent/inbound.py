@@ -13,7 +13,6 @@ import logging
 import random
 import time
 from collections import defaultdict
-from concurrent.futures import Future
 from typing import NamedTuple
 
 from parley.agent import events as ev
@@ -40,7 +39,7 @@ class _Started(NamedTuple):
     rid: bytes
     conn_id: str
     relay_msg_id: bytes
-    outcome: Future[receive.Received]
+    outcome: asyncio.Future[receive.Received]
 
 
 class Inbound:
@@ -165,12 +164,12 @@ class Inbound:
         self.net.received(key, time.monotonic())
         ttl = self._config.message_ttl
         cid = conn_id
-        outcome = self._book.db.submit(lambda c: receive.receive(c, cid, msg, ttl))
+        outcome = self._book.db.schedule(lambda c: receive.receive(c, cid, msg, ttl))
         return _Started(relay, rid, conn_id, msg.msg_id, outcome)
 
     async def _finish_message(self, started: _Started) -> bool:
         """Once the message's transaction has committed: its events, commands and ACK."""
-        outcome = await asyncio.wrap_future(started.outcome)
+        outcome = await started.outcome
         relay, conn_id = started.relay, started.conn_id
         for e in outcome.events:
             self._book.emit("", conn_id, e)

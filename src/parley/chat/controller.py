@@ -120,6 +120,7 @@ class ChatController:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._subscriber.settle()
         await self.agent.close()
         await self._db.close()
 

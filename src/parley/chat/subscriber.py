@@ -8,9 +8,12 @@ a time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from parley.agent import Agent, AgentError
 from parley.agent import events as aev
@@ -19,7 +22,9 @@ from parley.chat import events as cev
 from parley.chat.effects import Effects
 from parley.chat.engine import Engine
 from parley.chat.model import ACK_PREFIX, DEL_PREFIX, ITEM_ERROR, ITEM_SENT, ChatConfig
-from parley.store import Database
+from parley.store import Database, DatabaseClosed
+
+log = logging.getLogger(__name__)
 
 
 class Subscriber:
@@ -36,12 +41,13 @@ class Subscriber:
         self._engine = engine
         self._config = config
         self._publish = publish
+        self._acks: set[asyncio.Task[None]] = set()
 
     async def handle(self, e: aev.AgentEvent) -> None:
         if e.corr_id:
             if not e.corr_id.startswith((ACK_PREFIX, DEL_PREFIX)):  # those have no continuation
                 await self._engine.run_continuation(e.corr_id, e.conn_id, e.event)
-            await self._agent.ack_command_event(e.corr_id)
+            self._in_background(self._agent.ack_command_event(e.corr_id))
             return
         conn = e.conn_id
         match e.event:
@@ -61,7 +67,7 @@ class Subscriber:
                 try:
                     await self.apply(lambda c: inbox.on_rcvd(c, conn, snd_msg_id, status))
                 finally:
-                    await self._ack(conn, msg_id)
+                    self._ack(conn, msg_id)
             case aev.Sent(msg_id):
                 await self.apply(lambda c: inbox.on_sent(c, conn, msg_id, ITEM_SENT, ""))
             case aev.MErr(msg_id, reason):
@@ -99,7 +105,7 @@ class Subscriber:
             receipt = fx.receipt
             await self._engine.perform(fx)
         finally:  # a message that cannot be handled must not block the ones after it
-            await self._ack(agent_conn, msg.msg_id, receipt)
+            self._ack(agent_conn, msg.msg_id, receipt)
 
     async def on_rsync(self, agent_conn: str, state: str, reason: str) -> None:
         await self.apply(lambda c: items.on_rsync(c, agent_conn, state, reason))
@@ -110,8 +116,28 @@ class Subscriber:
             with contextlib.suppress(AgentError):
                 await self._agent.synchronize_ratchet(agent_conn)
 
-    async def _ack(self, agent_conn: str, msg_id: int, receipt: bool = False) -> None:
-        with contextlib.suppress(AgentError):
-            await self._agent.ack_message_async(
+    def _ack(self, agent_conn: str, msg_id: int, receipt: bool = False) -> None:
+        self._in_background(
+            self._agent.ack_message_async(
                 f"{ACK_PREFIX}{agent_conn}:{msg_id}", agent_conn, msg_id, receipt
             )
+        )
+
+    def _in_background(self, ack: Coroutine[Any, Any, None]) -> None:
+        """Acknowledge to the agent without waiting for its commit: the next event need not
+        wait. An acknowledgement lost in a crash only makes the agent report the event again
+        at the next start, which the chat handles like any repeat."""
+        task = asyncio.create_task(ack)
+        self._acks.add(task)
+        task.add_done_callback(self._ack_done)
+
+    def _ack_done(self, task: asyncio.Task[None]) -> None:
+        self._acks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        # AgentError: e.g. the connection was deleted since
+        if error is not None and not isinstance(error, AgentError | DatabaseClosed):
+            log.error("acknowledging to the agent failed: %r", error)
+
+    async def settle(self) -> None:
+        """Wait for the acknowledgements under way (before the agent closes)."""
+        await asyncio.gather(*self._acks, return_exceptions=True)

@@ -21,6 +21,7 @@ a key the file is encrypted with SQLCipher (the `encrypted` extra, `sqlcipher3-b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
@@ -33,7 +34,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Call = tuple[Callable[[sqlite3.Connection], Any], "Future[Any]"]
+# a call and where its outcome goes: a concurrent future (`submit`), or an asyncio future
+# (`schedule`, `run`) whose loop gets the outcomes of a whole group in one wake-up
+_Call = tuple[Callable[[sqlite3.Connection], Any], "Future[Any] | asyncio.Future[Any]"]
+_Outcome = tuple["Future[Any] | asyncio.Future[Any]", Any, BaseException | None]
 
 # the write-ahead log is checkpointed and truncated at most this often (and at close)
 CHECKPOINT_INTERVAL = 5.0
@@ -150,9 +154,9 @@ class Database:
                 self._run_group(group)
             if closing:
                 break
-            if checkpoint is not None and checkpoint[1].set_running_or_notify_cancel():
+            if checkpoint is not None and _start(checkpoint[1]):
                 self._checkpoint()  # outside any transaction
-                checkpoint[1].set_result(None)
+                _hand_back([(checkpoint[1], None, None)])
             if self._dirty and time.monotonic() - self._last_checkpoint > CHECKPOINT_INTERVAL:
                 self._checkpoint()
         self._checkpoint()
@@ -168,7 +172,7 @@ class Database:
                 return group, None, True
             if item[0] is _CHECKPOINT:
                 return group, item, False
-            if item[1].set_running_or_notify_cancel():
+            if _start(item[1]):
                 group.append(item)
             if len(group) >= GROUP_MAX:
                 return group, None, False
@@ -178,41 +182,37 @@ class Database:
                 return group, None, False
 
     def _run_group(self, group: list[_Call]) -> None:
-        """Run the calls of `group` in one transaction, each in a savepoint; hand back
-        their results and exceptions only once the transaction has committed."""
+        """Run the calls of `group` in one transaction, each in a savepoint (a lone call
+        needs none); hand back their outcomes only once the transaction has committed."""
         conn = self._conn
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        outcomes: list[_Outcome] = []
+        alone = len(group) == 1
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except BaseException as e:
-            for _, fut in group:
-                fut.set_exception(e)
-            return
-        try:
             for fn, fut in group:
-                conn.execute("SAVEPOINT call")
+                if not alone:
+                    conn.execute("SAVEPOINT call")
                 try:
                     result = fn(conn)
                 except BaseException as e:
-                    conn.execute("ROLLBACK TO call")
-                    conn.execute("RELEASE call")
+                    if alone:
+                        conn.execute("ROLLBACK")
+                    else:
+                        conn.execute("ROLLBACK TO call")
+                        conn.execute("RELEASE call")
                     outcomes.append((fut, None, e))
                 else:
-                    conn.execute("RELEASE call")
+                    if not alone:
+                        conn.execute("RELEASE call")
                     outcomes.append((fut, result, None))
-            conn.execute("COMMIT")
-        except BaseException as e:  # the commit (or a savepoint) failed: nothing was kept
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+                self._dirty = True
+        except BaseException as e:  # BEGIN, COMMIT or a savepoint failed: nothing was kept
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for _, fut in group:
-                fut.set_exception(e)
-            return
-        self._dirty = True
-        for fut, result, error in outcomes:
-            if error is None:
-                fut.set_result(result)
-            else:
-                fut.set_exception(error)
+            outcomes = [(fut, None, e) for _, fut in group]
+        _hand_back(outcomes)
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file and truncate it (database thread only)."""
@@ -235,9 +235,18 @@ class Database:
         self._calls.put((fn, fut))
         return fut
 
+    def schedule(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue `fn` for the database thread; returns a future of the running loop, done
+        once `fn`'s changes have committed. Cancelling it before the call started skips it."""
+        if self._closed:
+            raise DatabaseClosed(str(self.path))
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((fn, fut))
+        return fut
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` in one transaction on the database thread."""
-        return await asyncio.wrap_future(self.submit(fn))
+        """Run `fn(conn)` atomically on the database thread; its result once committed."""
+        return await self.schedule(fn)
 
     def run_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Blocking form of `run`, for code that is not in the event loop."""
@@ -287,6 +296,42 @@ def encrypt_file(path: str | Path, key: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, p)
+
+
+def _start(fut: Future[Any] | asyncio.Future[Any]) -> bool:
+    """Mark a call as running; False if its caller cancelled it meanwhile."""
+    if isinstance(fut, Future):
+        return fut.set_running_or_notify_cancel()
+    return not fut.cancelled()  # read from the database thread: at worst a wasted call
+
+
+def _hand_back(outcomes: list[_Outcome]) -> None:
+    """Deliver outcomes in order: concurrent futures at once, asyncio futures with one
+    wake-up of each loop for all of its own."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in outcomes:
+        fut, result, error = outcome
+        if isinstance(fut, Future):
+            if error is None:
+                fut.set_result(result)
+            else:
+                fut.set_exception(error)
+        else:
+            by_loop.setdefault(fut.get_loop(), []).append(outcome)
+    for loop, mine in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle, mine)
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    """In the loop: complete the asyncio futures of a group (unless cancelled)."""
+    for fut, result, error in outcomes:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(result)
+        else:
+            fut.set_exception(error)
 
 
 def _CHECKPOINT(conn: sqlite3.Connection) -> None:
