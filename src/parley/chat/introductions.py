@@ -16,13 +16,21 @@ from parley.agent import events as aev
 from parley.chat import connections, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Completion, Effects, create_call, join_call
-from parley.chat.groups import GroupMessage, announced_member, member_info
+from parley.chat.groups import (
+    ADMIN_RANK,
+    GroupMessage,
+    announced_member,
+    introducer_refusal,
+    member_info,
+    rank,
+    refused,
+)
 from parley.chat.model import (
     ACTIVE_MEMBER,
     C_FAILED,
     C_READY,
-    CAT_INVITEE,
     CAT_PRE,
+    CAT_USER,
     FN_INTRO_LINK_CREATED,
     FN_JOINED,
     I_CONNECTED,
@@ -60,19 +68,20 @@ def invitee_connected(
             cev.JoinedGroupMember(views.group(c, group.group_id), views.member(c, b.member_row))
         ]
     )
-    others = [
-        m
-        for m in store.members(c, group.group_id)
-        if m.member_row != b.member_row
-        and m.category == CAT_INVITEE
-        and m.status in (M_CONNECTED, M_COMPLETE)
-    ]
     b_conn = store.member_connection(c, b.member_row, K_MEMBER_GROUP)
     assert b_conn is not None and b_conn.agent_conn_id is not None
-    for other in others:
-        other_conn = store.member_connection(c, other.member_row, K_MEMBER_GROUP)
-        if other_conn is None or other_conn.agent_conn_id is None:
+    # everyone we are connected to, whoever hosted them: the creator, our own host, the
+    # members introduced to us and those who joined after us
+    others: list[store.MemberRow] = []
+    for m in store.members(c, group.group_id):
+        if m.member_row == b.member_row or m.category == CAT_USER:
             continue
+        if m.status not in (M_CONNECTED, M_COMPLETE):
+            continue
+        other_conn = store.member_connection(c, m.member_row, K_MEMBER_GROUP)
+        if other_conn is None or other_conn.agent_conn_id is None or other_conn.status != C_READY:
+            continue
+        others.append(m)
         fx.send(c, other_conn.agent_conn_id, cp.make(cp.XGrpMemNew(member_info(b))))
     for other in others:
         introduce(c, config, fx, group.group_id, b, other, b_conn.agent_conn_id)
@@ -111,8 +120,14 @@ def introduced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     assert isinstance(g.msg.params, cp.XGrpMemIntro)
     info = g.msg.params.member_info
     group_id = g.group_id
+    if rank(g.sender.role) < ADMIN_RANK:
+        why = f"x.grp.mem.intro refused: a {g.sender.role} cannot add members"
+        return refused(c, group_id, g.sender, why)
     m = store.member_by_id(c, group_id, info.member_id)
     fx = Effects()
+    if m is not None and (m.category != CAT_PRE or info.member_id == g.me.member_id):
+        why = f"x.grp.mem.intro refused: {m.display_name} is not a member to connect to"
+        return refused(c, group_id, g.sender, why)
     if m is not None:
         if m.status in ACTIVE_MEMBER:
             _tell_host_connected(c, group_id, m, fx)  # the host missed our x.grp.mem.con
@@ -141,6 +156,7 @@ def introduced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
             M_INTRODUCED,
             info.profile.display_name,
             info.profile.full_name,
+            introduced_by=g.sender.member_row,
         )
     me = store.user_member(c, group_id)
     intro_id = store.insert_intro(
@@ -248,13 +264,17 @@ def links_received(c: sqlite3.Connection, g: GroupMessage) -> Effects:
 
 def forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """Step 6 (existing member), seed #2147 (joinConnection on XGrpMemFwd): join the
-    newcomer's two links with x.grp.mem.info (OK: `joined`)."""
+    newcomer's two links with x.grp.mem.info (OK: `joined`). The sender is the newcomer's
+    host: an admin or owner, and the one that announced it (checked here)."""
     assert isinstance(g.msg.params, cp.XGrpMemFwd)
     info, links = g.msg.params.member_info, g.msg.params.member_intro
+    why = introducer_refusal(c, g, info)
+    if why is not None:
+        return refused(c, g.group_id, g.sender, f"x.grp.mem.fwd refused: {why}")
     fx = Effects()
     m = store.member_by_id(c, g.group_id, info.member_id)
     if m is None:  # the forward came before x.grp.mem.new
-        row = announced_member(c, g.group_id, info)
+        row = announced_member(c, g.group_id, info, g.sender.member_row)
     elif m.status in ACTIVE_MEMBER:
         return fx
     else:
