@@ -90,16 +90,21 @@ def rank(role: str) -> int:
 ADMIN_RANK = cp.MEMBER_ROLES.index("admin")
 
 
+def a_role(role: str) -> str:
+    """`an admin`, `a member`: a role with its article, for reasons people read."""
+    return f"{'an' if role[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {role}"
+
+
 def may_manage(actor_role: str, target_role: str, new_role: str | None = None) -> str | None:
     """Why a member with `actor_role` may not remove a member with `target_role` (or
     change its role to `new_role`), or None if it may: admins and owners manage members
     below their own role, and give roles not above their own."""
     if rank(actor_role) < ADMIN_RANK:
-        return f"a {actor_role} cannot manage members (admins and owners can)"
+        return f"{a_role(actor_role)} cannot manage members (admins and owners can)"
     if rank(target_role) >= rank(actor_role) and actor_role != "owner":
-        return f"a {actor_role} cannot manage a member whose role is {target_role}"
+        return f"{a_role(actor_role)} cannot manage a member whose role is {target_role}"
     if new_role is not None and rank(new_role) > rank(actor_role):
-        return f"a {actor_role} cannot give the role {new_role}"
+        return f"{a_role(actor_role)} cannot give the role {new_role}"
     return None
 
 
@@ -108,9 +113,9 @@ def may_add(actor_role: str, new_role: str) -> str | None:
     it, accept it through a group link, announce and introduce it), or None if it may:
     admins and owners add members whose role is not above their own."""
     if rank(actor_role) < ADMIN_RANK:
-        return f"a {actor_role} cannot add members (admins and owners can)"
+        return f"{a_role(actor_role)} cannot add members (admins and owners can)"
     if rank(new_role) > rank(actor_role):
-        return f"a {actor_role} cannot add a member as {new_role}"
+        return f"{a_role(actor_role)} cannot add a member as {new_role}"
     return None
 
 
@@ -126,9 +131,7 @@ def hosting(c: sqlite3.Connection, group: store.GroupRow, role: str) -> store.Me
     return me
 
 
-def introducer_refusal(
-    c: sqlite3.Connection, g: GroupMessage, info: cp.MemberInfo
-) -> str | None:
+def introducer_refusal(c: sqlite3.Connection, g: GroupMessage, info: cp.MemberInfo) -> str | None:
     """Why the sender of `g` may not introduce the member `info` (x.grp.mem.new or
     x.grp.mem.fwd: it is that member's host), or None: the sender is an admin or owner,
     the member's role is not above the sender's, the member is not us, and nobody else

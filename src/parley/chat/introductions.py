@@ -19,6 +19,7 @@ from parley.chat.effects import Completion, Effects, create_call, join_call
 from parley.chat.groups import (
     ADMIN_RANK,
     GroupMessage,
+    a_role,
     announced_member,
     introducer_refusal,
     member_info,
@@ -121,7 +122,7 @@ def introduced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     info = g.msg.params.member_info
     group_id = g.group_id
     if rank(g.sender.role) < ADMIN_RANK:
-        why = f"x.grp.mem.intro refused: a {g.sender.role} cannot add members"
+        why = f"x.grp.mem.intro refused: {a_role(g.sender.role)} cannot add members"
         return refused(c, group_id, g.sender, why)
     m = store.member_by_id(c, group_id, info.member_id)
     fx = Effects()

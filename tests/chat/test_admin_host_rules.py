@@ -1,0 +1,239 @@
+"""Admin hosts without relays (a real chat store, a recording agent): what a member accepts
+from whom when any admin may introduce newcomers, and an admin's side of step 3."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from parley.chat import events as cev
+from parley.chat import groups, store
+from parley.chat.model import (
+    C_READY,
+    CAT_INVITEE,
+    CAT_POST,
+    CAT_PRE,
+    CT_READY,
+    K_CONTACT,
+    K_MEMBER_GROUP,
+    M_ACCEPTED,
+    M_CONNECTED,
+    SIDE_HOST,
+    ChatError,
+)
+from parley.protocol import chat as cp
+from tests.chat.bench import Bench, Group, member_group, ready_connection
+
+EVE = cp.MemberInfo(cp.new_member_id(), "member", cp.Profile("eve"))
+LINKS = cp.IntroInvitation("parley:/invite#group", "parley:/invite#direct")
+
+
+@pytest.fixture
+async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
+    b = await Bench.open(tmp_path / "cath_chat.db")
+    yield b
+    await b.close()
+
+
+async def cath_in_team(bench: Bench, me_role: str = "member") -> tuple[Group, dict[str, int]]:
+    """cath joined #team through alice (owner); bob (admin) and dan (member) were
+    introduced to her and are connected."""
+
+    def setup(c: sqlite3.Connection) -> tuple[Group, dict[str, int]]:
+        group = member_group(c, "cath", host="alice")
+        assert group.host is not None
+        store.set_member(c, group.me, role=me_role)
+        rows = {"alice": group.host}
+        for name, role in (("bob", "admin"), ("dan", "member")):
+            rows[name] = store.insert_member(
+                c,
+                group.group_id,
+                cp.new_member_id(),
+                role,
+                CAT_PRE,
+                M_CONNECTED,
+                name,
+                introduced_by=group.host,
+            )
+            ready_connection(c, K_MEMBER_GROUP, rows[name], f"{name}-conn")
+        return group, rows
+
+    return await bench.read(setup)
+
+
+async def refusals(bench: Bench) -> list[str]:
+    return [e.reason for e in bench.drain() if isinstance(e, cev.GroupMessageRefused)]
+
+
+async def test_a_newcomer_is_announced_by_an_admin_only(bench: Bench) -> None:
+    group, rows = await cath_in_team(bench)
+    await bench.receive("dan-conn", cp.XGrpMemNew(EVE))  # a plain member
+    assert await refusals(bench) == [
+        "x.grp.mem.new refused: a member cannot add members (admins and owners can)"
+    ]
+    owner_eve = cp.MemberInfo(EVE.member_id, "owner", EVE.profile)
+    await bench.receive("bob-conn", cp.XGrpMemNew(owner_eve))  # above the admin's role
+    assert await refusals(bench) == ["x.grp.mem.new refused: an admin cannot add a member as owner"]
+    assert await bench.read(lambda c: store.member_by_id(c, group.group_id, EVE.member_id)) is None
+
+    await bench.receive("bob-conn", cp.XGrpMemNew(EVE))
+    (announced,) = bench.drain()
+    assert isinstance(announced, cev.MemberAnnounced) and announced.member.name == "eve"
+    eve = await bench.read(lambda c: store.member_by_id(c, group.group_id, EVE.member_id))
+    assert eve is not None and eve.category == CAT_POST and eve.introduced_by == rows["bob"]
+
+
+async def test_only_the_newcomers_host_forwards_its_links(bench: Bench) -> None:
+    group, _ = await cath_in_team(bench)
+    await bench.receive("bob-conn", cp.XGrpMemNew(EVE))
+    bench.drain()
+    # alice (the owner, and cath's own host) did not introduce eve: a second introducer
+    await bench.receive("host-conn", cp.XGrpMemFwd(EVE, LINKS))
+    assert await refusals(bench) == [
+        "x.grp.mem.fwd refused: eve was introduced to us by another member"
+    ]
+    await bench.receive("dan-conn", cp.XGrpMemFwd(EVE, LINKS))
+    assert len(await refusals(bench)) == 1
+    assert bench.agent.of_kind("join") == []
+    await bench.receive("bob-conn", cp.XGrpMemFwd(EVE, LINKS))
+    joins = bench.agent.of_kind("join")
+    assert sorted(str(j[2][0]) for j in joins) == sorted(
+        [LINKS.group_conn_req, LINKS.direct_conn_req]
+    )
+    # a member is never introduced to itself, nor are we
+    me = await bench.read(lambda c: store.member(c, group.me))
+    assert me is not None
+    about_me = cp.MemberInfo(me.member_id, "member", cp.Profile("cath"))
+    await bench.receive("bob-conn", cp.XGrpMemFwd(about_me, LINKS))
+    assert len(await refusals(bench)) == 1
+
+
+async def test_a_forward_is_taken_from_the_pairs_host_only(bench: Bench) -> None:
+    await cath_in_team(bench)
+    await bench.receive("bob-conn", cp.XGrpMemNew(EVE))
+    bench.drain()
+    hello = cp.make(cp.XMsgNew(cp.TextContent("hi from eve")))
+    await bench.receive("host-conn", cp.XGrpMsgForward(EVE.member_id, hello))  # not eve's host
+    assert bench.drain() == []
+    await bench.receive("bob-conn", cp.XGrpMsgForward(EVE.member_id, hello))
+    (item,) = bench.drain()
+    assert isinstance(item, cev.NewChatItem) and item.item.text == "hi from eve"
+    assert item.item.author is not None and item.item.author.name == "eve"
+
+
+async def test_an_introduction_needs_an_admin_host(bench: Bench) -> None:
+    group, _ = await cath_in_team(bench)
+    assert group.host is not None
+    host_row = group.host
+    await bench.read(lambda c: store.set_member(c, host_row, role="member"))
+    await bench.receive("host-conn", cp.XGrpMemIntro(EVE))
+    assert await refusals(bench) == ["x.grp.mem.intro refused: a member cannot add members"]
+    assert bench.agent.of_kind("create") == []
+
+
+async def test_only_an_owner_deletes_the_group(bench: Bench) -> None:
+    group, _ = await cath_in_team(bench)
+    await bench.receive("bob-conn", cp.XGrpDel())
+    assert await refusals(bench) == ["x.grp.del refused: only owners delete the group"]
+    g = await bench.read(lambda c: store.group_by_id(c, group.group_id))
+    assert g is not None and g.status == "active"
+    await bench.receive("host-conn", cp.XGrpDel())
+    (deleted,) = bench.drain()
+    assert isinstance(deleted, cev.GroupDeleted)
+
+
+async def test_an_invitation_from_a_plain_member_is_refused(bench: Bench) -> None:
+    def contact(c: sqlite3.Connection) -> tuple[store.UserRow, store.ContactRow]:
+        user = store.insert_user(c, "gina", "")
+        cid = store.insert_contact(c, user.user_id, "cath", "", CT_READY)
+        conn = store.insert_connection(c, K_CONTACT, contact_id=cid, status=C_READY)
+        store.set_connection(c, conn, agent_conn_id="cath-contact")
+        found = store.contact_by_id(c, cid)
+        assert found is not None
+        return user, found
+
+    await bench.read(contact)
+
+    def invitation(host_role: str, role: str = "member") -> cp.XGrpInv:
+        return cp.XGrpInv(
+            cp.MemberIdRole(cp.new_member_id(), host_role),  # type: ignore[arg-type]
+            cp.MemberIdRole(cp.new_member_id(), role),  # type: ignore[arg-type]
+            "parley:/invite#link",
+            cp.GroupProfile("team"),
+        )
+
+    await bench.receive("cath-contact", invitation("member"))
+    (refused,) = bench.drain()
+    assert isinstance(refused, cev.GroupInvitationRefused)
+    assert refused.reason == "a member cannot add members (admins and owners can)"
+    await bench.receive("cath-contact", invitation("admin", "owner"))
+    (refused,) = bench.drain()
+    assert isinstance(refused, cev.GroupInvitationRefused)
+    admin = invitation("admin")
+    await bench.receive("cath-contact", admin)
+    (invited,) = bench.drain()
+    assert isinstance(invited, cev.ReceivedGroupInvitation)
+    # a second invitation to that group (another admin's, or the same one again)
+    again = cp.XGrpInv(
+        admin.from_member,
+        cp.MemberIdRole(cp.new_member_id(), "member"),
+        "parley:/invite#other",
+        admin.group_profile,
+    )
+    await bench.receive("cath-contact", again)
+    (refused,) = bench.drain()
+    assert isinstance(refused, cev.GroupInvitationRefused) and "already" in refused.reason
+    assert len(await bench.read(lambda c: store.live_group_ids(c, 1))) == 1
+
+
+async def test_an_admin_hosts_its_invitee(bench: Bench) -> None:
+    """An admin (not the creator) is eve's host: on eve's CON it announces eve to
+    everyone it is connected to (its own host included) and introduces them all to eve;
+    eve's messages go on to them until they are connected."""
+    group, rows = await cath_in_team(bench, me_role="admin")
+
+    def invitee(c: sqlite3.Connection) -> int:
+        row = store.insert_member(
+            c, group.group_id, EVE.member_id, "member", CAT_INVITEE, M_ACCEPTED, "eve"
+        )
+        conn = ready_connection(c, K_MEMBER_GROUP, row, "eve-conn")
+        store.set_connection(c, conn, status="accepted")
+        return row
+
+    eve_row = await bench.read(invitee)
+    await bench.con("eve-conn")
+    for conn in ("host-conn", "bob-conn", "dan-conn"):
+        (new,) = bench.agent.messages(conn)
+        assert isinstance(new.params, cp.XGrpMemNew) and new.params.member_info == EVE
+    intros = bench.agent.messages("eve-conn")
+    assert all(isinstance(m.params, cp.XGrpMemIntro) for m in intros)
+    assert sorted(m.params.member_info.profile.display_name for m in intros) == [  # type: ignore[union-attr]
+        "alice",
+        "bob",
+        "dan",
+    ]
+    hosted = await bench.read(lambda c: store.intros_on_side(c, SIDE_HOST))
+    assert {(i.re_member, i.to_member) for i in hosted} == {
+        (eve_row, rows[n]) for n in ("alice", "bob", "dan")
+    }
+
+    await bench.receive("eve-conn", cp.XMsgNew(cp.TextContent("hello")))
+    for conn in ("host-conn", "bob-conn", "dan-conn"):
+        fwd = bench.agent.messages(conn)[-1]
+        assert isinstance(fwd.params, cp.XGrpMsgForward)
+        assert fwd.params.member_id == EVE.member_id
+    # alice's message goes on to eve, not back to alice nor to the others
+    before = {c: len(bench.agent.messages(c)) for c in ("bob-conn", "dan-conn")}
+    await bench.receive("host-conn", cp.XMsgNew(cp.TextContent("from alice")))
+    fwd = bench.agent.messages("eve-conn")[-1]
+    assert isinstance(fwd.params, cp.XGrpMsgForward) and fwd.params.member_id != EVE.member_id
+    assert {c: len(bench.agent.messages(c)) for c in before} == before
+
+    # a plain member cannot host: its own side refuses the invitation and the link
+    await bench.read(lambda c: store.set_member(c, group.me, role="member"))
+    user = group.user
+    with pytest.raises(ChatError, match="a member cannot add members"):
+        await bench.read(lambda c: groups.hosting(c, groups.named(c, user, "team"), "member"))
