@@ -237,3 +237,92 @@ async def test_an_admin_hosts_its_invitee(bench: Bench) -> None:
     user = group.user
     with pytest.raises(ChatError, match="a member cannot add members"):
         await bench.read(lambda c: groups.hosting(c, groups.named(c, user, "team"), "member"))
+
+
+HIGH, LOW = "z" * 16, "A" * 16
+
+
+async def with_invitee_and_newcomer(bench: Bench, eve_id: str) -> tuple[Group, dict[str, int]]:
+    """cath (an admin) hosts eve (connected); frank, dan's newcomer, is connecting to cath
+    (its two connections accepted, CON to come)."""
+    group, rows = await cath_in_team(bench, me_role="admin")
+
+    def setup(c: sqlite3.Connection) -> None:
+        rows["eve"] = store.insert_member(
+            c, group.group_id, eve_id, "member", CAT_INVITEE, M_CONNECTED, "eve"
+        )
+        ready_connection(c, K_MEMBER_GROUP, rows["eve"], "eve-conn")
+        frank_id = LOW if eve_id == HIGH else HIGH
+        rows["frank"] = store.insert_member(
+            c,
+            group.group_id,
+            frank_id,
+            "member",
+            CAT_POST,
+            "memIntroInvited",
+            "frank",
+            introduced_by=rows["dan"],
+        )
+        for kind, agent_conn in ((K_MEMBER_GROUP, "frank-g"), ("member_direct", "frank-d")):
+            conn = ready_connection(c, kind, rows["frank"], agent_conn)
+            store.set_connection(c, conn, status="accepted")
+
+    await bench.read(setup)
+    return group, rows
+
+
+async def test_a_host_catches_up_with_a_newcomer_of_another_host(bench: Bench) -> None:
+    """eve's member id is the greater: cath (eve's host) introduces frank to eve once."""
+    _, rows = await with_invitee_and_newcomer(bench, HIGH)
+    await bench.con("frank-g")
+    await bench.con("frank-d")
+    (intro,) = bench.agent.messages("eve-conn")
+    assert isinstance(intro.params, cp.XGrpMemIntro)
+    assert intro.params.member_info.profile.display_name == "frank"
+    hosted = await bench.read(lambda c: store.intros_on_side(c, SIDE_HOST))
+    assert [(i.re_member, i.to_member) for i in hosted] == [(rows["eve"], rows["frank"])]
+    # frank's own host (dan) is never introduced to frank, nor to its own newcomer
+    assert bench.agent.messages("dan-conn") == []
+
+
+async def test_the_other_host_catches_up_when_its_newcomers_id_is_greater(bench: Bench) -> None:
+    await with_invitee_and_newcomer(bench, LOW)
+    await bench.con("frank-g")
+    await bench.con("frank-d")
+    assert bench.agent.messages("eve-conn") == []
+
+
+async def test_no_catch_up_once_the_pair_said_it_connected(bench: Bench) -> None:
+    """eve tells cath it connected to frank (dan introduced them): noted, no intro."""
+    await with_invitee_and_newcomer(bench, HIGH)
+    await bench.receive("eve-conn", cp.XGrpMemCon(LOW))
+    await bench.con("frank-g")
+    await bench.con("frank-d")
+    assert bench.agent.messages("eve-conn") == []
+
+
+async def test_an_introduction_of_a_member_another_host_introduced(bench: Bench) -> None:
+    """cath (a newcomer of alice) knows frank from dan; alice's introduction of frank (a
+    host catching up) is not acted on twice: answered with x.grp.mem.con once connected."""
+    group, rows = await cath_in_team(bench)
+
+    def frank(c: sqlite3.Connection) -> None:
+        rows["frank"] = store.insert_member(
+            c,
+            group.group_id,
+            LOW,
+            "member",
+            CAT_POST,
+            "memIntroInvited",
+            "frank",
+            introduced_by=rows["dan"],
+        )
+
+    await bench.read(frank)
+    about = cp.MemberInfo(LOW, "member", cp.Profile("frank"))
+    await bench.receive("host-conn", cp.XGrpMemIntro(about))
+    assert bench.drain() == [] and bench.agent.calls == []
+    await bench.read(lambda c: store.set_member(c, rows["frank"], status=M_CONNECTED))
+    await bench.receive("host-conn", cp.XGrpMemIntro(about))
+    (con,) = bench.agent.messages("host-conn")
+    assert con.params == cp.XGrpMemCon(LOW)

@@ -4,6 +4,8 @@ by its own client and, when that client is forged, by every receiver."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from parley.chat import events as cev
@@ -146,3 +148,31 @@ async def test_a_member_that_is_not_an_admin_cannot_add(
         )
         assert refused.member.name == "cath" and "cannot add members" in refused.reason
         assert "gina" not in [m.name for m in await chats[name].members("team")]
+
+
+async def test_two_admins_add_members_at_the_same_time(
+    relay: RelayServer, make_chat: MakeChat
+) -> None:
+    """bob and dan (both admins) each bring in a newcomer at once: neither host may know
+    the other's newcomer when its own connects; the pair is still introduced (once by a
+    host that catches up), and everyone reaches everyone."""
+    relays = [str(relay.address)]
+    chats = await group_of_four(relays, make_chat)
+    b, d = chats["bob"], chats["dan"]
+    await chats["alice"].set_member_role("team", "dan", "admin")
+    await expect(d, cev.MemberRoleUpdated)
+    eve, frank = await make_chat("eve", relays), await make_chat("frank", relays)
+    await make_contacts(b, eve)
+    await make_contacts(d, frank)
+    await b.add_member("team", "eve")
+    await d.add_member("team", "frank")
+    await expect(eve, cev.ReceivedGroupInvitation)
+    await expect(frank, cev.ReceivedGroupInvitation)
+    await asyncio.gather(eve.join_group("team"), frank.join_group("team"))
+    chats |= {"eve": eve, "frank": frank}
+    await wait_for_condition(lambda: full_mesh(chats, "team"), 90)
+    await everyone_hears_everyone_once(chats, "team")
+    for name, chat in chats.items():
+        while not chat.events.empty():
+            e = chat.events.get_nowait()
+            assert not isinstance(e, cev.GroupMessageRefused | cev.MemberFailed), (name, e)

@@ -217,4 +217,4 @@ def _member_connection_ready(
         # introductions that came before this CON: their links go to the host now
         introductions.send_waiting_links(c, group.group_id, fx)
         return fx
-    return fx.merge(introductions.member_connected(c, group, me, m))
+    return fx.merge(introductions.member_connected(c, config, group, me, m))

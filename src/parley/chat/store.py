@@ -1198,6 +1198,14 @@ def host_pair_connected(c: sqlite3.Connection, a: int, b: int) -> None:
     )
 
 
+def host_pair_introduced(c: sqlite3.Connection, a: int, b: int) -> bool:
+    """(host) whether we introduced members `a` and `b` to each other (either way)."""
+    r = c.execute(
+        f"SELECT 1 FROM introductions WHERE {_HOST_PAIR}", (SIDE_HOST, a, b, b, a)
+    ).fetchone()
+    return r is not None
+
+
 def host_pair_is_connected(c: sqlite3.Connection, a: int, b: int) -> bool:
     r = c.execute(
         f"SELECT 1 FROM introductions WHERE status = ? AND {_HOST_PAIR}",
