@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parley.chat import events as cev
-from parley.chat import groups, store
+from parley.chat import groups, recovery, store
 from parley.chat.model import (
     C_READY,
     CAT_INVITEE,
@@ -326,3 +326,47 @@ async def test_an_introduction_of_a_member_another_host_introduced(bench: Bench)
     await bench.receive("host-conn", cp.XGrpMemIntro(about))
     (con,) = bench.agent.messages("host-conn")
     assert con.params == cp.XGrpMemCon(LOW)
+
+
+async def test_a_removed_admins_link_stops_working(bench: Bench) -> None:
+    group, _ = await cath_in_team(bench, me_role="admin")
+
+    def link(c: sqlite3.Connection) -> int:
+        conn = store.insert_connection(c, "address", status=C_READY)
+        store.set_connection(c, conn, agent_conn_id="link-conn")
+        return store.insert_contact_link(c, group.user.user_id, conn, "active", group.group_id)
+
+    link_id = await bench.read(link)
+    me = await bench.read(lambda c: store.member(c, group.me))
+    assert me is not None
+    await bench.receive("host-conn", cp.XGrpMemDel(me.member_id))
+    events = bench.drain()
+    assert {type(e) for e in events} == {cev.UserRemoved, cev.GroupLinkDeleted}
+    row = await bench.read(lambda c: store.contact_link(c, link_id))
+    assert row is not None and row.status == "deleted"
+    assert any(k == "delete" and args == ("link-conn",) for k, _, args in bench.agent.calls)
+
+
+async def test_an_admin_host_reintroduces_a_stalled_pair(bench: Bench) -> None:
+    """The re-introduction timer works for any host's introductions, not the creator's."""
+    group, rows = await cath_in_team(bench, me_role="admin")
+
+    def invitee(c: sqlite3.Connection) -> None:
+        row = store.insert_member(
+            c, group.group_id, EVE.member_id, "member", CAT_INVITEE, M_ACCEPTED, "eve"
+        )
+        conn = ready_connection(c, K_MEMBER_GROUP, row, "eve-conn")
+        store.set_connection(c, conn, status="accepted")
+
+    await bench.read(invitee)
+    await bench.con("eve-conn")
+    first = len(bench.agent.messages("eve-conn"))
+    bob = await bench.read(lambda c: store.member(c, rows["bob"]))
+    assert bob is not None
+    await bench.receive("eve-conn", cp.XGrpMemCon(bob.member_id))  # one pair is done
+    later = store.now() + 3600
+    count, fx = await bench.read(lambda c: recovery.reintroduce_stale(c, bench.config, later, None))
+    await bench.engine.perform(fx)
+    assert count == 2  # alice and dan, again
+    again = bench.agent.messages("eve-conn")[first:]
+    assert sorted(m.params.member_info.profile.display_name for m in again) == ["alice", "dan"]  # type: ignore[union-attr]

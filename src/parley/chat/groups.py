@@ -383,10 +383,8 @@ def farewell(
         raise ChatError(f"only owners can delete #{group.local_name}")
     fx = Effects()
     _to_all(c, group.group_id, cp.make(cp.XGrpDel() if delete else cp.XGrpLeave()), fx)
+    _without_our_link(c, group.group_id, fx)
     if delete:
-        from parley.chat import group_links  # (it builds on this module)
-
-        group_links.delete_with_group(c, group.group_id, fx)
         store.tombstone_group(c, group.group_id)
     else:
         store.set_group_status(c, group.group_id, G_LEFT)
@@ -394,6 +392,14 @@ def farewell(
     if delete:
         fx.events.append(cev.GroupDeleted(views.group(c, group.group_id), None))
     return fx, store.group_agent_conns(c, group.group_id)
+
+
+def _without_our_link(c: sqlite3.Connection, group_id: int, fx: Effects) -> None:
+    """We are no longer in the group (left, removed, or it is deleted): our link to it,
+    if we host one, stops working."""
+    from parley.chat import group_links  # (it builds on this module)
+
+    group_links.delete_with_group(c, group_id, fx)
 
 
 def remove_member(
@@ -565,6 +571,7 @@ def member_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if member_id == g.me.member_id:
         store.set_member(c, g.me.member_row, status=M_REMOVED)
         store.set_group_status(c, g.group_id, G_REMOVED)
+        _without_our_link(c, g.group_id, fx)
         fx.events.append(cev.UserRemoved(gview, views.member(c, g.sender.member_row)))
         return fx
     if target_row.status == M_REMOVED:
@@ -629,6 +636,9 @@ def group_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """`x.grp.del` from an owner (checked here)."""
     if g.sender.role != "owner":
         return refused(c, g.group_id, g.sender, "x.grp.del refused: only owners delete the group")
+    fx = Effects()
+    _without_our_link(c, g.group_id, fx)
     store.tombstone_group(c, g.group_id)
     event = cev.GroupDeleted(views.group(c, g.group_id), views.member(c, g.sender.member_row))
-    return Effects(events=[event])
+    fx.events.append(event)
+    return fx
