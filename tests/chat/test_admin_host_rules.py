@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parley.chat import events as cev
-from parley.chat import groups, recovery, store
+from parley.chat import groups, handshake, recovery, store
 from parley.chat.model import (
     C_READY,
     CAT_INVITEE,
@@ -370,3 +370,33 @@ async def test_an_admin_host_reintroduces_a_stalled_pair(bench: Bench) -> None:
     assert count == 2  # alice and dan, again
     again = bench.agent.messages("eve-conn")[first:]
     assert sorted(m.params.member_info.profile.display_name for m in again) == ["alice", "dan"]  # type: ignore[union-attr]
+
+
+async def test_a_group_link_of_a_plain_member_is_refused_by_the_joiner(bench: Bench) -> None:
+    """gina joined a link; the answer says it is a group link hosted by a member: she
+    fails the connection with the reason instead of joining."""
+
+    def joining(c: sqlite3.Connection) -> int:
+        store.insert_user(c, "gina", "")
+        conn = store.insert_connection(c, K_CONTACT)  # (a request sent: still new)
+        store.set_connection(c, conn, agent_conn_id="link-conn", link="parley:/contact#x")
+        return conn
+
+    conn_id = await bench.read(joining)
+
+    def link_mem(host_role: str) -> bytes:
+        info = cp.XGrpLinkMem(
+            cp.GroupProfile("team"),
+            cp.MemberInfo(cp.new_member_id(), host_role, cp.Profile("cath")),  # type: ignore[arg-type]
+            cp.MemberIdRole(cp.new_member_id(), "member"),
+        )
+        return cp.encode_chat_message(cp.make(info))
+
+    await bench.apply(lambda c: handshake.on_conf(c, "link-conn", "conf-1", link_mem("member")))
+    conn = await bench.read(lambda c: store.connection(c, conn_id))
+    assert conn is not None and conn.status == "failed"
+    assert conn.last_error == (
+        "x.grp.link.mem refused: a member cannot add members (admins and owners can)"
+    )
+    assert bench.agent.of_kind("allow") == []
+    assert await bench.read(lambda c: store.live_group_ids(c, 1)) == []
