@@ -150,8 +150,8 @@ def member_group(c: sqlite3.Connection, name: str = "bob", host: str | None = "a
     group connection "host-conn"), or, with no host, its creator."""
     user = store.insert_user(c, name, "")
     gid = store.insert_group(c, user.user_id, "team", "", G_ACTIVE)
-    status = M_CONNECTED if host else M_CREATOR
-    me = store.insert_member(c, gid, cp.new_member_id(), "member", CAT_USER, status, name)
+    status, role = (M_CONNECTED, "member") if host else (M_CREATOR, "owner")
+    me = store.insert_member(c, gid, cp.new_member_id(), role, CAT_USER, status, name)
     host_row = None
     if host:
         host_row = store.insert_member(

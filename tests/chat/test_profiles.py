@@ -175,11 +175,15 @@ async def test_host_forwards_profiles(bench: Bench) -> None:
     group = await bench.read(lambda c: member_group(c, "alice", host=None))
 
     def two_members(c: sqlite3.Connection) -> None:
+        rows = []
         for name in ("bob", "cath"):
             row = store.insert_member(
                 c, group.group_id, cp.new_member_id(), "member", CAT_INVITEE, M_CONNECTED, name
             )
             ready_connection(c, K_MEMBER_GROUP, row, f"{name}-conn")
+            rows.append(row)
+        # alice introduced bob to cath, who are not connected yet
+        store.insert_intro(c, group.group_id, "host", rows[1], rows[0], "sent", cp.new_msg_id())
 
     await bench.read(two_members)
     await bench.receive("bob-conn", cp.XInfo(cp.Profile("robert")))

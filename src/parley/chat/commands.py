@@ -367,7 +367,8 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("/g name [full name]", "create a group", "groups", ("/group",)),
     CommandHelp(
         "/a group contact [role]",
-        "invite a contact to a group (role: admin, member (default) or observer)",
+        "(admin, owner) invite a contact to a group (role: admin, member (default) or "
+        "observer, not above yours)",
         "groups",
         ("/add",),
     ),
@@ -383,9 +384,12 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("/gs", "list your groups", "groups", ("/groups",)),
     CommandHelp("/l group", "leave a group", "groups", ("/leave",)),
     CommandHelp(
-        "/rm group member", "remove a member from a group you created", "groups", ("/remove",)
+        "/rm group member",
+        "(admin, owner) remove a member whose role is below yours",
+        "groups",
+        ("/remove",),
     ),
-    CommandHelp("/d #group", "delete a group you created (for everyone)", "groups"),
+    CommandHelp("/d #group", "(owners) delete a group for everyone", "groups"),
     CommandHelp(
         "/mr #group member role",
         "change a member's role (owner, admin, member or observer)",
@@ -399,7 +403,8 @@ COMMANDS: tuple[CommandHelp, ...] = (
     ),
     CommandHelp(
         "/create link #group [role]",
-        "make a link anyone can join the group through (role: member by default)",
+        "(admin, owner) make a link anyone can join the group through (role: member by "
+        "default); you host whoever joins it",
         "links",
     ),
     CommandHelp("/show link #group", "show the group's link (with a QR code)", "links"),

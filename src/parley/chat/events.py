@@ -191,6 +191,15 @@ class ReceivedGroupInvitation(msgspec.Struct, frozen=True, tag="receivedGroupInv
     role: str
 
 
+class GroupInvitationRefused(msgspec.Struct, frozen=True, tag="groupInvitationRefused"):
+    """A contact's invitation to a group that we did not take (the inviter's role does not
+    allow it, or we are in that group already): nothing was stored."""
+
+    contact: Contact
+    group_name: str
+    reason: str
+
+
 class UserJoinedGroup(msgspec.Struct, frozen=True, tag="userJoinedGroup"):
     group: Group
 
@@ -358,6 +367,7 @@ ChatEvent = (
     | MemberRoleUpdated
     | GroupMessageRefused
     | ReceivedGroupInvitation
+    | GroupInvitationRefused
     | UserJoinedGroup
     | JoinedGroupMember
     | MemberAnnounced
@@ -430,6 +440,8 @@ def describe(event: ChatEvent) -> str:
             return f"#{group.name}: {who} changed the role of {member.name} from {old} to {new}"
         case GroupMessageRefused(group, member, reason):
             return f"#{group.name}: a message from {member.name} was refused: {reason}"
+        case GroupInvitationRefused(contact, group_name, reason):
+            return f"{contact.name} invited you to #{group_name}: refused, {reason}"
         case ReceivedGroupInvitation(group, contact, role):
             return (
                 f"#{group.name}: {contact.name} invites you to join the group as {role}; "

@@ -14,21 +14,19 @@ import sqlite3
 from parley.chat import addresses, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Effects, accept_call, create_call
-from parley.chat.groups import member_info, named, rank
+from parley.chat.groups import hosting, may_add, member_info, named
 from parley.chat.model import (
     CAT_HOST,
     CAT_INVITEE,
     CAT_USER,
     FN_ADDRESS_CREATED,
     FN_REQUEST_ACCEPTED,
-    G_ACTIVE,
     G_JOINING,
     K_ADDRESS,
     K_MEMBER_GROUP,
     L_ACTIVE,
     L_DELETED,
     M_ACCEPTED,
-    M_CREATOR,
     R_GROUP,
     ChatError,
     member_role,
@@ -45,12 +43,13 @@ def _check_role(role: str) -> None:
         raise ChatError(f"a group link gives the role admin, member or observer, not {role}")
 
 
-def _hosted(c: sqlite3.Connection, user: store.UserRow, group_name: str) -> store.GroupRow:
+def _hosted(
+    c: sqlite3.Connection, user: store.UserRow, group_name: str, role: str = "observer"
+) -> store.GroupRow:
+    """The group, if we may host a link to it giving `role`: an admin or owner (the
+    member that made a link is the host of whoever joins it)."""
     group = named(c, user, group_name)
-    if group.status != G_ACTIVE:
-        raise ChatError(f"#{group.local_name} is {group.status}")
-    if store.user_member(c, group.group_id).status != M_CREATOR:
-        raise ChatError(f"only the creator of #{group.local_name} hosts its link")
+    hosting(c, group, role)
     return group
 
 
@@ -59,7 +58,7 @@ def create(
 ) -> tuple[int, Effects]:
     """`/create link #g [role]`: the agent makes the link (INV: `addresses.created`)."""
     _check_role(role)
-    group = _hosted(c, user, group_name)
+    group = _hosted(c, user, group_name, role)
     row = store.group_link(c, group.group_id, L_DELETED)
     if row is not None and row.status == L_ACTIVE:
         raise ChatError(f"#{group.local_name} has a link already (/show link #{group.local_name})")
@@ -97,7 +96,7 @@ def set_role(
     c: sqlite3.Connection, user: store.UserRow, group_name: str, role: str
 ) -> cev.GroupLinkView:
     _check_role(role)
-    row = _link(c, _hosted(c, user, group_name))
+    row = _link(c, _hosted(c, user, group_name, role))
     store.set_contact_link(c, row.link_id, role=role)
     fresh = store.contact_link(c, row.link_id)
     assert fresh is not None
@@ -106,7 +105,7 @@ def set_role(
 
 def delete(c: sqlite3.Connection, user: store.UserRow, group_name: str) -> Effects:
     group = named(c, user, group_name)
-    row = _link(c, group)
+    row = _link(c, group)  # (ours: a member that is no longer admin can still delete it)
     return addresses.delete_link(c, row, cev.GroupLinkDeleted(views.group(c, group.group_id)))
 
 
@@ -133,9 +132,14 @@ def on_request(
     assert row.group_id is not None
     group = store.group_by_id(c, row.group_id)
     me = store.user_member(c, row.group_id) if group is not None else None
-    if group is None or group.status != G_ACTIVE or me is None or me.status != M_CREATOR:
-        return Effects(rejects=[inv_id])
     role = row.role or "member"
+    if group is None or me is None:
+        return Effects(rejects=[inv_id])
+    try:
+        hosting(c, group, role)  # still an active admin or owner (a role can change)
+    except ChatError as e:
+        log.info("rejected a request on the link of #%s: %s", group.local_name, e)
+        return Effects(rejects=[inv_id])
     store.insert_contact_request(
         c,
         user.user_id,
@@ -174,11 +178,17 @@ def on_request(
 
 def accepted(
     c: sqlite3.Connection, user: store.UserRow, conn: store.ConnectionRow, info: cp.XGrpLinkMem
-) -> cp.XGrpMemInfo:
+) -> cp.XGrpMemInfo | str:
     """(joiner) CONF with x.grp.link.mem on the connection we made through a link: it was
     a group's. We are a member; the connection is our group connection with the host.
-    Returns our answer (allow) to the host."""
+    Returns our answer (allow) to the host, or the reason we refuse (the host's role does
+    not allow it to add members with that role; the caller fails the connection)."""
     host = info.from_member
+    why = may_add(host.member_role, info.invited_member.member_role)
+    if why is not None:
+        return f"x.grp.link.mem refused: {why}"
+    if store.member_in_groups_of(c, user.user_id, host.member_id):
+        return "x.grp.link.mem refused: we are already in that group, or invited to it"
     gid = store.insert_group(
         c,
         user.user_id,
@@ -206,8 +216,6 @@ def accepted(
         host.profile.display_name,
         host.profile.full_name,
     )
-    if rank(host.member_role) < rank("admin"):
-        log.warning("group link of #%s hosted by a %s", gid, host.member_role)
     store.set_connection(c, conn.connection_id, kind=K_MEMBER_GROUP, member_row=host_row)
     return cp.XGrpMemInfo(
         info.invited_member.member_id, cp.Profile(user.display_name, user.full_name)

@@ -14,6 +14,7 @@ from parley.chat import connections, contacts, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Completion, Effects, create_call, join_call
 from parley.chat.model import (
+    ACTIVE_MEMBER,
     C_READY,
     CAT_HOST,
     CAT_INVITEE,
@@ -28,9 +29,9 @@ from parley.chat.model import (
     G_JOINING,
     G_LEFT,
     G_REMOVED,
+    GONE_MEMBER,
     K_MEMBER_GROUP,
     M_ANNOUNCED,
-    M_COMPLETE,
     M_CONNECTED,
     M_CREATOR,
     M_INVITED,
@@ -89,24 +90,74 @@ def rank(role: str) -> int:
 ADMIN_RANK = cp.MEMBER_ROLES.index("admin")
 
 
+def a_role(role: str) -> str:
+    """`an admin`, `a member`: a role with its article, for reasons people read."""
+    return f"{'an' if role[:1] in ('a', 'e', 'i', 'o', 'u') else 'a'} {role}"
+
+
 def may_manage(actor_role: str, target_role: str, new_role: str | None = None) -> str | None:
     """Why a member with `actor_role` may not remove a member with `target_role` (or
     change its role to `new_role`), or None if it may: admins and owners manage members
     below their own role, and give roles not above their own."""
     if rank(actor_role) < ADMIN_RANK:
-        return f"a {actor_role} cannot manage members (admins and owners can)"
+        return f"{a_role(actor_role)} cannot manage members (admins and owners can)"
     if rank(target_role) >= rank(actor_role) and actor_role != "owner":
-        return f"a {actor_role} cannot manage a member whose role is {target_role}"
+        return f"{a_role(actor_role)} cannot manage a member whose role is {target_role}"
     if new_role is not None and rank(new_role) > rank(actor_role):
-        return f"a {actor_role} cannot give the role {new_role}"
+        return f"{a_role(actor_role)} cannot give the role {new_role}"
     return None
 
 
-def _creator(c: sqlite3.Connection, group: store.GroupRow, may: str) -> store.MemberRow:
+def may_add(actor_role: str, new_role: str) -> str | None:
+    """Why a member with `actor_role` may not bring in a member with `new_role` (invite
+    it, accept it through a group link, announce and introduce it), or None if it may:
+    admins and owners add members whose role is not above their own."""
+    if rank(actor_role) < ADMIN_RANK:
+        return f"{a_role(actor_role)} cannot add members (admins and owners can)"
+    if rank(new_role) > rank(actor_role):
+        return f"{a_role(actor_role)} cannot add a member as {new_role}"
+    return None
+
+
+def hosting(c: sqlite3.Connection, group: store.GroupRow, role: str) -> store.MemberRow:
+    """Our member row, if we may bring a member into the group with `role` (we are an
+    active admin or owner of an active group), else the reason."""
     me = store.user_member(c, group.group_id)
-    if me.status != M_CREATOR:
-        raise ChatError(f"only the creator of #{group.local_name} can {may}")
+    if group.status != G_ACTIVE or me.status not in ACTIVE_MEMBER:
+        raise ChatError(f"#{group.local_name} is {group.status}: you cannot add members")
+    why = may_add(me.role, role)
+    if why is not None:
+        raise ChatError(f"#{group.local_name}: you cannot add members: {why}")
     return me
+
+
+def introducer_refusal(c: sqlite3.Connection, g: GroupMessage, info: cp.MemberInfo) -> str | None:
+    """Why the sender of `g` may not introduce the member `info` (x.grp.mem.new or
+    x.grp.mem.fwd: it is that member's host), or None: the sender is an admin or owner,
+    the member's role is not above the sender's, the member is not us, and nobody else
+    introduced it to us before."""
+    why = may_add(g.sender.role, info.member_role)
+    if why is not None:
+        return why
+    if info.member_id == g.me.member_id or info.member_id == g.sender.member_id:
+        return "a member cannot be introduced to itself"
+    known = store.member_by_id(c, g.group_id, info.member_id)
+    if known is None:
+        return None
+    if known.category != CAT_POST:
+        return f"{known.display_name} is not a newcomer here"
+    if introducer(c, known) not in (None, g.sender.member_row):
+        return f"{known.display_name} was introduced to us by another member"
+    return None
+
+
+def introducer(c: sqlite3.Connection, m: store.MemberRow) -> int | None:
+    """The member row of who introduced `m` (pre, post) to us: recorded, or (rows from
+    before that was recorded) our host."""
+    if m.introduced_by is not None:
+        return m.introduced_by
+    host = store.host_member(c, m.group_id)
+    return host.member_row if host is not None else None
 
 
 def listed(c: sqlite3.Connection, user: store.UserRow) -> list[cev.Group]:
@@ -150,7 +201,7 @@ def add_member(
     """`/a group contact [role]` (host, step 1): a link for the invitee (INV:
     `member_invitation_created`)."""
     group = named(c, user, group_name)
-    _creator(c, group, "add members")
+    hosting(c, group, role)
     contact = contacts.named(c, user, contact_name)
     conn = store.contact_connection(c, contact.contact_id)
     if conn is None or conn.status != C_READY:
@@ -210,6 +261,13 @@ def invitation_received(
     """`x.grp.inv` from a contact: the group, invited, with us and the host as members."""
     inv = msg.params
     assert isinstance(inv, cp.XGrpInv)
+    why = may_add(inv.from_member.member_role, inv.invited_member.member_role)
+    if why is None and store.member_in_groups_of(c, user.user_id, inv.from_member.member_id):
+        why = "we are already in that group, or invited to it"  # (another admin's invitation)
+    if why is not None:
+        log.info("refused a group invitation from %s: %s", contact.local_name, why)
+        name = inv.group_profile.display_name
+        return Effects(events=[cev.GroupInvitationRefused(views.contact(contact), name, why)])
     gid = store.insert_group(
         c,
         user.user_id,
@@ -321,14 +379,12 @@ def farewell(
     connections to delete once the farewell is sent."""
     group = named(c, user, group_name)
     me = store.user_member(c, group.group_id)
-    if delete and me.status != M_CREATOR:
-        raise ChatError(f"only the creator can delete #{group.local_name}")
+    if delete and me.role != "owner":
+        raise ChatError(f"only owners can delete #{group.local_name}")
     fx = Effects()
     _to_all(c, group.group_id, cp.make(cp.XGrpDel() if delete else cp.XGrpLeave()), fx)
+    _without_our_link(c, group.group_id, fx)
     if delete:
-        from parley.chat import group_links  # (it builds on this module)
-
-        group_links.delete_with_group(c, group.group_id, fx)
         store.tombstone_group(c, group.group_id)
     else:
         store.set_group_status(c, group.group_id, G_LEFT)
@@ -338,11 +394,19 @@ def farewell(
     return fx, store.group_agent_conns(c, group.group_id)
 
 
+def _without_our_link(c: sqlite3.Connection, group_id: int, fx: Effects) -> None:
+    """We are no longer in the group (left, removed, or it is deleted): our link to it,
+    if we host one, stops working."""
+    from parley.chat import group_links  # (it builds on this module)
+
+    group_links.delete_with_group(c, group_id, fx)
+
+
 def remove_member(
     c: sqlite3.Connection, user: store.UserRow, group_name: str, member_name: str
 ) -> tuple[Effects, list[str]]:
-    """(creator) remove a member: tell everyone. Returns the member's agent connections,
-    to delete once that is sent."""
+    """(an admin or owner) remove a member below our role: tell everyone. Returns the
+    member's agent connections, to delete once that is sent."""
     group = named(c, user, group_name)
     me = store.user_member(c, group.group_id)
     target = member_named(c, group.group_id, member_name)
@@ -380,8 +444,7 @@ def received_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         quote=contacts.received_quote(c, g.msg.params.quote, group_id=g.group_id),
     )
     fx = Effects(events=[cev.NewChatItem(views.item(c, item_id))])
-    if g.me.status == M_CREATOR and not g.forwarded:
-        _forward(c, g.group_id, g.sender, g.msg, fx)
+    pass_on(c, g, fx)
     return fx
 
 
@@ -394,29 +457,25 @@ def refused(c: sqlite3.Connection, group_id: int, sender: store.MemberRow, why: 
     return Effects(events=[event])
 
 
-def _forward(
-    c: sqlite3.Connection,
-    group_id: int,
-    author: store.MemberRow,
-    msg: cp.ChatMessage,
-    fx: Effects,
-) -> None:
-    """Host: pass a member's message on to members it is not connected to yet."""
-    fwd = cp.encode_chat_message(cp.forward(author.member_id, msg))
-    for m in store.members(c, group_id):
-        if m.member_row == author.member_row or m.category != CAT_INVITEE:
-            continue
-        if m.status not in (M_CONNECTED, M_COMPLETE):
-            continue
-        if store.host_pair_is_connected(c, author.member_row, m.member_row):
+def pass_on(c: sqlite3.Connection, g: GroupMessage, fx: Effects) -> None:
+    """(a host) pass a member's message (not one forwarded to us) on to the members we
+    introduced it to, or introduced to it, that are not connected to it yet."""
+    if g.forwarded:
+        return
+    fwd: bytes | None = None
+    for row in store.host_partners_unconnected(c, g.sender.member_row):
+        m = store.member(c, row)
+        if m is None or m.status in GONE_MEMBER:
             continue
         conn = store.member_connection(c, m.member_row, K_MEMBER_GROUP)
         if conn is not None and conn.agent_conn_id and conn.status == C_READY:
+            fwd = fwd or cp.encode_chat_message(cp.forward(g.sender.member_id, g.msg))
             fx.send(c, conn.agent_conn_id, fwd)
 
 
 def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
-    """`x.grp.msg.forward` from the host: a message of a member we are not connected to."""
+    """`x.grp.msg.forward` from the host of the pair (the caller checked it): a message
+    of a member we are not connected to."""
     assert isinstance(g.msg.params, cp.XGrpMsgForward)
     author_id, inner = g.msg.params.member_id, g.msg.params.msg
     author = store.member_by_id(c, g.group_id, author_id)
@@ -429,7 +488,7 @@ def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
         return Effects()
     if not isinstance(inner.params, cp.XMsgNew):
-        as_author = GroupMessage(g.user, g.conn, author, g.group, g.me, inner)
+        as_author = GroupMessage(g.user, g.conn, author, g.group, g.me, inner, forwarded=True)
         if isinstance(inner.params, cp.XGrpMemDel):
             return member_deleted(c, as_author)
         if isinstance(inner.params, cp.XInfo | cp.XGrpInfo):
@@ -455,18 +514,25 @@ def received_forward(c: sqlite3.Connection, g: GroupMessage) -> Effects:
 
 
 def member_announced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
-    """`x.grp.mem.new` from the host: a new member, who will connect to us."""
+    """`x.grp.mem.new` from the new member's host (an admin or owner, checked here): a
+    new member, who will connect to us."""
     assert isinstance(g.msg.params, cp.XGrpMemNew)
     info = g.msg.params.member_info
+    why = introducer_refusal(c, g, info)
+    if why is not None:
+        return refused(c, g.group_id, g.sender, f"x.grp.mem.new refused: {why}")
     fx = Effects()
     if store.member_by_id(c, g.group_id, info.member_id) is None:
-        row = announced_member(c, g.group_id, info)
+        row = announced_member(c, g.group_id, info, g.sender.member_row)
         fx.events.append(cev.MemberAnnounced(views.group(c, g.group_id), views.member(c, row)))
     return fx
 
 
-def announced_member(c: sqlite3.Connection, group_id: int, info: cp.MemberInfo) -> int:
-    """A member who joined after us (from x.grp.mem.new, or x.grp.mem.fwd if first)."""
+def announced_member(
+    c: sqlite3.Connection, group_id: int, info: cp.MemberInfo, host_row: int
+) -> int:
+    """A member who joined after us (from x.grp.mem.new, or x.grp.mem.fwd if first),
+    introduced to us by its host `host_row`."""
     return store.insert_member(
         c,
         group_id,
@@ -476,6 +542,7 @@ def announced_member(c: sqlite3.Connection, group_id: int, info: cp.MemberInfo) 
         M_ANNOUNCED,
         info.profile.display_name,
         info.profile.full_name,
+        introduced_by=host_row,
     )
 
 
@@ -487,7 +554,7 @@ def member_left(c: sqlite3.Connection, g: GroupMessage) -> Effects:
 
 
 def member_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
-    """`x.grp.mem.del` from the host: a member, or we, removed."""
+    """`x.grp.mem.del` from an admin or owner (checked here): a member, or we, removed."""
     assert isinstance(g.msg.params, cp.XGrpMemDel)
     member_id = g.msg.params.member_id
     target_row = (
@@ -500,11 +567,11 @@ def member_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         return refused(c, g.group_id, g.sender, f"x.grp.mem.del refused: {why}")
     gview = views.group(c, g.group_id)
     fx = Effects()
-    if g.me.status == M_CREATOR:  # the host passes it on to those not connected to the sender
-        _forward(c, g.group_id, g.sender, g.msg, fx)
+    pass_on(c, g, fx)  # (a host) to those not connected to the sender yet
     if member_id == g.me.member_id:
         store.set_member(c, g.me.member_row, status=M_REMOVED)
         store.set_group_status(c, g.group_id, G_REMOVED)
+        _without_our_link(c, g.group_id, fx)
         fx.events.append(cev.UserRemoved(gview, views.member(c, g.sender.member_row)))
         return fx
     if target_row.status == M_REMOVED:
@@ -549,8 +616,7 @@ def member_role_changed(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if why is not None:
         return refused(c, g.group_id, g.sender, f"x.grp.mem.role refused: {why}")
     fx = Effects()
-    if g.me.status == M_CREATOR:
-        _forward(c, g.group_id, g.sender, g.msg, fx)
+    pass_on(c, g, fx)
     if target.role == role:
         return fx
     store.set_member(c, target.member_row, role=role)
@@ -567,7 +633,12 @@ def member_role_changed(c: sqlite3.Connection, g: GroupMessage) -> Effects:
 
 
 def group_deleted(c: sqlite3.Connection, g: GroupMessage) -> Effects:
-    """`x.grp.del` from the host."""
+    """`x.grp.del` from an owner (checked here)."""
+    if g.sender.role != "owner":
+        return refused(c, g.group_id, g.sender, "x.grp.del refused: only owners delete the group")
+    fx = Effects()
+    _without_our_link(c, g.group_id, fx)
     store.tombstone_group(c, g.group_id)
     event = cev.GroupDeleted(views.group(c, g.group_id), views.member(c, g.sender.member_row))
-    return Effects(events=[event])
+    fx.events.append(event)
+    return fx

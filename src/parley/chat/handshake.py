@@ -36,7 +36,6 @@ from parley.chat.model import (
     K_CONTACT,
     K_MEMBER_GROUP,
     M_ACCEPTED,
-    M_CREATOR,
     M_INVITED,
     ChatConfig,
 )
@@ -93,7 +92,10 @@ def on_conf(c: sqlite3.Connection, agent_conn: str, conf_id: str, info: bytes) -
             contacts.contact_for(c, user, conn, profile)
             reply = cp.XOk(_profile(user))
         case model.K_CONTACT, cp.XGrpLinkMem() as link_mem if conn.link is not None:
-            reply = group_links.accepted(c, user, conn, link_mem)
+            answer = group_links.accepted(c, user, conn, link_mem)
+            if isinstance(answer, str):
+                return connections.fail(c, conn.connection_id, answer)
+            reply = answer
         case model.K_MEMBER_GROUP, cp.XGrpAcpt(member_id) if conn.member_row is not None:
             m = store.member(c, conn.member_row)
             assert m is not None
@@ -208,11 +210,11 @@ def _member_connection_ready(
     fx = Effects()
     if conn.kind == K_MEMBER_GROUP and conn.agent_conn_id is not None:
         groups.release_held(c, m.member_row, conn.agent_conn_id, fx)
-    if m.category == CAT_INVITEE and me.status == M_CREATOR:
+    if m.category == CAT_INVITEE:  # we invited it: we are its host
         return fx.merge(introductions.invitee_connected(c, config, group, m))
     if m.category == CAT_HOST:
         fx.merge(groups.host_connected(c, group, me, m))
         # introductions that came before this CON: their links go to the host now
         introductions.send_waiting_links(c, group.group_id, fx)
         return fx
-    return fx.merge(introductions.member_connected(c, group, me, m))
+    return fx.merge(introductions.member_connected(c, config, group, me, m))

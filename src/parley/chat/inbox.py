@@ -19,9 +19,11 @@ from parley.chat.groups import GroupMessage
 from parley.chat.model import (
     C_DELETED,
     CAT_HOST,
+    CAT_INVITEE,
+    CAT_POST,
+    CAT_PRE,
     G_DELETED,
     K_CONTACT,
-    M_CREATOR,
     RECEIPTS_GROUP_LIMIT,
     ChatConfig,
 )
@@ -38,9 +40,9 @@ GroupHandler = Callable[[sqlite3.Connection, GroupMessage], Effects]
 class Sender(Enum):
     """Whom a group event is accepted from."""
 
-    ANY = "any member"
+    ANY = "any member"  # (the handler checks the sender's role where it matters)
     HOST = "the host"  # the member who invited us
-    TO_HOST = "a member, by us as the host"  # we created the group
+    TO_HOST = "a member we invited (we are its host)"
 
 
 CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
@@ -57,17 +59,18 @@ GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
     cp.XMsgUpdate: (Sender.ANY, items.group_update),
     cp.XMsgDel: (Sender.ANY, items.group_delete),
     cp.XMsgReact: (Sender.ANY, items.group_react),
-    cp.XGrpMsgForward: (Sender.HOST, lambda c, g: _forwarded(c, g)),
-    cp.XGrpMemNew: (Sender.HOST, groups.member_announced),
+    # from the member that introduced us to the author, or the author to us (checked there)
+    cp.XGrpMsgForward: (Sender.ANY, lambda c, g: _forwarded(c, g)),
+    cp.XGrpMemNew: (Sender.ANY, groups.member_announced),  # from the newcomer's host
     cp.XGrpMemIntro: (Sender.HOST, introductions.introduced),
-    cp.XGrpMemFwd: (Sender.HOST, introductions.forwarded),
+    cp.XGrpMemFwd: (Sender.ANY, introductions.forwarded),  # from the newcomer's host
     cp.XGrpMemInv: (Sender.TO_HOST, introductions.links_received),
     cp.XGrpMemCon: (Sender.TO_HOST, introductions.member_con),
     cp.XGrpMemConAll: (Sender.TO_HOST, introductions.member_con_all),
     cp.XGrpLeave: (Sender.ANY, groups.member_left),
     cp.XGrpMemDel: (Sender.ANY, groups.member_deleted),  # the roles are checked there
     cp.XGrpMemRole: (Sender.ANY, groups.member_role_changed),
-    cp.XGrpDel: (Sender.HOST, groups.group_deleted),
+    cp.XGrpDel: (Sender.ANY, groups.group_deleted),  # an owner (checked there)
     cp.XInfo: (Sender.ANY, profiles.member_updated),
     cp.XGrpInfo: (Sender.ANY, profiles.group_updated),  # the role is checked there
 }
@@ -179,6 +182,9 @@ def _forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     author (deduplicated by the author's msgId); the rest as `groups.received_forward`."""
     assert isinstance(g.msg.params, cp.XGrpMsgForward)
     author_id, inner = g.msg.params.member_id, g.msg.params.msg
+    if not _host_of_pair(c, g, author_id):
+        log.info("ignored a forward from %s about %s", g.sender.display_name, author_id)
+        return Effects()
     handler = FORWARDED_EVENTS.get(type(inner.params))
     if handler is None:
         return groups.received_forward(c, g)
@@ -188,6 +194,16 @@ def _forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
         return Effects()
     return handler(c, GroupMessage(g.user, g.conn, author, g.group, g.me, inner, forwarded=True))
+
+
+def _host_of_pair(c: sqlite3.Connection, g: GroupMessage, author_id: str) -> bool:
+    """Whether the sender of a forward hosts the introduction between us and its author:
+    it introduced the author to us (the author joined after us), or it is our host and
+    the author was introduced to us (we are the newcomer)."""
+    author = store.member_by_id(c, g.group_id, author_id)
+    if author is None or author.category not in (CAT_PRE, CAT_POST):
+        return False
+    return groups.introducer(c, author) == g.sender.member_row
 
 
 def _contact_message(
@@ -226,7 +242,7 @@ def _accepted(who: Sender, sender: store.MemberRow, me: store.MemberRow) -> bool
         case Sender.HOST:
             return sender.category == CAT_HOST
         case Sender.TO_HOST:
-            return me.status == M_CREATOR
+            return sender.category == CAT_INVITEE
     return True
 
 

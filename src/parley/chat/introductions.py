@@ -16,13 +16,25 @@ from parley.agent import events as aev
 from parley.chat import connections, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Completion, Effects, create_call, join_call
-from parley.chat.groups import GroupMessage, announced_member, member_info
+from parley.chat.groups import (
+    ADMIN_RANK,
+    GroupMessage,
+    a_role,
+    announced_member,
+    introducer,
+    introducer_refusal,
+    member_info,
+    rank,
+    refused,
+)
 from parley.chat.model import (
     ACTIVE_MEMBER,
     C_FAILED,
     C_READY,
     CAT_INVITEE,
+    CAT_POST,
     CAT_PRE,
+    CAT_USER,
     FN_INTRO_LINK_CREATED,
     FN_JOINED,
     I_CONNECTED,
@@ -60,19 +72,20 @@ def invitee_connected(
             cev.JoinedGroupMember(views.group(c, group.group_id), views.member(c, b.member_row))
         ]
     )
-    others = [
-        m
-        for m in store.members(c, group.group_id)
-        if m.member_row != b.member_row
-        and m.category == CAT_INVITEE
-        and m.status in (M_CONNECTED, M_COMPLETE)
-    ]
     b_conn = store.member_connection(c, b.member_row, K_MEMBER_GROUP)
     assert b_conn is not None and b_conn.agent_conn_id is not None
-    for other in others:
-        other_conn = store.member_connection(c, other.member_row, K_MEMBER_GROUP)
-        if other_conn is None or other_conn.agent_conn_id is None:
+    # everyone we are connected to, whoever hosted them: the creator, our own host, the
+    # members introduced to us and those who joined after us
+    others: list[store.MemberRow] = []
+    for m in store.members(c, group.group_id):
+        if m.member_row == b.member_row or m.category == CAT_USER:
             continue
+        if m.status not in (M_CONNECTED, M_COMPLETE):
+            continue
+        other_conn = store.member_connection(c, m.member_row, K_MEMBER_GROUP)
+        if other_conn is None or other_conn.agent_conn_id is None or other_conn.status != C_READY:
+            continue
+        others.append(m)
         fx.send(c, other_conn.agent_conn_id, cp.make(cp.XGrpMemNew(member_info(b))))
     for other in others:
         introduce(c, config, fx, group.group_id, b, other, b_conn.agent_conn_id)
@@ -111,8 +124,20 @@ def introduced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     assert isinstance(g.msg.params, cp.XGrpMemIntro)
     info = g.msg.params.member_info
     group_id = g.group_id
+    if rank(g.sender.role) < ADMIN_RANK:
+        why = f"x.grp.mem.intro refused: {a_role(g.sender.role)} cannot add members"
+        return refused(c, group_id, g.sender, why)
     m = store.member_by_id(c, group_id, info.member_id)
     fx = Effects()
+    if m is not None and m.category == CAT_POST and introducer(c, m) != g.sender.member_row:
+        # another host introduced it to us already (two hosts caught up with the same
+        # pair): that introduction goes on; ours answers when it is done
+        if m.status in ACTIVE_MEMBER:
+            _tell_host_connected(c, group_id, m, fx)
+        return fx
+    if m is not None and m.category != CAT_PRE:
+        why = f"x.grp.mem.intro refused: {m.display_name} is not a member to connect to"
+        return refused(c, group_id, g.sender, why)
     if m is not None:
         if m.status in ACTIVE_MEMBER:
             _tell_host_connected(c, group_id, m, fx)  # the host missed our x.grp.mem.con
@@ -141,6 +166,7 @@ def introduced(c: sqlite3.Connection, g: GroupMessage) -> Effects:
             M_INTRODUCED,
             info.profile.display_name,
             info.profile.full_name,
+            introduced_by=g.sender.member_row,
         )
     me = store.user_member(c, group_id)
     intro_id = store.insert_intro(
@@ -248,13 +274,17 @@ def links_received(c: sqlite3.Connection, g: GroupMessage) -> Effects:
 
 def forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """Step 6 (existing member), seed #2147 (joinConnection on XGrpMemFwd): join the
-    newcomer's two links with x.grp.mem.info (OK: `joined`)."""
+    newcomer's two links with x.grp.mem.info (OK: `joined`). The sender is the newcomer's
+    host: an admin or owner, and the one that announced it (checked here)."""
     assert isinstance(g.msg.params, cp.XGrpMemFwd)
     info, links = g.msg.params.member_info, g.msg.params.member_intro
+    why = introducer_refusal(c, g, info)
+    if why is not None:
+        return refused(c, g.group_id, g.sender, f"x.grp.mem.fwd refused: {why}")
     fx = Effects()
     m = store.member_by_id(c, g.group_id, info.member_id)
     if m is None:  # the forward came before x.grp.mem.new
-        row = announced_member(c, g.group_id, info)
+        row = announced_member(c, g.group_id, info, g.sender.member_row)
     elif m.status in ACTIVE_MEMBER:
         return fx
     else:
@@ -281,12 +311,17 @@ def forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
 
 
 def member_connected(
-    c: sqlite3.Connection, group: store.GroupRow, me: store.MemberRow, m: store.MemberRow
+    c: sqlite3.Connection,
+    config: ChatConfig,
+    group: store.GroupRow,
+    me: store.MemberRow,
+    m: store.MemberRow,
 ) -> Effects:
     """Step 7, the CONs after seed #1419 and #1495 (allowConnection on XGrpMemInfo): an
     introduced member (pre) or one who joined after us (post) is connected when both
     connections are; the newcomer tells the host (x.grp.mem.con, and x.grp.mem.con.all
-    when it is connected to everyone introduced)."""
+    when it is connected to everyone introduced). As a host, we then introduce that
+    member to those of our invitees that nobody introduced it to (`_catch_up`)."""
     fx = Effects()
     conns = store.member_connections(c, m.member_row)
     if len(conns) < 2 or any(x.status != C_READY for x in conns):
@@ -302,7 +337,38 @@ def member_connected(
         host_conn = _tell_host_connected(c, group.group_id, m, fx)
         if host_conn is not None and store.unconnected_pre_members(c, group.group_id) == 0:
             fx.send(c, host_conn, cp.make(cp.XGrpMemConAll(me.member_id)))
+    elif _introduced_by_another_host(c, m):
+        _tell_host_connected(c, group.group_id, m, fx)  # our host may have introduced it too
+    _catch_up(c, config, fx, group.group_id, m)
     return fx
+
+
+def _introduced_by_another_host(c: sqlite3.Connection, m: store.MemberRow) -> bool:
+    host = store.host_member(c, m.group_id)
+    return host is not None and introducer(c, m) != host.member_row
+
+
+def _catch_up(
+    c: sqlite3.Connection, config: ChatConfig, fx: Effects, group_id: int, m: store.MemberRow
+) -> None:
+    """(a host) We just connected to `m`, a member hosted by someone else. An invitee of
+    ours that joined while `m` was joining elsewhere may never have been introduced to
+    it: neither host was connected to the other's newcomer at its CON. Of the two hosts,
+    the one whose newcomer has the greater member id introduces the pair (the other
+    skips it), so a pair is introduced at most once this way; if the pair was introduced
+    at a CON after all, the invitee answers with x.grp.mem.con."""
+    m_host = introducer(c, m)
+    for n in store.members(c, group_id):
+        if n.category != CAT_INVITEE or n.status not in (M_CONNECTED, M_COMPLETE):
+            continue
+        if n.member_row == m_host or n.member_id < m.member_id:
+            continue  # n introduced m to us (it hosts m), or m's host catches up with n
+        if store.host_pair_introduced(c, n.member_row, m.member_row):
+            continue
+        conn = store.member_connection(c, n.member_row, K_MEMBER_GROUP)
+        if conn is None or conn.agent_conn_id is None or conn.status != C_READY:
+            continue
+        introduce(c, config, fx, group_id, n, m, conn.agent_conn_id)
 
 
 def _tell_host_connected(
@@ -320,6 +386,17 @@ def member_con(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     assert isinstance(g.msg.params, cp.XGrpMemCon)
     other = store.member_by_id(c, g.group_id, g.msg.params.member_id)
     if other is not None:
+        if not store.host_pair_introduced(c, g.sender.member_row, other.member_row):
+            # another host introduced them: noted, so that we do not catch up with it
+            store.insert_intro(
+                c,
+                g.group_id,
+                SIDE_HOST,
+                g.sender.member_row,
+                other.member_row,
+                I_CONNECTED,
+                g.msg.msg_id,
+            )
         store.host_pair_connected(c, g.sender.member_row, other.member_row)
         _maybe_complete(c, g.sender.member_row)
     return Effects()

@@ -15,7 +15,7 @@ import sqlite3
 from parley.chat import contacts, groups, store, views
 from parley.chat import events as cev
 from parley.chat.effects import Effects
-from parley.chat.groups import GroupMessage, _forward
+from parley.chat.groups import GroupMessage, pass_on
 from parley.chat.model import (
     C_READY,
     D_RCV,
@@ -29,7 +29,6 @@ from parley.chat.model import (
     ITEM_RCVD,
     ITEM_RCVD_BAD,
     K_MEMBER_GROUP,
-    M_CREATOR,
     ChatError,
 )
 from parley.protocol import chat as cp
@@ -450,8 +449,7 @@ def _group_item(
 
 
 def _host_forwards(c: sqlite3.Connection, g: GroupMessage, fx: Effects) -> Effects:
-    if g.me.status == M_CREATOR and not g.forwarded:
-        _forward(c, g.group_id, g.sender, g.msg, fx)
+    pass_on(c, g, fx)
     return fx
 
 

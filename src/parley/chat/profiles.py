@@ -15,7 +15,7 @@ from parley.chat import events as cev
 from parley.chat import groups, store, views
 from parley.chat.effects import Effects
 from parley.chat.groups import GroupMessage
-from parley.chat.model import C_READY, G_ACTIVE, GONE_MEMBER, M_CREATOR, ChatError
+from parley.chat.model import C_READY, G_ACTIVE, GONE_MEMBER, ChatError
 from parley.protocol import chat as cp
 
 
@@ -104,8 +104,7 @@ def member_updated(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     assert isinstance(g.msg.params, cp.XInfo)
     p = g.msg.params.profile
     fx = Effects()
-    if g.me.status == M_CREATOR:  # the host passes it on to those not connected to the sender
-        groups._forward(c, g.group_id, g.sender, g.msg, fx)
+    groups.pass_on(c, g, fx)  # (a host) to those not connected to the sender yet
     name = store.unique_member_name(c, g.group_id, p.display_name, exclude=g.sender.member_row)
     if (name, p.full_name) == (g.sender.display_name, g.sender.full_name):
         return fx
@@ -125,8 +124,7 @@ def group_updated(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         )
     p = g.msg.params.group_profile
     fx = Effects()
-    if g.me.status == M_CREATOR:
-        groups._forward(c, g.group_id, g.sender, g.msg, fx)
+    groups.pass_on(c, g, fx)
     if (p.display_name, p.full_name) == (g.group.display_name, g.group.full_name):
         return fx
     before = views.group(c, g.group_id)

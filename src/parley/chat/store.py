@@ -32,6 +32,8 @@ from parley.chat.model import (
     D_SND,
     FN_ALLOWED,
     G_DELETED,
+    G_LEFT,
+    G_REMOVED,
     GONE_MEMBER,
     I_CONNECTED,
     I_NEW,
@@ -255,6 +257,15 @@ MIGRATIONS = [
         PRIMARY KEY (item_id, reactor, emoji)
     );
     """,
+    # any admin hosts newcomers (issue 10): who introduced each member to us (the member
+    # that sent x.grp.mem.intro, .new or .fwd about it); before, that was always our host
+    """
+    ALTER TABLE members ADD COLUMN introduced_by INTEGER;
+    UPDATE members SET introduced_by = (
+        SELECT h.member_row FROM members h
+        WHERE h.group_id = members.group_id AND h.category = 'host'
+    ) WHERE category IN ('pre', 'post');
+    """,
 ]
 
 
@@ -296,6 +307,7 @@ class MemberRow(msgspec.Struct):
     full_name: str
     contact_id: int | None
     last_error: str | None
+    introduced_by: int | None  # (pre, post) the member who introduced it to us
 
 
 class ConnectionRow(msgspec.Struct):
@@ -400,7 +412,7 @@ _CONTACT_COLS = "contact_id, local_name, display_name, full_name, status"
 _GROUP_COLS = "group_id, local_name, display_name, full_name, status, invitation"
 _MEMBER_COLS = (
     "member_row, group_id, member_id, role, category, status, display_name, full_name, "
-    "contact_id, last_error"
+    "contact_id, last_error, introduced_by"
 )
 _CONN_COLS = "connection_id, agent_conn_id, kind, contact_id, member_row, status, link, last_error"
 _INTRO_COLS = (
@@ -436,7 +448,9 @@ _CONN_FIELDS = frozenset(
 )
 _LINK_FIELDS = frozenset({"link", "role", "auto_accept", "welcome", "status"})
 _REQUEST_FIELDS = frozenset({"status", "contact_id", "welcome"})
-_MEMBER_FIELDS = frozenset({"status", "display_name", "full_name", "last_error", "role"})
+_MEMBER_FIELDS = frozenset(
+    {"status", "display_name", "full_name", "last_error", "role", "introduced_by"}
+)
 _INTRO_FIELDS = frozenset({"status", "group_link", "direct_link", "last_error"})
 _GONE = tuple(GONE_MEMBER)
 
@@ -729,13 +743,27 @@ def insert_member(
     display_name: str,
     full_name: str = "",
     contact_id: int | None = None,
+    introduced_by: int | None = None,
 ) -> int:
     t = now()
     display_name = unique_member_name(c, group_id, display_name)
     cur = c.execute(
         "INSERT INTO members (group_id, member_id, role, category, status, display_name, "
-        "full_name, contact_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (group_id, member_id, role, category, status, display_name, full_name, contact_id, t, t),
+        "full_name, contact_id, introduced_by, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            group_id,
+            member_id,
+            role,
+            category,
+            status,
+            display_name,
+            full_name,
+            contact_id,
+            introduced_by,
+            t,
+            t,
+        ),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
@@ -1170,12 +1198,43 @@ def host_pair_connected(c: sqlite3.Connection, a: int, b: int) -> None:
     )
 
 
+def host_pair_introduced(c: sqlite3.Connection, a: int, b: int) -> bool:
+    """(host) whether we introduced members `a` and `b` to each other (either way)."""
+    r = c.execute(
+        f"SELECT 1 FROM introductions WHERE {_HOST_PAIR}", (SIDE_HOST, a, b, b, a)
+    ).fetchone()
+    return r is not None
+
+
 def host_pair_is_connected(c: sqlite3.Connection, a: int, b: int) -> bool:
     r = c.execute(
         f"SELECT 1 FROM introductions WHERE status = ? AND {_HOST_PAIR}",
         (I_CONNECTED, SIDE_HOST, a, b, b, a),
     ).fetchone()
     return r is not None
+
+
+def host_partners_unconnected(c: sqlite3.Connection, member_row: int) -> list[int]:
+    """(host) the members we introduced `member_row` to, or it to, whose pair has not
+    connected yet: we pass their messages on between them."""
+    rows = c.execute(
+        "SELECT DISTINCT CASE WHEN re_member = ? THEN to_member ELSE re_member END "
+        "FROM introductions WHERE side = ? AND status != ? AND (re_member = ? OR to_member = ?)",
+        (member_row, SIDE_HOST, I_CONNECTED, member_row, member_row),
+    )
+    return sorted(r[0] for r in rows)
+
+
+def member_in_groups_of(c: sqlite3.Connection, user_id: int, member_id: str) -> list[int]:
+    """The live groups (not left, removed or deleted) of the user in which a member
+    (ourselves included) has this id."""
+    rows = c.execute(
+        "SELECT DISTINCT g.group_id FROM groups g JOIN members m USING (group_id) "
+        "WHERE g.user_id = ? AND m.member_id = ? AND g.status NOT IN (?, ?, ?) "
+        "ORDER BY g.group_id",
+        (user_id, member_id, G_LEFT, G_REMOVED, G_DELETED),
+    )
+    return [r[0] for r in rows]
 
 
 def host_intros_pending(c: sqlite3.Connection, newcomer: int) -> int:
