@@ -103,13 +103,7 @@ class ChatController:
         self.started = True
         async with self._lock:
             await self._engine.resume()
-            await recovery.reconcile(
-                self._db,
-                self.agent,
-                self._subscriber.on_info,
-                self._subscriber.on_con,
-                self._engine.perform,
-            )
+            await recovery.reconcile(self._db, self.agent, self._subscriber, self._engine.perform)
         self._tasks.append(asyncio.create_task(self._listen(), name="chat-agent-events"))
         self._tasks.append(asyncio.create_task(self._reintroduce_loop(), name="chat-reintro"))
 

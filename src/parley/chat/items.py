@@ -144,12 +144,17 @@ def integrity_item(
 # ---------------------------------------------------------------- ratchet re-synchronisation
 
 
-def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) -> Effects:
+def on_rsync(
+    c: sqlite3.Connection, agent_conn: str, state: str, reason: str, done: int = 0
+) -> Effects:
     """The agent's report on re-agreeing a connection's keys: an event; an item "encryption
-    re-negotiated" in the chat when it is done."""
+    re-negotiated" in the chat when it is done, once per completed re-negotiation (`done`
+    counts them; the chat keeps the count it showed, so the event and the catch-up at
+    start, `rsync_caught_up`, make one item between them)."""
     found = store.connection_and_user(c, agent_conn)
     if found is None:
         return Effects()
+    new_item = store.show_rsync(c, agent_conn, state, done)
     conn, user = found
     contact = store.contact_by_id(c, conn.contact_id) if conn.contact_id else None
     member = store.member(c, conn.member_row) if conn.member_row else None
@@ -162,8 +167,8 @@ def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) ->
         views.group(c, member.group_id) if member else None,
         views.member(c, member.member_row) if member else None,
     )
-    fx = Effects(events=[event])
-    if state == "ok" and not reason:
+    fx = Effects(events=[event], label=f"rsync:{state}")
+    if state == "ok" and new_item:
         item_id = store.insert_item(
             c,
             user.user_id,
@@ -177,6 +182,21 @@ def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) ->
         )
         fx.events.insert(0, cev.NewChatItem(views.item(c, item_id)))
     return fx
+
+
+def rsync_caught_up(c: sqlite3.Connection, agent_conn: str, state: str, done: int) -> Effects:
+    """At start, the agent's re-synchronisation state of a connection (`state`, `done`
+    from its `ConnectionStatus`): what the chat has not shown yet is shown as by
+    `on_rsync` (its RSYNC event was lost in a crash); a state still "required" is
+    reported again (the re-negotiation it asks for may not have been started)."""
+    shown = store.rsync_shown(c).get(agent_conn)
+    if shown is None:
+        return Effects()
+    if done < shown[1]:  # the agent's database went back to a copy: count from there
+        store.reset_rsync_done(c, agent_conn, done)
+    elif (state, done) == shown and state != "required":
+        return Effects()
+    return on_rsync(c, agent_conn, state, "", done)
 
 
 def sync_target(

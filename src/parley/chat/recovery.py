@@ -23,6 +23,7 @@ from parley.chat.model import (
     ChatConfig,
     intro_delay,
 )
+from parley.chat.subscriber import Subscriber
 from parley.store import Database
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,16 @@ log = logging.getLogger(__name__)
 async def reconcile(
     db: Database,
     agent: Agent,
-    on_info: Callable[[str, bytes], Awaitable[None]],
-    on_con: Callable[[str], Awaitable[None]],
+    events: Subscriber,
     perform: Callable[[Effects], Awaitable[None]],
 ) -> None:
     """After a restart, catch up with what the agent did while events were lost:
-    INFO and CON are not replayed, so they are read from the connections' statuses
-    (and handled by `on_info` and `on_con`); a delivery whose SENT was lost is marked
-    from the agent's pending report; links made while the host connection was not ready
-    are sent, if its CON was handled before a crash and their sending was not."""
+    INFO, CON and RSYNC are not replayed, so they are read from the connections' statuses
+    (and handled by the subscriber's `on_info`, `on_con` and `on_rsync_status`: a ratchet
+    re-synchronisation the chat has not shown, or one still required); a delivery whose
+    SENT was lost is marked from the agent's pending report; links made while the host
+    connection was not ready are sent, if its CON was handled before a crash and their
+    sending was not."""
     statuses = {st.conn_id: st for st in await agent.subscribe_all()}
     for agent_conn, status in await db.run(store.unsettled_connections):
         st = statuses.get(agent_conn)
@@ -47,9 +49,15 @@ async def reconcile(
             continue
         # a joiner's peer_info is the initiator's INFO: it arrived
         if st.role == "joiner" and st.peer_info is not None and status in (C_NEW, C_JOINED):
-            await on_info(agent_conn, st.peer_info)
+            await events.on_info(agent_conn, st.peer_info)
         if st.status == READY:
-            await on_con(agent_conn)
+            await events.on_con(agent_conn)
+    for agent_conn, shown in (await db.run(store.rsync_shown)).items():
+        st = statuses.get(agent_conn)
+        if st is None:
+            continue
+        if (st.rsync_state, st.rsync_done) != shown or st.rsync_state == "required":
+            await events.on_rsync_status(agent_conn, st.rsync_state, st.rsync_done)
     report = await agent.pending()
     pending = {(d.conn_id, d.msg_id) for d in report.deliveries}
     failed = {(d.conn_id, d.msg_id) for d in report.failed}

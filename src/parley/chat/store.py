@@ -255,6 +255,13 @@ MIGRATIONS = [
         PRIMARY KEY (item_id, reactor, emoji)
     );
     """,
+    # the agent's ratchet re-synchronisation as the chat last showed it, per connection:
+    # its state and how many completed re-negotiations have their item (reconciled at
+    # start with the agent's connection statuses, so an RSYNC event lost in a crash is not)
+    """
+    ALTER TABLE connections ADD COLUMN rsync_state TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE connections ADD COLUMN rsync_done INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -858,6 +865,38 @@ def unsettled_connections(c: sqlite3.Connection) -> list[tuple[str, str]]:
         (C_READY, C_DELETED, C_FAILED),
     )
     return [(r[0], r[1]) for r in rows]
+
+
+def rsync_shown(c: sqlite3.Connection) -> dict[str, tuple[str, int]]:
+    """Agent connection -> (re-synchronisation state, completed re-negotiations) as the
+    chat last showed them, for the connections that are not deleted."""
+    rows = c.execute(
+        "SELECT agent_conn_id, rsync_state, rsync_done FROM connections "
+        "WHERE agent_conn_id IS NOT NULL AND status != ?",
+        (C_DELETED,),
+    )
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+def reset_rsync_done(c: sqlite3.Connection, agent_conn_id: str, done: int) -> None:
+    """The agent counts fewer re-negotiations than shown (its database went back to a
+    copy): count from the agent's number again."""
+    c.execute(
+        "UPDATE connections SET rsync_done = ? WHERE agent_conn_id = ?", (done, agent_conn_id)
+    )
+
+
+def show_rsync(c: sqlite3.Connection, agent_conn_id: str, state: str, done: int) -> bool:
+    """Record the re-synchronisation state shown; True if `done` counts a re-negotiation
+    not shown before (its item is to be made, once)."""
+    cur = c.execute(
+        "UPDATE connections SET rsync_done = ? WHERE agent_conn_id = ? AND rsync_done < ?",
+        (done, agent_conn_id, done),
+    )
+    c.execute(
+        "UPDATE connections SET rsync_state = ? WHERE agent_conn_id = ?", (state, agent_conn_id)
+    )
+    return cur.rowcount == 1
 
 
 def insert_connection(
