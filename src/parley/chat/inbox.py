@@ -53,7 +53,7 @@ CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
 }
 
 GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
-    cp.XMsgNew: (Sender.ANY, groups.received_text),
+    cp.XMsgNew: (Sender.ANY, lambda c, g: _group_text(c, g)),
     cp.XMsgUpdate: (Sender.ANY, items.group_update),
     cp.XMsgDel: (Sender.ANY, items.group_delete),
     cp.XMsgReact: (Sender.ANY, items.group_react),
@@ -181,13 +181,21 @@ def _forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     author_id, inner = g.msg.params.member_id, g.msg.params.msg
     handler = FORWARDED_EVENTS.get(type(inner.params))
     if handler is None:
-        return groups.received_forward(c, g)
+        fx = groups.received_forward(c, g)
+        if isinstance(inner.params, cp.XMsgNew):  # changes that came before it apply now
+            fx.merge(items.apply_held(c, g, inner.msg_id))
+        return fx
     author = store.member_by_id(c, g.group_id, author_id)
     if author is None:
         return Effects()
     if not store.first_seen(c, store.member_scope(g.group_id, author_id), inner.msg_id):
         return Effects()
     return handler(c, GroupMessage(g.user, g.conn, author, g.group, g.me, inner, forwarded=True))
+
+
+def _group_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.msg.new` from a member; then the changes of it that came before it."""
+    return groups.received_text(c, g).merge(items.apply_held(c, g, g.msg.msg_id))
 
 
 def _contact_message(

@@ -5,6 +5,10 @@ events received from contacts and members.
 Rules run on the database thread, in the transaction given as their first argument (see
 `effects`). A received change that cannot apply (someone else's message, an unknown one, a
 moderation by a member without the role) changes nothing and is reported as `ItemRefused`.
+In a group, a change of a message that has not arrived yet (a forward from the host can
+overtake the author's direct message) is held, and applied, checked as if it came then,
+when the message arrives (`apply_held`); held ones expire (`HELD_CHANGE_TTL`,
+`HELD_CHANGES_MAX`) with a reason.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from parley.chat.model import (
     DEL_MARKED,
     DEL_MODERATED,
     G_ACTIVE,
+    HELD_CHANGE_TTL,
+    HELD_CHANGES_MAX,
     IC_CONN_EVENT,
     IC_INTEGRITY,
     IC_TEXT,
@@ -478,10 +484,10 @@ def _host_forwards(c: sqlite3.Connection, g: GroupMessage, fx: Effects) -> Effec
 def group_update(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """`x.msg.update` from a member: only the author's own messages."""
     assert isinstance(g.msg.params, cp.XMsgUpdate)
-    chat, who = f"#{g.group.local_name}", g.sender.display_name
-    i = _group_item(c, g, g.msg.params.msg_id, None)
+    msg_id = g.msg.params.msg_id
+    i = _group_item(c, g, msg_id, None)
     if i is None:
-        return _refused(chat, who, g.msg, "no such message from this member")
+        return _hold_or_refuse(c, g, msg_id, None, "no such message from this member")
     return _host_forwards(c, g, _apply_update(c, i, g.msg.params))
 
 
@@ -494,7 +500,7 @@ def group_delete(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if p.member_id is None or p.member_id == g.sender.member_id:
         i = _group_item(c, g, p.msg_id, None)
         if i is None:
-            return _refused(chat, who, g.msg, "no such message from this member")
+            return _hold_or_refuse(c, g, p.msg_id, None, "no such message from this member")
         return _host_forwards(c, g, _apply_author_delete(c, i))
     if p.member_id == g.me.member_id:
         author_role = g.me.role
@@ -511,8 +517,8 @@ def group_delete(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     i = _group_item(c, g, p.msg_id, p.member_id)
     fx = Effects()
     if i is None:
-        fx = _refused(chat, who, g.msg, "moderation of a message we do not have")
-    elif store.mark_item_deleted(c, i.item_id, DEL_MODERATED, g.sender.member_row):
+        return _hold_or_refuse(c, g, p.msg_id, p.member_id, "no such message of that member")
+    if store.mark_item_deleted(c, i.item_id, DEL_MODERATED, g.sender.member_row):
         view = views.item(c, i.item_id)
         moderator = views.member(c, g.sender.member_row)
         fx.events.append(
@@ -528,8 +534,82 @@ def group_react(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     chat, who = f"#{g.group.local_name}", g.sender.display_name
     i = _group_item(c, g, p.msg_id, p.member_id)
     if i is None:
-        return _refused(chat, who, g.msg, "no such message")
+        return _hold_or_refuse(c, g, p.msg_id, p.member_id, "no such message")
     out = _apply_reaction(c, i, f"member:{g.sender.member_row}", who, p)
     if isinstance(out, str):
         return _refused(chat, who, g.msg, out)
     return _host_forwards(c, g, out)
+
+
+# ---------------------------------------------------------------- changes that came first
+
+
+def _hold_or_refuse(
+    c: sqlite3.Connection, g: GroupMessage, msg_id: str, author_id: str | None, reason: str
+) -> Effects:
+    """A change of a message we have no item for. If no message of the group has that id,
+    it may still come (the change overtook it): held, durably, in the order of arrival
+    (the host passes it on now, as it would have); otherwise refused with `reason`."""
+    if store.item_by_msg(c, msg_id, group_id=g.group_id) is not None:
+        return _refused(f"#{g.group.local_name}", g.sender.display_name, g.msg, reason)
+    author_id = author_id or g.sender.member_id
+    body = cp.encode_chat_message(g.msg)
+    store.hold_change(c, g.group_id, msg_id, author_id, g.sender.member_row, body)
+    log.info("%s from %s held until message %s arrives", g.msg.event, g.sender.display_name, msg_id)
+    fx = expire_held(c, store.now(), g.group_id)
+    return _host_forwards(c, g, fx)
+
+
+def expire_held(c: sqlite3.Connection, now: float, group_id: int | None = None) -> Effects:
+    """Drop the held changes whose message did not come within `HELD_CHANGE_TTL` (of one
+    group, and there the oldest beyond `HELD_CHANGES_MAX`), each with its reason."""
+    fx = Effects()
+    keep = HELD_CHANGES_MAX if group_id is not None else None
+    for h in store.take_stale_held_changes(c, now - HELD_CHANGE_TTL, group_id, keep):
+        if h.created_at < now - HELD_CHANGE_TTL:
+            hours = HELD_CHANGE_TTL / 3600
+            reason = f"its message did not arrive within {hours:g} hours"
+        else:
+            reason = f"more than {HELD_CHANGES_MAX} changes wait for their messages"
+        fx.merge(_dropped(c, h, reason))
+    return fx
+
+
+def _dropped(c: sqlite3.Connection, h: store.HeldChangeRow, reason: str) -> Effects:
+    group = store.group_by_id(c, h.group_id)
+    sender = store.member(c, h.sender_row)
+    msg = cp.decode_chat_message(h.body)
+    chat = f"#{group.local_name}" if group else "#?"
+    return _refused(chat, sender.display_name if sender else "?", msg, reason)
+
+
+HELD_EVENTS = {
+    cp.XMsgUpdate: group_update,
+    cp.XMsgDel: group_delete,
+    cp.XMsgReact: group_react,
+}
+
+
+def apply_held(c: sqlite3.Connection, g: GroupMessage, msg_id: str) -> Effects:
+    """Message `msg_id` of the group arrived (in `g`): the changes held for it are applied
+    in the order they came, each checked now as its handler checks a change (the author,
+    the roles); exactly once, as they are no longer held. One held too long is dropped."""
+    fx = Effects()
+    if store.item_by_msg(c, msg_id, group_id=g.group_id) is None:
+        return fx  # (refused: the held ones wait, and expire)
+    now = store.now()
+    for h in store.take_held_changes(c, g.group_id, msg_id):
+        sender = store.member(c, h.sender_row)
+        if sender is None:
+            continue
+        if h.created_at < now - HELD_CHANGE_TTL:
+            fx.merge(_dropped(c, h, "its message arrived too late"))
+            continue
+        msg = cp.decode_chat_message(h.body)
+        handler = HELD_EVENTS.get(type(msg.params))
+        if handler is None:
+            continue
+        me = store.user_member(c, g.group_id)
+        # (forwarded: the host passed it on when it was held)
+        fx.merge(handler(c, GroupMessage(g.user, g.conn, sender, g.group, me, msg, True)))
+    return fx

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from parley.agent import Agent
 from parley.agent.model import READY
-from parley.chat import introductions, store
+from parley.chat import introductions, items, store
 from parley.chat.effects import Effects
 from parley.chat.model import (
     C_JOINED,
@@ -71,7 +71,7 @@ async def reconcile(
     await db.run(settle)
 
     def waiting_links(c: sqlite3.Connection) -> Effects:
-        fx = Effects()
+        fx = items.expire_held(c, store.now())  # (and held changes that waited too long)
         introductions.send_waiting_links(c, None, fx)
         return fx
 
@@ -84,8 +84,9 @@ def reintroduce_stale(
     """Host: introduce again every pair that made no progress in time (each
     introduction's own wait, see `intro_delay`; or `older_than` seconds for all, when
     given); returns how many. By the timer, a newcomer that has not answered since the
-    last re-introduction (it is away) gets no more until it says something."""
-    fx = Effects()
+    last re-introduction (it is away) gets no more until it says something. (The same
+    timer drops the group changes held too long for their message: `items.expire_held`.)"""
+    fx = items.expire_held(c, now)
     count = 0
     for intro in store.host_intros_unconnected(c):
         if older_than is not None:

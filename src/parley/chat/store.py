@@ -262,6 +262,20 @@ MIGRATIONS = [
     ALTER TABLE connections ADD COLUMN rsync_state TEXT NOT NULL DEFAULT 'ok';
     ALTER TABLE connections ADD COLUMN rsync_done INTEGER NOT NULL DEFAULT 0;
     """,
+    # edits, deletions, moderations and reactions that came before the group message they
+    # refer to (a forward can overtake a direct message): held until it arrives, in order
+    """
+    CREATE TABLE held_changes (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        shared_msg_id TEXT NOT NULL,
+        author_member_id TEXT NOT NULL,
+        sender_row INTEGER NOT NULL REFERENCES members(member_row) ON DELETE CASCADE,
+        body BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX held_changes_by_msg ON held_changes(group_id, shared_msg_id);
+    """,
 ]
 
 
@@ -303,6 +317,19 @@ class MemberRow(msgspec.Struct):
     full_name: str
     contact_id: int | None
     last_error: str | None
+
+
+class HeldChangeRow(msgspec.Struct):
+    """A received change of a group message we do not have yet (`body`: the encoded
+    x.msg.update, x.msg.del or x.msg.react from member `sender_row`)."""
+
+    id: int
+    group_id: int
+    shared_msg_id: str
+    author_member_id: str
+    sender_row: int
+    body: bytes
+    created_at: float
 
 
 class ConnectionRow(msgspec.Struct):
@@ -1729,3 +1756,67 @@ def reaction_counts(c: sqlite3.Connection, item_id: int) -> list[tuple[str, int,
         (item_id,),
     )
     return [(r[0], int(r[1]), bool(r[2])) for r in rows]
+
+
+# ---------------------------------------------------------------- held changes
+
+_HELD_COLS = "id, group_id, shared_msg_id, author_member_id, sender_row, body, created_at"
+
+
+def hold_change(
+    c: sqlite3.Connection,
+    group_id: int,
+    shared_msg_id: str,
+    author_member_id: str,
+    sender_row: int,
+    body: bytes,
+) -> None:
+    c.execute(
+        "INSERT INTO held_changes (group_id, shared_msg_id, author_member_id, sender_row, "
+        "body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (group_id, shared_msg_id, author_member_id, sender_row, body, now()),
+    )
+
+
+def held_changes(c: sqlite3.Connection, group_id: int) -> list[HeldChangeRow]:
+    """The changes held in the group, oldest first."""
+    rows = c.execute(
+        f"SELECT {_HELD_COLS} FROM held_changes WHERE group_id = ? ORDER BY id", (group_id,)
+    )
+    return [HeldChangeRow(*r) for r in rows]
+
+
+def take_held_changes(
+    c: sqlite3.Connection, group_id: int, shared_msg_id: str
+) -> list[HeldChangeRow]:
+    """The changes held for message `shared_msg_id` of the group, oldest first; no longer
+    held."""
+    rows = c.execute(
+        f"SELECT {_HELD_COLS} FROM held_changes WHERE group_id = ? AND shared_msg_id = ? "
+        "ORDER BY id",
+        (group_id, shared_msg_id),
+    ).fetchall()
+    c.execute(
+        "DELETE FROM held_changes WHERE group_id = ? AND shared_msg_id = ?",
+        (group_id, shared_msg_id),
+    )
+    return [HeldChangeRow(*r) for r in rows]
+
+
+def take_stale_held_changes(
+    c: sqlite3.Connection, before: float, group_id: int | None = None, keep: int | None = None
+) -> list[HeldChangeRow]:
+    """The held changes older than `before` (of one group, if given) and, with `keep`, the
+    oldest beyond the newest `keep` of that group; no longer held."""
+    if group_id is None:
+        sql, args = f"SELECT {_HELD_COLS} FROM held_changes WHERE created_at < ?", [before]
+    else:
+        sql = (
+            f"SELECT {_HELD_COLS} FROM held_changes WHERE group_id = ? AND (created_at < ? "
+            "OR id NOT IN (SELECT id FROM held_changes WHERE group_id = ? ORDER BY id DESC "
+            "LIMIT ?))"
+        )
+        args = [group_id, before, group_id, -1 if keep is None else keep]
+    rows = [HeldChangeRow(*r) for r in c.execute(sql + " ORDER BY id", args).fetchall()]
+    c.executemany("DELETE FROM held_changes WHERE id = ?", [(r.id,) for r in rows])
+    return rows
