@@ -149,6 +149,15 @@ class DeleteMemberItems:
 
 
 @dataclass(frozen=True, slots=True)
+class GetItemInfo:
+    """``/_get item info @3 5``: an item's versions and (a sent group item) its delivery
+    to each member."""
+
+    chat: ChatRef
+    item_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SetReaction:
     """``/_reaction @3 5 on|off json {"type": "emoji", "emoji": "👍"}``."""
 
@@ -398,6 +407,7 @@ Command = (
     | UpdateItem
     | DeleteItems
     | DeleteMemberItems
+    | GetItemInfo
     | SetReaction
     | SetChatSettings
     | SyncRatchet
@@ -461,7 +471,7 @@ _UNSUPPORTED: dict[str, str] = {
     "/_delete": "only /_delete @<contactId>, /_delete #<groupId>, /_delete link #<groupId>, "
     "/_delete item, /_delete member item and /_delete_address are supported: deleting "
     "users is not",
-    "/_get": "only /_get chats, /_get chat and /_get link are supported",
+    "/_get": "only /_get chats, /_get chat, /_get item info and /_get link are supported",
     "/_member": "only /_member role #<groupId> <groupMemberIds> <role> is supported",
     "/_block": "blocking members is not supported",
     "/_public": "public groups (channels with chat relays) are not supported",
@@ -506,6 +516,11 @@ def _parse(text: str) -> Command:
         case "/_start":
             _flags(rest, {"subscribe", "expire", "xftp", "main"})
             return StartChat()
+        case "/_get" if rest.split()[:2] == ["item", "info"]:
+            words = rest.split()[2:]
+            if len(words) != 2:
+                raise _Bad("usage: /_get item info @<contactId>|#<groupId> <itemId>")
+            return GetItemInfo(chat_ref(words[0]), parse_id(words[1], "an item id"))
         case "/_get" if rest.split(" ", 1)[0] == "link":
             return GetGroupLink(_only_group("/_get link", rest[len("link") :]))
         case "/_create" if rest.split(" ", 1)[0] == "link":

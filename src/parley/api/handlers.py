@@ -86,6 +86,7 @@ WITH_USER: dict[type, Handler] = {
     c.DeleteItems: items.delete,
     c.DeleteMemberItems: items.moderate,
     c.SetReaction: items.react,
+    c.GetItemInfo: items.item_info,
     # whole chats
     c.GetChats: chats.get_chats,
     c.GetChat: chats.get_chat,

@@ -356,6 +356,11 @@ class ChatController:
 
         return await self._read(read)
 
+    async def item_deliveries(self, item_id: int) -> list[cev.MemberDelivery]:
+        """A sent group item's delivery to each member (`items.delivery_settled`)."""
+        user = await self._user()
+        return await self._read(lambda c: items.member_deliveries(c, user, item_id))
+
     async def find_item(
         self,
         *,

@@ -250,4 +250,4 @@ def on_sent(
     item_id = store.settle_delivery(c, agent_conn, agent_msg_id, status)
     if item_id is None:
         return Effects()
-    return Effects(events=[cev.ChatItemStatus(item_id, status, reason)])
+    return items.delivery_settled(c, item_id, agent_conn, status, reason)

@@ -27,13 +27,17 @@ from parley.chat.model import (
     DEL_MARKED,
     DEL_MODERATED,
     G_ACTIVE,
+    GONE_MEMBER,
     HELD_CHANGE_TTL,
     HELD_CHANGES_MAX,
     IC_CONN_EVENT,
     IC_INTEGRITY,
     IC_TEXT,
+    ITEM_ERROR,
     ITEM_RCVD,
     ITEM_RCVD_BAD,
+    ITEM_SENDING,
+    ITEM_SENT,
     K_MEMBER_GROUP,
     M_CREATOR,
     ChatError,
@@ -76,18 +80,87 @@ def receipts_on(
 
 def on_rcvd(c: sqlite3.Connection, agent_conn: str, agent_msg_id: int, status: str) -> Effects:
     """A delivery receipt for one of our agent messages: its item is `rcvd` (or
-    `rcvd-bad-hash`); a repeat, or a message that carried no item, changes nothing."""
+    `rcvd-bad-hash`); in a group its member's delivery is, and the item is once every
+    member's is (`delivery_settled`; each member's receipt is an event with the item's
+    status). A repeat, or a message that carried no item, changes nothing."""
     item_id = store.item_of_message(c, agent_conn, agent_msg_id)
     if item_id is None:
         return Effects()
     new = ITEM_RCVD if status == "ok" else ITEM_RCVD_BAD
     before = store.item(c, item_id)
-    if not store.set_item_receipt(c, agent_conn, agent_msg_id, item_id, new):
+    if before is None or not store.set_item_receipt(c, agent_conn, agent_msg_id, new):
         return Effects()
-    if before is not None and before.status in (ITEM_RCVD, ITEM_RCVD_BAD):
-        return Effects()  # (in a group, the first receipt moved it)
+    if before.group_id is None and before.status in (ITEM_RCVD, ITEM_RCVD_BAD):
+        return Effects()
     reason = "" if status == "ok" else "the message arrived with another hash"
-    return Effects(events=[cev.ChatItemStatus(item_id, new, reason)], label="rcvd")
+    fx = delivery_settled(c, item_id, agent_conn, new, reason)
+    fx.label = "rcvd"
+    return fx
+
+
+# ---------------------------------------------------------------- delivery per member
+
+_RANK = {ITEM_SENDING: 0, ITEM_ERROR: 1, ITEM_SENT: 1, ITEM_RCVD: 2, ITEM_RCVD_BAD: 2}
+
+
+def delivery_settled(
+    c: sqlite3.Connection, item_id: int, agent_conn: str, status: str, reason: str
+) -> Effects:
+    """One delivery of our item settled: `sent` or `error` (the agent's SENT or MERR, or
+    it refused the message), `rcvd`/`rcvd-bad-hash` (a receipt). A direct item takes the
+    status (a receipt is not undone by a late SENT). A group item keeps one status per
+    member, which only moves forward (sending, then sent or error, then rcvd), and its
+    own status is derived from those of the members still in the group (`group_status`).
+    The event carries the item's status; a member's error names the member."""
+    found = store.member_delivery(c, item_id, agent_conn)
+    if found is None:
+        i = store.item(c, item_id)
+        if i is None:
+            return Effects()
+        if _RANK.get(i.status, 0) < _RANK[status] or i.status == ITEM_SENDING:
+            store.set_item_status(c, item_id, status)
+        return Effects(events=[cev.ChatItemStatus(item_id, status, reason)])
+    member_row, old = found
+    if _RANK.get(old, 0) >= _RANK[status] and old != ITEM_SENDING:
+        return Effects()
+    store.set_member_delivery(c, item_id, member_row, status, reason)
+    overall = group_status(c, item_id)
+    if overall is not None:
+        store.set_item_status(c, item_id, overall)
+    m = store.member(c, member_row)
+    if reason and m is not None:
+        reason = f"{m.display_name}: {reason}"
+    i = store.item(c, item_id)
+    return Effects(events=[cev.ChatItemStatus(item_id, i.status if i else status, reason)])
+
+
+def member_deliveries(
+    c: sqlite3.Connection, user: store.UserRow, item_id: int
+) -> list[cev.MemberDelivery]:
+    """The delivery of one of the user's items to each member (none: not a sent group
+    item)."""
+    own_item(c, user, item_id)
+    return [
+        cev.MemberDelivery(views.member(c, member_row), status, reason)
+        for member_row, status, reason, _ in store.member_deliveries(c, item_id)
+    ]
+
+
+def group_status(c: sqlite3.Connection, item_id: int) -> str | None:
+    """A sent group item's status from its members' deliveries (those who left or were
+    removed do not count): `rcvd` when every member has it (`rcvd-bad-hash` if one
+    reported another hash), else `sent` when it reached the relay for one at least,
+    `error` when every delivery failed, else `sending`. None: no member to count."""
+    statuses = [s for _, s, _, m in store.member_deliveries(c, item_id) if m not in GONE_MEMBER]
+    if not statuses:
+        return None
+    if all(s in (ITEM_RCVD, ITEM_RCVD_BAD) for s in statuses):
+        return ITEM_RCVD_BAD if ITEM_RCVD_BAD in statuses else ITEM_RCVD
+    if any(s in (ITEM_SENT, ITEM_RCVD, ITEM_RCVD_BAD) for s in statuses):
+        return ITEM_SENT
+    if all(s == ITEM_ERROR for s in statuses):
+        return ITEM_ERROR
+    return ITEM_SENDING
 
 
 # ---------------------------------------------------------------- integrity

@@ -62,13 +62,17 @@ async def reconcile(
     pending = {(d.conn_id, d.msg_id) for d in report.deliveries}
     failed = {(d.conn_id, d.msg_id) for d in report.failed}
 
-    def settle(c: sqlite3.Connection) -> None:
+    def settle(c: sqlite3.Connection) -> Effects:
+        fx = Effects()
         for agent_conn, msg_id, _item in store.item_deliveries(c):
             if (agent_conn, msg_id) not in pending:
                 status = ITEM_ERROR if (agent_conn, msg_id) in failed else ITEM_SENT
-                store.settle_delivery(c, agent_conn, msg_id, status)
+                item_id = store.settle_delivery(c, agent_conn, msg_id, status)
+                if item_id is not None:
+                    fx.merge(items.delivery_settled(c, item_id, agent_conn, status, ""))
+        return fx
 
-    await db.run(settle)
+    await perform(await db.run(settle))
 
     def waiting_links(c: sqlite3.Connection) -> Effects:
         fx = items.expire_held(c, store.now())  # (and held changes that waited too long)

@@ -276,6 +276,18 @@ MIGRATIONS = [
     );
     CREATE INDEX held_changes_by_msg ON held_changes(group_id, shared_msg_id);
     """,
+    # a sent group item's delivery to each member (sending, sent, rcvd, rcvd-bad-hash,
+    # error with its reason); the item's own status is derived from them
+    """
+    CREATE TABLE item_member_status (
+        item_id INTEGER NOT NULL REFERENCES chat_items(item_id) ON DELETE CASCADE,
+        member_row INTEGER NOT NULL REFERENCES members(member_row) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (item_id, member_row)
+    );
+    """,
 ]
 
 
@@ -1572,22 +1584,69 @@ def item_of_message(c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int
 
 
 def set_item_receipt(
-    c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int, item_id: int, status: str
+    c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int, status: str
 ) -> bool:
-    """A receipt for one agent message of item `item_id`: the item gets `status` (unless it
-    has a receipt already). False if this message had a receipt before (a repeat)."""
+    """A receipt for one agent message of an item. False if this message had a receipt
+    before (a repeat)."""
     cur = c.execute(
         "UPDATE item_messages SET receipt = ? WHERE agent_conn_id = ? AND agent_msg_id = ? "
         "AND receipt IS NULL",
         (status, agent_conn_id, agent_msg_id),
     )
-    if cur.rowcount == 0:
-        return False
+    return cur.rowcount == 1
+
+
+def set_item_status(c: sqlite3.Connection, item_id: int, status: str) -> None:
+    c.execute("UPDATE chat_items SET status = ? WHERE item_id = ?", (status, item_id))
+
+
+def track_member_deliveries(c: sqlite3.Connection, item_id: int) -> None:
+    """A group item was sent: each member it goes to (an outbox row on the member's
+    connection, or kept for a member we are still connecting to) is `sending`."""
+    t = now()
     c.execute(
-        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status NOT IN (?, ?)",
-        (status, item_id, ITEM_RCVD, ITEM_RCVD_BAD),
+        "INSERT OR IGNORE INTO item_member_status (item_id, member_row, status, updated_at) "
+        "SELECT o.item_id, x.member_row, ?, ? FROM outbox o "
+        "JOIN connections x ON x.agent_conn_id = o.agent_conn_id "
+        "WHERE o.item_id = ? AND x.member_row IS NOT NULL "
+        "UNION SELECT item_id, member_row, ?, ? FROM pending_group_messages WHERE item_id = ?",
+        (ITEM_SENDING, t, item_id, ITEM_SENDING, t, item_id),
     )
-    return True
+
+
+def member_delivery(
+    c: sqlite3.Connection, item_id: int, agent_conn_id: str
+) -> tuple[int, str] | None:
+    """(member, status) of the group item's delivery on the member's connection, if it
+    has one."""
+    r = c.execute(
+        "SELECT s.member_row, s.status FROM item_member_status s "
+        "JOIN connections x ON x.member_row = s.member_row "
+        "WHERE s.item_id = ? AND x.agent_conn_id = ?",
+        (item_id, agent_conn_id),
+    ).fetchone()
+    return (int(r[0]), str(r[1])) if r else None
+
+
+def set_member_delivery(
+    c: sqlite3.Connection, item_id: int, member_row: int, status: str, reason: str
+) -> None:
+    c.execute(
+        "UPDATE item_member_status SET status = ?, reason = ?, updated_at = ? "
+        "WHERE item_id = ? AND member_row = ?",
+        (status, reason, now(), item_id, member_row),
+    )
+
+
+def member_deliveries(c: sqlite3.Connection, item_id: int) -> list[tuple[int, str, str, str]]:
+    """(member, delivery status, reason, the member's status) of a sent group item, in the
+    order of the members."""
+    rows = c.execute(
+        "SELECT s.member_row, s.status, s.reason, m.status FROM item_member_status s "
+        "JOIN members m USING (member_row) WHERE s.item_id = ? ORDER BY s.member_row",
+        (item_id,),
+    )
+    return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
 def receipt_count(c: sqlite3.Connection, item_id: int) -> tuple[int, int]:
@@ -1718,7 +1777,13 @@ def mark_item_deleted(c: sqlite3.Connection, item_id: int, how: str, by: int | N
 
 def delete_item(c: sqlite3.Connection, item_id: int) -> None:
     """Remove the item and everything about it."""
-    for table in ("item_versions", "item_reactions", "item_messages", "item_deliveries"):
+    for table in (
+        "item_versions",
+        "item_reactions",
+        "item_messages",
+        "item_deliveries",
+        "item_member_status",
+    ):
         c.execute(f"DELETE FROM {table} WHERE item_id = ?", (item_id,))
     c.execute("UPDATE chat_items SET quoted_item = NULL WHERE quoted_item = ?", (item_id,))
     c.execute("DELETE FROM chat_items WHERE item_id = ?", (item_id,))

@@ -54,6 +54,7 @@ OPS = frozenset(
         "react",
         "find_item",
         "item_history",
+        "item_deliveries",
         "set_receipts",
         "sync_ratchet",
         "status",
