@@ -126,3 +126,24 @@ async def sent_to_second(
         for n, (conn, _) in enumerate(b.agent.sent[before:])
     }
     return view.item_id, ids, user
+
+
+async def test_the_authors_copy_after_the_hosts_forward_gets_a_receipt(bench: Bench) -> None:
+    """A member's message that came first in the host's forward: the author's own copy,
+    dropped as a duplicate, still gets a receipt (the author counts them per member)."""
+
+    def setup(c: sqlite3.Connection) -> str:
+        g = member_group(c)  # bob, joined through host alice
+        dan_id = cp.new_member_id()
+        row = store.insert_member(c, g.group_id, dan_id, "member", CAT_POST, M_CONNECTED, "dan")
+        ready_connection(c, K_MEMBER_GROUP, row, "dan-conn")
+        return dan_id
+
+    dan_id = await bench.read(setup)
+    post = cp.make(cp.XMsgNew(cp.TextContent("from dan")))
+    fwd = cp.encode_chat_message(cp.make(cp.XGrpMsgForward(dan_id, post)))
+    fx = await bench.apply(lambda c: inbox.on_msg(c, "host-conn", fwd, 4, "ok", bench.config))
+    assert not fx.receipt  # (the forward is the host's message)
+    direct = cp.encode_chat_message(post)
+    fx = await bench.apply(lambda c: inbox.on_msg(c, "dan-conn", direct, 9, "ok", bench.config))
+    assert fx.receipt and not fx.events  # shown once, acknowledged to dan with a receipt

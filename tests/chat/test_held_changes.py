@@ -174,3 +174,40 @@ async def test_held_changes_expire_with_a_reason(
     assert [(e.chat, e.sender, e.event) for e in dropped] == [("#team", "dan", "x.msg.update")] * 2
     assert all(e.reason == "its message did not arrive within 24 hours" for e in dropped)
     assert await held_count(bench, g) == 0
+
+
+async def test_full_deletion_removes_and_later_changes_are_refused(bench: Bench) -> None:
+    """With full deletion on for the group, the author's deletion and a moderation remove
+    the items; a change that comes after is refused (the message came), not held."""
+    g, ids = await team(bench)
+    user = g.user
+    await bench.read(
+        lambda c: items.set_chat_setting(c, user, items.FULL_DELETE, True, None, "team", None)
+    )
+    post = cp.make(cp.XMsgNew(cp.TextContent("gone soon")))
+    spam = cp.make(cp.XMsgNew(cp.TextContent("spam")))
+    await send(bench, "dan-conn", post)
+    await send(bench, "dan-conn", spam)
+    bench.drain()
+    await send(bench, "dan-conn", cp.make(cp.XMsgDel(post.msg_id)))
+    await send(bench, "eve-conn", cp.make(cp.XMsgDel(spam.msg_id, ids["dan"])))
+    deleted = [e for e in bench.drain() if isinstance(e, cev.ChatItemDeleted)]
+    assert [(d.item.text, d.removed) for d in deleted] == [("gone soon", True), ("spam", True)]
+    assert deleted[1].moderated_by is not None and deleted[1].moderated_by.name == "eve"
+    gid = g.group_id
+    left = await bench.read(
+        lambda c: [store.item_by_msg(c, m.msg_id, group_id=gid) for m in (post, spam)]
+    )
+    assert left == [None, None]
+    like = cp.XMsgReact(post.msg_id, cp.Reaction("👍"), True, ids["dan"])
+    await send(bench, "eve-conn", cp.make(like))
+    assert refusals(bench) == ["the message is no longer here"]
+    assert await held_count(bench, g) == 0
+    # the group back to the user's default (off): marked again
+    await bench.read(
+        lambda c: items.set_chat_setting(c, user, items.FULL_DELETE, None, None, "team", None)
+    )
+    kept = cp.make(cp.XMsgNew(cp.TextContent("kept")))
+    await send(bench, "dan-conn", kept)
+    await send(bench, "dan-conn", cp.make(cp.XMsgDel(kept.msg_id)))
+    assert (await item(bench, g, kept.msg_id)).deleted == "deleted"

@@ -163,12 +163,16 @@ def _receipt_again(
 ) -> Effects:
     """A message seen before: if this very agent message brought it (shown again after a
     restart before its ack), the receipt it earned is still owed (the agent sends one
-    receipt per message at most)."""
+    receipt per message at most). So is one for the author's own copy of a group message
+    that came first in the host's forward: the author counts receipts per member."""
     fx = Effects()
     if (
         agent_msg is not None
         and isinstance(msg.params, cp.XMsgNew)
-        and store.first_brought_by(c, scope, msg.msg_id, agent_msg)
+        and (
+            store.first_brought_by(c, scope, msg.msg_id, agent_msg)
+            or (group_id is not None and store.first_came_forwarded(c, scope, msg.msg_id))
+        )
     ):
         fx.receipt = _receipts_on(c, config, user, conn, group_id)
     return fx

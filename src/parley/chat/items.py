@@ -78,6 +78,40 @@ def receipts_on(
     return for_groups if own is None else own
 
 
+RECEIPTS = "receipts"
+FULL_DELETE = "full_delete"
+
+
+def set_chat_setting(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    kind: str,
+    on: bool | None,
+    contact: str | None,
+    group: str | None,
+    everyone: str | None,
+) -> None:
+    """Set delivery receipts (`RECEIPTS`) or full deletion (`FULL_DELETE`) for one contact
+    or group (`on` None: follow the user's default), or the user's default: for receipts
+    `everyone` = "contacts" or "groups" (clearing the chats' own settings), for full
+    deletion "all" (the chats' own settings stay)."""
+    contact_id = contacts.named(c, user, contact).contact_id if contact is not None else None
+    group_id = groups.named(c, user, group).group_id if group is not None else None
+    if kind == RECEIPTS and (contact_id or group_id):
+        store.set_chat_receipts(c, on, contact_id=contact_id, group_id=group_id)
+    elif kind == RECEIPTS and everyone in ("contacts", "groups"):
+        assert everyone is not None
+        store.set_user_receipts(c, user.user_id, everyone, bool(on))
+        store.clear_chat_receipts(c, user.user_id, everyone)
+    elif kind == FULL_DELETE and (contact_id or group_id):
+        store.set_full_delete(c, on, contact_id=contact_id, group_id=group_id)
+    elif kind == FULL_DELETE and everyone == "all":
+        store.set_full_delete(c, on, user_id=user.user_id)
+    else:
+        everyone_is = "contacts/groups" if kind == RECEIPTS else "all"
+        raise ChatError(f"name a contact, a group, or {everyone_is}")
+
+
 def on_rcvd(c: sqlite3.Connection, agent_conn: str, agent_msg_id: int, status: str) -> Effects:
     """A delivery receipt for one of our agent messages: its item is `rcvd` (or
     `rcvd-bad-hash`); in a group its member's delivery is, and the item is once every
@@ -470,11 +504,27 @@ def _apply_update(c: sqlite3.Connection, i: store.ItemRow, p: cp.XMsgUpdate) -> 
 
 def _apply_author_delete(c: sqlite3.Connection, i: store.ItemRow) -> Effects:
     """The author deleted its message for everyone: marked deleted here (its text stays
-    in the store, shown as deleted; delete it for yourself to remove it)."""
+    in the store, shown as deleted; delete it for yourself to remove it), or removed
+    when the chat has full deletion on (`_removed`)."""
+    removed = _removed(c, i, None)
+    if removed is not None:
+        return removed
     if not store.mark_item_deleted(c, i.item_id, DEL_MARKED):
         return Effects()
     view = views.item(c, i.item_id)
     return Effects(events=[cev.ChatItemDeleted(view, removed=False, by_user=False)])
+
+
+def _removed(c: sqlite3.Connection, i: store.ItemRow, moderator: int | None) -> Effects | None:
+    """With full deletion on in the item's chat (`set_chat_setting`), a received deletion
+    for everyone (the author's, or a moderation by `moderator`) removes the item; None
+    when it is off (the item is marked instead)."""
+    if not store.full_delete_on(c, i.user_id, contact_id=i.contact_id, group_id=i.group_id):
+        return None
+    view = views.item(c, i.item_id)
+    store.delete_item(c, i.item_id)
+    by = views.member(c, moderator) if moderator is not None else None
+    return Effects(events=[cev.ChatItemDeleted(view, removed=True, by_user=False, moderated_by=by)])
 
 
 def _apply_reaction(
@@ -591,6 +641,9 @@ def group_delete(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     fx = Effects()
     if i is None:
         return _hold_or_refuse(c, g, p.msg_id, p.member_id, "no such message of that member")
+    removed = _removed(c, i, g.sender.member_row)
+    if removed is not None:
+        return _host_forwards(c, g, removed)
     if store.mark_item_deleted(c, i.item_id, DEL_MODERATED, g.sender.member_row):
         view = views.item(c, i.item_id)
         moderator = views.member(c, g.sender.member_row)
@@ -623,9 +676,13 @@ def _hold_or_refuse(
     """A change of a message we have no item for. If no message of the group has that id,
     it may still come (the change overtook it): held, durably, in the order of arrival
     (the host passes it on now, as it would have); otherwise refused with `reason`."""
-    if store.item_by_msg(c, msg_id, group_id=g.group_id) is not None:
-        return _refused(f"#{g.group.local_name}", g.sender.display_name, g.msg, reason)
     author_id = author_id or g.sender.member_id
+    known = store.item_by_msg(c, msg_id, group_id=g.group_id) is not None
+    chat, who = f"#{g.group.local_name}", g.sender.display_name
+    if known or author_id == g.me.member_id:  # (ours would be here)
+        return _refused(chat, who, g.msg, reason)
+    if store.was_seen(c, store.member_scope(g.group_id, author_id), msg_id):
+        return _refused(chat, who, g.msg, "the message is no longer here")
     body = cp.encode_chat_message(g.msg)
     store.hold_change(c, g.group_id, msg_id, author_id, g.sender.member_row, body)
     log.info("%s from %s held until message %s arrives", g.msg.event, g.sender.display_name, msg_id)

@@ -288,6 +288,13 @@ MIGRATIONS = [
         PRIMARY KEY (item_id, member_row)
     );
     """,
+    # full deletion: a received deletion for everyone removes the item instead of marking
+    # it; the user's default (off) and each contact's and group's own (NULL: the default)
+    """
+    ALTER TABLE users ADD COLUMN full_delete INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE contacts ADD COLUMN full_delete INTEGER;
+    ALTER TABLE groups ADD COLUMN full_delete INTEGER;
+    """,
 ]
 
 
@@ -1297,6 +1304,21 @@ def first_brought_by(
     return r is not None and (r[0], r[1]) == agent_msg
 
 
+def was_seen(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
+    """Whether `msg_id` arrived in `scope` before."""
+    sql = "SELECT 1 FROM received WHERE scope = ? AND msg_id = ?"
+    return c.execute(sql, (scope, msg_id)).fetchone() is not None
+
+
+def first_came_forwarded(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
+    """Whether `msg_id` in `scope` first arrived inside a host's forward (recorded with no
+    agent message of its own)."""
+    r = c.execute(
+        "SELECT agent_conn_id FROM received WHERE scope = ? AND msg_id = ?", (scope, msg_id)
+    ).fetchone()
+    return r is not None and r[0] is None
+
+
 def member_scope(group_id: int, member_id: str) -> str:
     """The `received` scope of messages from a group member."""
     return f"group:{group_id}:{member_id}"
@@ -1701,6 +1723,41 @@ def clear_chat_receipts(c: sqlite3.Connection, user_id: int, kind: str) -> None:
     """Every contact (or group) of the user follows the user's setting again."""
     table = {"contacts": "contacts", "groups": "groups"}[kind]
     c.execute(f"UPDATE {table} SET send_receipts = NULL WHERE user_id = ?", (user_id,))
+
+
+def full_delete_on(
+    c: sqlite3.Connection, user_id: int, *, contact_id: int | None, group_id: int | None
+) -> bool:
+    """Whether a received deletion for everyone removes items in this chat: its own
+    setting, else the user's."""
+    own = None
+    if contact_id is not None:
+        sql, key = "SELECT full_delete FROM contacts WHERE contact_id = ?", contact_id
+        own = c.execute(sql, (key,)).fetchone()
+    elif group_id is not None:
+        own = c.execute("SELECT full_delete FROM groups WHERE group_id = ?", (group_id,)).fetchone()
+    if own is not None and own[0] is not None:
+        return bool(own[0])
+    r = c.execute("SELECT full_delete FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    return bool(r and r[0])
+
+
+def set_full_delete(
+    c: sqlite3.Connection,
+    on: bool | None,
+    *,
+    user_id: int | None = None,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> None:
+    """The user's default (`user_id`), or a contact's or group's own (None: the default)."""
+    value = None if on is None else int(on)
+    if user_id is not None:
+        c.execute("UPDATE users SET full_delete = ? WHERE user_id = ?", (int(bool(on)), user_id))
+    elif contact_id is not None:
+        c.execute("UPDATE contacts SET full_delete = ? WHERE contact_id = ?", (value, contact_id))
+    else:
+        c.execute("UPDATE groups SET full_delete = ? WHERE group_id = ?", (value, group_id))
 
 
 def active_member_count(c: sqlite3.Connection, group_id: int) -> int:

@@ -56,6 +56,7 @@ OPS = frozenset(
         "item_history",
         "item_deliveries",
         "set_receipts",
+        "set_full_delete",
         "sync_ratchet",
         "status",
         "reintroduce_stale",
