@@ -62,6 +62,17 @@ async def test_items_through_the_api(
     marked = await b.event("chatItemDeleted")
     assert marked["toChatItem"]["chatItem"]["meta"]["itemDeleted"]["type"] == "deleted"
 
+    # full deletion on for alice (bob's contact preference fullDelete): removed, not marked
+    prefs = json.dumps({"fullDelete": {"allow": "yes"}})
+    updated = await b.ok(f"/_set prefs @{alice_id} {prefs}", "contactPrefsUpdated")
+    assert updated["toContact"]["contactId"] == alice_id
+    gone = await a.ok(f"/_send @{bob_id} json {json.dumps([msg])}", "newChatItems")
+    gone_id = gone["chatItems"][0]["chatItem"]["meta"]["itemId"]
+    await b.event("newChatItems")
+    await a.ok(f"/_delete item @{bob_id} {gone_id} broadcast", "chatItemDeleted")
+    removed = await b.event("chatItemDeleted")
+    assert removed["byUser"] is False and removed["toChatItem"] is None
+
     await b.ok(f'/_settings @{alice_id} {{"sendRcpts": false}}', "cmdOk")
     await b.ok("/_set receipts contacts 1 on", "cmdOk")
 

@@ -185,6 +185,15 @@ class SetChatSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SetContactPrefs:
+    """``/_set prefs @3 {"fullDelete": {"allow": "yes"}}``: parley keeps fullDelete as the
+    contact's full deletion setting ("yes"/"always": on, "no": off, absent: default)."""
+
+    contact_id: int
+    full_delete: bool | None
+
+
+@dataclass(frozen=True, slots=True)
 class SetUserReceipts:
     """``/_set receipts contacts|groups <userId> on|off [clear_overrides=on|off]``."""
 
@@ -410,6 +419,7 @@ Command = (
     | GetItemInfo
     | SetReaction
     | SetChatSettings
+    | SetContactPrefs
     | SyncRatchet
     | SetUserReceipts
     | AddContact
@@ -463,8 +473,8 @@ _UNSUPPORTED: dict[str, str] = {
     "/_unhide": _NO_USERS,
     "/_mute": _NO_USERS,
     "/_unmute": _NO_USERS,
-    "/_set": "only /_set link role #<groupId> <role> is supported (aliases, preferences "
-    "and custom data are not)",
+    "/_set": "only /_set link role #<groupId> <role>, /_set receipts and /_set prefs "
+    "@<contactId> are supported (aliases and custom data are not)",
     "/_update": "only /_update item <chat> <itemId> json {...} is supported",
     "/_clear": "clearing a chat is not supported",
     "/_create": "only /_create user {...} and /_create link #<groupId> [role] are supported",
@@ -551,6 +561,11 @@ def _parse(text: str) -> Command:
             if rcpts is not None and not isinstance(rcpts, bool):
                 raise _Bad("sendRcpts must be true, false or null")
             return SetChatSettings(chat_ref(ref_token), rcpts)
+        case "/_set" if rest.split()[:1] == ["prefs"]:
+            ref_token, _, prefs = rest[len("prefs") :].strip().partition(" ")
+            if not ref_token.startswith("@"):
+                raise _Bad("usage: /_set prefs @<contactId> {Preferences}")
+            return SetContactPrefs(chat_ref(ref_token).chat_id, _full_delete(prefs))
         case "/_set" if rest.split()[:1] == ["receipts"]:
             words = rest.split()[1:]
             if len(words) not in (3, 4) or words[0] not in ("contacts", "groups"):
@@ -1157,3 +1172,14 @@ def _info(rest: str) -> ContactInfo | GroupMemberInfo:
             parse_id(words[0][1:], "a group id"), parse_id(words[1], "a member id")
         )
     raise _Bad("usage: /_info @<contactId> or /_info #<groupId> <groupMemberId>")
+
+
+def _full_delete(text: str) -> bool | None:
+    """Preferences' ``fullDelete.allow`` as parley's full deletion setting."""
+    pref = _json_object(text, "preferences").get("fullDelete")
+    if pref is None:
+        return None
+    allow = pref.get("allow") if isinstance(pref, dict) else None
+    if allow not in ("always", "yes", "no"):
+        raise _Bad('fullDelete must be {"allow": "always"|"yes"|"no"}')
+    return bool(allow != "no")

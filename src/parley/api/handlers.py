@@ -92,6 +92,7 @@ WITH_USER: dict[type, Handler] = {
     c.GetChat: chats.get_chat,
     c.ChatRead: chats.chat_read,
     c.SetChatSettings: chats.set_chat_settings,
+    c.SetContactPrefs: chats.set_contact_prefs,
     c.SyncRatchet: chats.sync_ratchet,
     c.DeleteChat: chats.delete_chat,
 }
