@@ -70,5 +70,5 @@ def test_the_handshake_only_moves_forward(db: Database) -> None:
 
     db.run_sync(tx)
     assert db.run_sync(store.connection_statuses) == [
-        ("c1", "ready", None, "active", None, "initiator")
+        ("c1", "ready", None, "active", None, "initiator", "ok", 0)
     ]

@@ -127,6 +127,13 @@ def send_json(ref: str, *texts: str) -> str:
             c.SetChatSettings(c.ChatRef("direct", 3), False),
         ),
         ("/_set receipts contacts 1 off", c.SetUserReceipts("contacts", 1, False)),
+        ('/_set prefs @3 {"fullDelete": {"allow": "yes"}}', c.SetContactPrefs(3, True)),
+        (
+            '/_set prefs @3 {"fullDelete": {"allow": "no"}, "voice": {}}',
+            c.SetContactPrefs(3, False),
+        ),
+        ("/_set prefs @3 {}", c.SetContactPrefs(3, None)),
+        ("/_get item info #2 7", c.GetItemInfo(c.ChatRef("group", 2), 7)),
         ("/_sync @3", c.SyncRatchet(c.ChatRef("direct", 3), None, False)),
         ("/_sync #2 5 force=on", c.SyncRatchet(c.ChatRef("group", 2), 5, True)),
         (
@@ -239,6 +246,9 @@ def test_address_link_and_current_commands(text: str, expected: c.Command) -> No
         ("/_accept", "usage"),
         ("/_create link #2 king", "unknown role"),
         ("/_set link role #2", "usage"),
+        ('/_set prefs #2 {"fullDelete": {"allow": "yes"}}', "usage"),
+        ('/_set prefs @2 {"fullDelete": {"allow": "maybe"}}', "fullDelete"),
+        ("/_get item info #2", "usage"),
         ("/_remove #2 5,5", "twice"),
         ("/_remove #2 5 messages=on", "messages=on"),
         ('/_get chats 1 count=5 {"type": "search", "search": "x"}', "filters"),

@@ -276,3 +276,35 @@ def _sync(coro: object) -> str:
     except StopIteration as stop:
         return str(stop.value)
     raise AssertionError("the coroutine awaited")
+
+
+async def test_renegotiated_item_once_between_the_event_and_the_catch_up(bench: Bench) -> None:
+    """The RSYNC ok event and the start-up catch-up from the agent's status count the
+    same re-negotiations: one item each; an agent database that went back to a copy
+    (fewer counted) is followed, and its next re-negotiation shows again."""
+    await with_contact(bench)
+
+    async def items_now() -> int:
+        def read(c: sqlite3.Connection) -> int:
+            ids = store.last_item_ids(c, 100, user_id=1, contact_id=1)
+            return sum(1 for i in ids if views.item(c, i).text == "encryption re-negotiated")
+
+        return await bench.read(read)
+
+    await bench.apply(lambda c: items.on_rsync(c, "bob-conn", "started", ""))
+    await bench.apply(lambda c: items.on_rsync(c, "bob-conn", "ok", "", 1))
+    assert await items_now() == 1
+    fx = await bench.apply(lambda c: items.rsync_caught_up(c, "bob-conn", "ok", 1))
+    assert not fx.events  # shown already
+    fx = await bench.apply(lambda c: items.rsync_caught_up(c, "bob-conn", "ok", 2))
+    assert await items_now() == 2  # one the event of which was lost
+    await bench.apply(lambda c: items.on_rsync(c, "bob-conn", "ok", "", 2))  # then it comes
+    assert await items_now() == 2
+    await bench.apply(lambda c: items.rsync_caught_up(c, "bob-conn", "ok", 0))  # restored
+    assert await items_now() == 2
+    await bench.apply(lambda c: items.on_rsync(c, "bob-conn", "ok", "", 1))
+    assert await items_now() == 3
+    fx = await bench.apply(lambda c: items.rsync_caught_up(c, "bob-conn", "required", 1))
+    assert [type(e) for e in fx.events] == [cev.RatchetSync]  # still required: said again
+    await bench.apply(lambda c: items.on_rsync(c, "bob-conn", "ok", "no re-negotiation", 1))
+    assert await items_now() == 3

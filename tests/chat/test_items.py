@@ -84,3 +84,30 @@ async def test_group_items_end_to_end(relay: RelayServer, make_chat: MakeChat) -
     for chat in (b, c):
         d = await expect(chat, cev.ChatItemDeleted)
         assert d.moderated_by is not None and d.moderated_by.name == "alice"
+
+
+async def test_full_deletion_removes_received_messages(
+    relay: RelayServer, make_chat: MakeChat
+) -> None:
+    """Off by default (marked); on for all chats, a deletion for everyone removes bob's
+    copy; a contact's own setting wins over the default."""
+    relays = [str(relay.address)]
+    alice = await make_chat("alice", relays)
+    bob = await make_chat("bob", relays)
+    await make_contacts(alice, bob)
+
+    async def sent_and_deleted(text: str) -> cev.ChatItemDeleted:
+        sent = await alice.send_contact_message("bob", text)
+        await expect(bob, cev.NewChatItem, where=lambda e: e.item.text == text)
+        await alice.delete_item(sent.item_id, broadcast=True)
+        return await expect(bob, cev.ChatItemDeleted, where=lambda e: e.item.text == text)
+
+    marked = await sent_and_deleted("marked")
+    assert not marked.removed and marked.item.deleted == "deleted"
+    await bob.set_full_delete(True)
+    removed = await sent_and_deleted("removed")
+    assert removed.removed
+    await bob.set_full_delete(False, contact="alice")
+    again = await sent_and_deleted("marked again")
+    assert not again.removed
+    assert [i.text for i in await bob.chat_items(contact="alice")] == ["marked", "marked again"]

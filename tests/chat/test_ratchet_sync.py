@@ -4,13 +4,18 @@ re-negotiated", and every message after that arrives, both ways. Also `/sync` by
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 from parley.chat import events as cev
 from parley.chat.controller import ChatController
 from parley.relay.server import RelayServer
+from parley.testing.chat_process import ChatProcess
+from parley.testing.waiting import wait_for_condition
 from tests.agent.test_ratchet_sync import copy_db
 from tests.chat.conftest import MakeChat, expect, make_contacts
+from tests.chat.harness import clients, contacts
 
 
 async def talk(a: ChatController, b: ChatController, text: str) -> None:
@@ -80,3 +85,45 @@ async def test_a_message_sent_during_a_sync_waits_and_arrives(
                        and e.item.text == "written during the sync")  # fmt: skip
     assert got.item.text == "written during the sync"
     await talk(bob, alice, "and back")
+
+
+async def test_renegotiated_item_survives_a_crash_before_the_chat_showed_it(
+    relay: RelayServer, tmp_path: Path
+) -> None:
+    """Bob's process dies right after its agent reported the re-negotiation done (RSYNC
+    ok, which the agent does not replay) and before the chat stored anything: at start
+    the chat reads the agent's count of completed re-negotiations and shows the item,
+    once, also across a further restart."""
+    procs = clients(tmp_path, [str(relay.address)], ["alice", "bob"])
+    alice, bob = procs["alice"], procs["bob"]
+
+    async def renegotiated(p: ChatProcess, contact: str) -> list[dict[str, Any]]:
+        got: list[dict[str, Any]] = await p.call("chat_items", contact=contact, count=100)
+        return [i for i in got if i["text"] == "encryption re-negotiated"]
+
+    try:
+        for p in procs.values():
+            await p.start()
+        await contacts(alice, bob)
+        await bob.stop()
+        await bob.start(crash_at="rsync-event:ok")
+        assert await alice.call("sync_ratchet", contact="bob") == "started"
+        assert await bob.wait_exit(60) < 0, "bob never reached the RSYNC ok"
+        await bob.start()
+        await bob.expect(cev.NewChatItem, lambda e: e.item.text == "encryption re-negotiated")
+        await wait_for_condition(
+            lambda: _count_is(renegotiated(alice, "bob"), 1), 30, 0.2, "alice's item"
+        )
+        await bob.stop()
+        await bob.start()
+        await alice.call("send_contact_message", name="bob", text="after")
+        await bob.expect(cev.NewChatItem, lambda e: e.item.text == "after")
+        assert len(await renegotiated(bob, "alice")) == 1
+        assert len(await renegotiated(alice, "bob")) == 1
+    finally:
+        for p in procs.values():
+            await p.kill()
+
+
+async def _count_is(items: Awaitable[list[dict[str, Any]]], n: int) -> bool:
+    return len(await items) == n

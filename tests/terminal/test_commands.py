@@ -22,6 +22,9 @@ GOOD: list[tuple[str, c.Command]] = [
     ("/receipts @bob off", c.SetReceipts(False, contact="bob")),
     ("/receipts #team default", c.SetReceipts(None, group="team")),
     ("/receipts contacts on", c.SetReceipts(True, everyone="contacts")),
+    ("/full_delete @bob on", c.SetFullDelete(True, contact="bob")),
+    ("/full_delete #team default", c.SetFullDelete(None, group="team")),
+    ("/full_delete all off", c.SetFullDelete(False)),
     ("/sync @bob", c.SyncRatchet(contact="bob")),
     ("/sync #team bob force", c.SyncRatchet(group="team", member="bob", force=True)),
     ("/c", c.NewInvitation()),
@@ -200,6 +203,7 @@ def test_every_documented_command_parses() -> None:
         "/set link role #group role": "/set link role #team observer",
         "/receipts @name|#group|contacts|groups on|off|default": "/receipts @bob off",
         "/sync @name|#group member": "/sync @bob",
+        "/full_delete @name|#group|all on|off|default": "/full_delete all on",
     }
     for h in c.COMMANDS:
         line = h.usage.replace("[", "").replace("]", "")

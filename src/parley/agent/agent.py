@@ -478,6 +478,8 @@ class Agent:
                 sq.status if sq else None,
                 store.get_peer_info(c, conn_id),
                 conn.role,
+                conn.rsync_state,
+                conn.rsync_done,
             )
 
         return await self._db.run(read)

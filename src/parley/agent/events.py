@@ -67,10 +67,14 @@ class RSync(msgspec.Struct, frozen=True, tag="RSYNC"):
     """Ratchet re-synchronisation of the connection: `state` is "required" (a message
     could not be decrypted: call `synchronize_ratchet`), "started" (our new keys are on
     their way), "agreed" (new keys agreed, waiting for the peer's first message) or "ok"
-    (messages flow again). `reason` says what failed."""
+    (messages flow again). `reason` says what failed. `done`, on "ok" after a
+    re-negotiation, counts the connection's completed re-negotiations (1, 2, ...; also in
+    its `ConnectionStatus.rsync_done`): a client that lost this event learns it there, and
+    one that sees both handles the re-negotiation once."""
 
     state: str
     reason: str = ""
+    done: int = 0
 
 
 class Sent(msgspec.Struct, frozen=True, tag="SENT"):

@@ -67,6 +67,8 @@ class ConnectionStatus:
     snd_queue: str | None
     peer_info: bytes | None = None  # the other side's connection info (from CONF or INFO)
     role: str = ""  # "initiator" (made the link) or "joiner"
+    rsync_state: str = "ok"  # ratchet re-synchronisation: ok, required, started, agreed
+    rsync_done: int = 0  # how many re-synchronisations completed (as in RSYNC ok)
 
 
 @dataclass(frozen=True)

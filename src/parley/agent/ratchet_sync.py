@@ -3,7 +3,8 @@ agree new keys through the same queues, ON THE DATABASE THREAD (like `receive`).
 
 States (`connections.rsync_state`): ok, required (a message could not be decrypted),
 started (our new X3DH keys sent in a `K` queue message, waiting for the answer), agreed
-(new ratchet made, waiting for the peer's first message under it), then ok again.
+(new ratchet made, waiting for the peer's first message under it), then ok again; each
+completed re-negotiation counts in `connections.rsync_done`.
 
 1. A side calls `start` (the chat does on "required", or the user asks): fresh X3DH keys,
    kept in the row, sent as `RatchetKey(x3dh, reply=False, next_msg_id)` boxed with the
@@ -144,7 +145,7 @@ def decrypted(c: sqlite3.Connection, conn: ConnRow, ttl: float, out_events: list
     if conn.rsync_state == REQUIRED:  # it decrypts again after all
         out_events.append(ev.RSync(OK, "decrypting again without re-negotiation"))
         return False
-    out_events.append(ev.RSync(OK))
+    out_events.append(ev.RSync(OK, done=store.rsync_completed(c, conn.conn_id)))
     fresh = store.get_conn(c, conn.conn_id)
     assert fresh is not None
     delivery.enqueue(c, fresh, ap.Hello(), internal=True, ttl=ttl)

@@ -148,6 +148,11 @@ MIGRATIONS = [
     ALTER TABLE connections ADD COLUMN rsync_state TEXT NOT NULL DEFAULT 'ok';
     ALTER TABLE connections ADD COLUMN rsync_private BLOB;
     """,
+    # how many re-synchronisations of the connection completed (its RSYNC ok carries it,
+    # and the connection's status reports it: a client that lost the event catches up)
+    """
+    ALTER TABLE connections ADD COLUMN rsync_done INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -200,6 +205,7 @@ class ConnRow(msgspec.Struct):
     last_rcv_internal_id: int
     rsync_state: str = "ok"
     rsync_private: bytes | None = None
+    rsync_done: int = 0
 
 
 class RcvQueueRow(msgspec.Struct):
@@ -253,7 +259,7 @@ def now() -> float:
 
 _CONN_COLS = (
     "conn_id, role, status, x3dh_private, invitation, ratchet, snd_msg_id, snd_prev_hash, "
-    "rcv_msg_id, rcv_prev_hash, last_rcv_internal_id, rsync_state, rsync_private"
+    "rcv_msg_id, rcv_prev_hash, last_rcv_internal_id, rsync_state, rsync_private, rsync_done"
 )
 _RCV_COLS = (
     "conn_id, relay, recipient_id, sender_id, recipient_key, box_private, peer_box_public, "
@@ -420,10 +426,12 @@ def live_conn(c: sqlite3.Connection, conn_id: str) -> ConnRow:
 
 def connection_statuses(
     c: sqlite3.Connection,
-) -> list[tuple[str, str, str | None, str | None, bytes | None, str]]:
-    """(conn id, status, rcv queue status, snd queue status, peer info, role), oldest first."""
+) -> list[tuple[str, str, str | None, str | None, bytes | None, str, str, int]]:
+    """(conn id, status, rcv queue status, snd queue status, peer info, role, rsync state,
+    completed re-synchronisations), oldest first."""
     return c.execute(
-        "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info, c.role "
+        "SELECT c.conn_id, c.status, r.status, s.status, c.peer_info, c.role, "
+        "c.rsync_state, c.rsync_done "
         "FROM connections c "
         "LEFT JOIN rcv_queues r ON r.conn_id = c.conn_id "
         "LEFT JOIN snd_queues s ON s.conn_id = c.conn_id ORDER BY c.created_at"
@@ -938,6 +946,15 @@ def set_rsync(
             "updated_at = ? WHERE conn_id = ?",
             (state, private, ratchet, now(), conn_id),
         )
+
+
+def rsync_completed(c: sqlite3.Connection, conn_id: str) -> int:
+    """One more re-synchronisation of the connection completed; returns how many did."""
+    c.execute("UPDATE connections SET rsync_done = rsync_done + 1 WHERE conn_id = ?", (conn_id,))
+    done: int = c.execute(
+        "SELECT rsync_done FROM connections WHERE conn_id = ?", (conn_id,)
+    ).fetchone()[0]
+    return done
 
 
 def next_raw_delivery_id(c: sqlite3.Connection, conn_id: str) -> int:

@@ -76,6 +76,14 @@ async def set_chat_settings(ctx: Ctx, cmd: c.SetChatSettings) -> JsonObject:
     return r.response("cmdOk", ctx.me)
 
 
+async def set_contact_prefs(ctx: Ctx, cmd: c.SetContactPrefs) -> JsonObject:
+    """Only fullDelete is kept: full deletion for this contact (null: the default)."""
+    contact = await look.contact(ctx.chat, cmd.contact_id)
+    await ctx.chat.set_full_delete(cmd.full_delete, contact=contact.name)
+    as_json = r.contact_json(contact)
+    return r.response("contactPrefsUpdated", ctx.me, fromContact=as_json, toContact=as_json)
+
+
 async def sync_ratchet(ctx: Ctx, cmd: c.SyncRatchet) -> JsonObject:
     if cmd.chat.type == "direct":
         contact = await look.contact(ctx.chat, cmd.chat.chat_id)

@@ -149,6 +149,15 @@ class DeleteMemberItems:
 
 
 @dataclass(frozen=True, slots=True)
+class GetItemInfo:
+    """``/_get item info @3 5``: an item's versions and (a sent group item) its delivery
+    to each member."""
+
+    chat: ChatRef
+    item_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class SetReaction:
     """``/_reaction @3 5 on|off json {"type": "emoji", "emoji": "👍"}``."""
 
@@ -173,6 +182,15 @@ class SetChatSettings:
 
     chat: ChatRef
     send_receipts: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class SetContactPrefs:
+    """``/_set prefs @3 {"fullDelete": {"allow": "yes"}}``: parley keeps fullDelete as the
+    contact's full deletion setting ("yes"/"always": on, "no": off, absent: default)."""
+
+    contact_id: int
+    full_delete: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,8 +416,10 @@ Command = (
     | UpdateItem
     | DeleteItems
     | DeleteMemberItems
+    | GetItemInfo
     | SetReaction
     | SetChatSettings
+    | SetContactPrefs
     | SyncRatchet
     | SetUserReceipts
     | AddContact
@@ -453,15 +473,15 @@ _UNSUPPORTED: dict[str, str] = {
     "/_unhide": _NO_USERS,
     "/_mute": _NO_USERS,
     "/_unmute": _NO_USERS,
-    "/_set": "only /_set link role #<groupId> <role> is supported (aliases, preferences "
-    "and custom data are not)",
+    "/_set": "only /_set link role #<groupId> <role>, /_set receipts and /_set prefs "
+    "@<contactId> are supported (aliases and custom data are not)",
     "/_update": "only /_update item <chat> <itemId> json {...} is supported",
     "/_clear": "clearing a chat is not supported",
     "/_create": "only /_create user {...} and /_create link #<groupId> [role] are supported",
     "/_delete": "only /_delete @<contactId>, /_delete #<groupId>, /_delete link #<groupId>, "
     "/_delete item, /_delete member item and /_delete_address are supported: deleting "
     "users is not",
-    "/_get": "only /_get chats, /_get chat and /_get link are supported",
+    "/_get": "only /_get chats, /_get chat, /_get item info and /_get link are supported",
     "/_member": "only /_member role #<groupId> <groupMemberIds> <role> is supported",
     "/_block": "blocking members is not supported",
     "/_public": "public groups (channels with chat relays) are not supported",
@@ -506,6 +526,11 @@ def _parse(text: str) -> Command:
         case "/_start":
             _flags(rest, {"subscribe", "expire", "xftp", "main"})
             return StartChat()
+        case "/_get" if rest.split()[:2] == ["item", "info"]:
+            words = rest.split()[2:]
+            if len(words) != 2:
+                raise _Bad("usage: /_get item info @<contactId>|#<groupId> <itemId>")
+            return GetItemInfo(chat_ref(words[0]), parse_id(words[1], "an item id"))
         case "/_get" if rest.split(" ", 1)[0] == "link":
             return GetGroupLink(_only_group("/_get link", rest[len("link") :]))
         case "/_create" if rest.split(" ", 1)[0] == "link":
@@ -536,6 +561,11 @@ def _parse(text: str) -> Command:
             if rcpts is not None and not isinstance(rcpts, bool):
                 raise _Bad("sendRcpts must be true, false or null")
             return SetChatSettings(chat_ref(ref_token), rcpts)
+        case "/_set" if rest.split()[:1] == ["prefs"]:
+            ref_token, _, prefs = rest[len("prefs") :].strip().partition(" ")
+            if not ref_token.startswith("@"):
+                raise _Bad("usage: /_set prefs @<contactId> {Preferences}")
+            return SetContactPrefs(chat_ref(ref_token).chat_id, _full_delete(prefs))
         case "/_set" if rest.split()[:1] == ["receipts"]:
             words = rest.split()[1:]
             if len(words) not in (3, 4) or words[0] not in ("contacts", "groups"):
@@ -1142,3 +1172,14 @@ def _info(rest: str) -> ContactInfo | GroupMemberInfo:
             parse_id(words[0][1:], "a group id"), parse_id(words[1], "a member id")
         )
     raise _Bad("usage: /_info @<contactId> or /_info #<groupId> <groupMemberId>")
+
+
+def _full_delete(text: str) -> bool | None:
+    """Preferences' ``fullDelete.allow`` as parley's full deletion setting."""
+    pref = _json_object(text, "preferences").get("fullDelete")
+    if pref is None:
+        return None
+    allow = pref.get("allow") if isinstance(pref, dict) else None
+    if allow not in ("always", "yes", "no"):
+        raise _Bad('fullDelete must be {"allow": "always"|"yes"|"no"}')
+    return bool(allow != "no")

@@ -86,11 +86,13 @@ WITH_USER: dict[type, Handler] = {
     c.DeleteItems: items.delete,
     c.DeleteMemberItems: items.moderate,
     c.SetReaction: items.react,
+    c.GetItemInfo: items.item_info,
     # whole chats
     c.GetChats: chats.get_chats,
     c.GetChat: chats.get_chat,
     c.ChatRead: chats.chat_read,
     c.SetChatSettings: chats.set_chat_settings,
+    c.SetContactPrefs: chats.set_contact_prefs,
     c.SyncRatchet: chats.sync_ratchet,
     c.DeleteChat: chats.delete_chat,
 }

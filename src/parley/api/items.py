@@ -1,5 +1,5 @@
 """Bot API commands about messages: sending, editing, deleting and moderating items,
-reactions."""
+reactions, an item's info (versions, delivery to each member)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from parley.api import commands as c
 from parley.api import lookup as look
 from parley.api import responses as r
 from parley.api.lookup import Ctx, JsonObject
+
+SCAN_LIMIT = 10_000  # how far back /_get item info looks for the item
 
 
 async def send(ctx: Ctx, cmd: c.SendMessages) -> JsonObject:
@@ -69,3 +71,32 @@ async def react(ctx: Ctx, cmd: c.SetReaction) -> JsonObject:
     info, _ = await look.chat_info(ctx.chat, cmd.chat)
     item = await ctx.chat.react(cmd.item_id, cmd.emoji, cmd.add)
     return r.reaction_response(ctx.me, info, item, cmd.emoji, cmd.add)
+
+
+async def item_info(ctx: Ctx, cmd: c.GetItemInfo) -> JsonObject:
+    """``chatItemInfo``: the item, its versions (the original first) and, for a group
+    item we sent, each member's delivery (``memberDeliveryStatuses``; else null)."""
+    info, name = await look.chat_info(ctx.chat, cmd.chat)
+    direct = cmd.chat.type == "direct"
+    found = [
+        i
+        for i in await ctx.chat.chat_items(
+            contact=name if direct else None, group=None if direct else name, count=SCAN_LIMIT
+        )
+        if i.item_id == cmd.item_id
+    ]
+    if not found:
+        raise look.refuse_not_found(
+            "chatItemNotFound", f"no item {cmd.item_id} in this chat", itemId=cmd.item_id
+        )
+    item = found[0]
+    versions = await ctx.chat.item_history(item.item_id)
+    deliveries = None
+    if not direct and item.direction == "snd":
+        deliveries = await ctx.chat.item_deliveries(item.item_id)
+    return r.response(
+        "chatItemInfo",
+        ctx.me,
+        chatItem=r.a_chat_item(info, item),
+        chatItemInfo=r.item_info_json(item, versions, deliveries),
+    )

@@ -354,6 +354,57 @@ def a_chat_item(chat_info: ChatInfoJson, item: cev.ChatItem) -> AChatItemJson:
     return {"chatInfo": chat_info, "chatItem": chat_item_json(item)}
 
 
+_DELIVERY = {
+    "sending": "new",
+    "sent": "sent",
+    "rcvd": "rcvd",
+    "rcvd-bad-hash": "rcvd",
+    "error": "error",
+}
+
+
+def group_snd_status(delivery: cev.MemberDelivery) -> JsonObject:
+    """simplex-chat's GroupSndStatus of one member's delivery."""
+    kind = _DELIVERY.get(delivery.status, "new")
+    out: JsonObject = {"type": kind}
+    if kind == "rcvd":
+        out["msgRcptStatus"] = "ok" if delivery.status == "rcvd" else "badMsgHash"
+    if kind == "error":
+        out["agentError"] = {"type": "other", "sndError": delivery.reason or "failed"}
+    return out
+
+
+def item_info_json(
+    item: cev.ChatItem,
+    versions: Sequence[tuple[int, str, float]],
+    deliveries: Sequence[cev.MemberDelivery] | None,
+) -> JsonObject:
+    """ChatItemInfo: the item's versions (the original first; the item itself when it was
+    never edited) and each member's delivery of a sent group item (else null)."""
+    history = list(versions) or [(0, item.text, item.created_at)]
+    return {
+        "itemVersions": [
+            {
+                "chatItemVersionId": edit,
+                "msgContent": {"type": "text", "text": text},
+                "itemVersionTs": timestamp(at),
+                "createdAt": timestamp(at),
+            }
+            for edit, text, at in history
+        ],
+        "memberDeliveryStatuses": None
+        if deliveries is None
+        else [
+            {
+                "groupMemberId": d.member.member_row,
+                "memberDeliveryStatus": group_snd_status(d),
+                "sentViaProxy": False,
+            }
+            for d in deliveries
+        ],
+    }
+
+
 def chat_json(chat_info: ChatInfoJson, items: Sequence[cev.ChatItem]) -> ChatJson:
     return {
         "chatInfo": chat_info,

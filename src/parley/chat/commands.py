@@ -301,6 +301,15 @@ class SetReceipts(msgspec.Struct, frozen=True, tag="setReceipts"):
     everyone: str | None = None
 
 
+class SetFullDelete(msgspec.Struct, frozen=True, tag="setFullDelete"):
+    """`/full_delete @bob|#team|all on|off|default`: a deletion for everyone that others
+    send removes the message here (on) instead of marking it (off, the default)."""
+
+    on: bool | None
+    contact: str | None = None
+    group: str | None = None
+
+
 Command = (
     NewInvitation
     | Connect
@@ -341,6 +350,7 @@ Command = (
     | ReplyMessage
     | ReactMessage
     | SetReceipts
+    | SetFullDelete
     | SyncRatchet
 )
 
@@ -441,6 +451,11 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp(
         "/receipts @name|#group|contacts|groups on|off|default",
         "delivery receipts (✓✓) for one chat, or for all contacts or groups",
+        "messages",
+    ),
+    CommandHelp(
+        "/full_delete @name|#group|all on|off|default",
+        "others' deletions remove their messages (on) or mark them deleted (off, the default)",
         "messages",
     ),
     CommandHelp(
@@ -1005,6 +1020,23 @@ def _receipts(w: _Words) -> Command:
     return SetReceipts(on, contact, group, everyone)
 
 
+def _full_delete(w: _Words) -> Command:
+    usage = "/full_delete @name|#group|all on|off|default"
+    first = w.peek()
+    contact = group = None
+    if first == "@":
+        contact = w.name("contact", "@")
+    elif first == "#":
+        group = w.name("group", "#")
+    elif w.word("chat") != "all":
+        raise ParseError(f"usage: {usage}")
+    value = w.word("on, off or default")
+    w.done(usage)
+    if value not in ("on", "off", "default") or (not (contact or group) and value == "default"):
+        raise ParseError(f"usage: {usage}")
+    return SetFullDelete(None if value == "default" else value == "on", contact, group)
+
+
 _HANDLERS: dict[str, _Handler] = {
     "c": _connect,
     "connect": _connect,
@@ -1058,5 +1090,6 @@ _HANDLERS: dict[str, _Handler] = {
     "i": _info,
     "info": _info,
     "receipts": _receipts,
+    "full_delete": _full_delete,
     "sync": _sync,
 }

@@ -103,13 +103,7 @@ class ChatController:
         self.started = True
         async with self._lock:
             await self._engine.resume()
-            await recovery.reconcile(
-                self._db,
-                self.agent,
-                self._subscriber.on_info,
-                self._subscriber.on_con,
-                self._engine.perform,
-            )
+            await recovery.reconcile(self._db, self.agent, self._subscriber, self._engine.perform)
         self._tasks.append(asyncio.create_task(self._listen(), name="chat-agent-events"))
         self._tasks.append(asyncio.create_task(self._reintroduce_loop(), name="chat-reintro"))
 
@@ -363,6 +357,11 @@ class ChatController:
 
         return await self._read(read)
 
+    async def item_deliveries(self, item_id: int) -> list[cev.MemberDelivery]:
+        """A sent group item's delivery to each member (`items.delivery_settled`)."""
+        user = await self._user()
+        return await self._read(lambda c: items.member_deliveries(c, user, item_id))
+
     async def find_item(
         self,
         *,
@@ -415,20 +414,21 @@ class ChatController:
         """Delivery receipts: for one contact or group (`on` None: follow the default), or
         the user's default for `everyone` = "contacts" or "groups" (clearing overrides)."""
         user = await self._user()
+        setting = items.RECEIPTS
+        await self._read(
+            lambda c: items.set_chat_setting(c, user, setting, on, contact, group, everyone)
+        )
 
-        def tx(c: sqlite3.Connection) -> None:
-            if contact is not None:
-                cid = contacts.named(c, user, contact).contact_id
-                store.set_chat_receipts(c, on, contact_id=cid)
-            elif group is not None:
-                store.set_chat_receipts(c, on, group_id=groups.named(c, user, group).group_id)
-            elif everyone in ("contacts", "groups"):
-                store.set_user_receipts(c, user.user_id, everyone, bool(on))
-                store.clear_chat_receipts(c, user.user_id, everyone)
-            else:
-                raise ChatError("name a contact, a group, or contacts/groups")
-
-        await self._read(tx)
+    async def set_full_delete(
+        self, on: bool | None, *, contact: str | None = None, group: str | None = None
+    ) -> None:
+        """Full deletion (default off): a received deletion for everyone removes the item, not
+        marks it; for a contact or group (None: the default), or (neither) all chats."""
+        user = await self._user()
+        setting, everyone = items.FULL_DELETE, None if contact or group else "all"
+        await self._read(
+            lambda c: items.set_chat_setting(c, user, setting, on, contact, group, everyone)
+        )
 
     async def leave_group(self, group_name: str) -> None:
         await self._group_farewell(group_name, delete=False)

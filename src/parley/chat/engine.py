@@ -18,7 +18,7 @@ from typing import Protocol
 
 from parley.agent import AgentError, DuplicateCommand, EncryptionRenegotiating
 from parley.agent import events as aev
-from parley.chat import continuations, model, store
+from parley.chat import continuations, items, model, store
 from parley.chat import events as cev
 from parley.chat.crash import crash_point
 from parley.chat.effects import Effects, unb64
@@ -99,11 +99,8 @@ class Engine:
             return
         except AgentError as e:
             log.warning("message to %s not sent: %s", row.agent_conn_id, e)
-            item_id = await self._db.run(lambda c: store.outbox_refused(c, row))
-            if item_id is not None:
-                await self.perform(
-                    Effects(events=[cev.ChatItemStatus(item_id, model.ITEM_ERROR, str(e))])
-                )
+            why = str(e)
+            await self.perform(await self._db.run(lambda c: _refused(c, row, why)))
             return
         crash_point("outbox:sent")
         await self._db.run(lambda c: store.outbox_sent(c, row, msg_id))
@@ -172,3 +169,12 @@ class Engine:
                 return await asyncio.shield(fut)
         except TimeoutError:
             return None
+
+
+def _refused(c: sqlite3.Connection, row: store.OutboxRow, reason: str) -> Effects:
+    """The agent refused a message for good: its item's delivery (if it carried one)
+    failed."""
+    item_id = store.outbox_refused(c, row)
+    if item_id is None:
+        return Effects()
+    return items.delivery_settled(c, item_id, row.agent_conn_id, model.ITEM_ERROR, reason)

@@ -74,6 +74,15 @@ class ChatItem(msgspec.Struct, frozen=True):
     reactions: list[ReactionCount] = msgspec.field(default_factory=list)
 
 
+class MemberDelivery(msgspec.Struct, frozen=True):
+    """A sent group item's delivery to one member: `status` is sending, sent, rcvd,
+    rcvd-bad-hash or error (`reason` says why)."""
+
+    member: Member
+    status: str
+    reason: str = ""
+
+
 class AddressView(msgspec.Struct, frozen=True):
     """The user's long-term contact address (`/ad`, `/sa`)."""
 

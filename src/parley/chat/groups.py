@@ -357,6 +357,7 @@ def send_message(
     # message id. Relying on the host alone loses the message when the host learns the
     # pair connected before the message reaches it.)
     store.hold_for_connecting_members(c, group.group_id, body, item_id)
+    store.track_member_deliveries(c, item_id)
     return views.item(c, item_id), fx
 
 

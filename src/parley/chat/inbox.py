@@ -55,7 +55,7 @@ CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
 }
 
 GROUP_EVENTS: dict[type[cp.Params], tuple[Sender, GroupHandler]] = {
-    cp.XMsgNew: (Sender.ANY, groups.received_text),
+    cp.XMsgNew: (Sender.ANY, lambda c, g: _group_text(c, g)),
     cp.XMsgUpdate: (Sender.ANY, items.group_update),
     cp.XMsgDel: (Sender.ANY, items.group_delete),
     cp.XMsgReact: (Sender.ANY, items.group_react),
@@ -166,12 +166,16 @@ def _receipt_again(
 ) -> Effects:
     """A message seen before: if this very agent message brought it (shown again after a
     restart before its ack), the receipt it earned is still owed (the agent sends one
-    receipt per message at most)."""
+    receipt per message at most). So is one for the author's own copy of a group message
+    that came first in the host's forward: the author counts receipts per member."""
     fx = Effects()
     if (
         agent_msg is not None
         and isinstance(msg.params, cp.XMsgNew)
-        and store.first_brought_by(c, scope, msg.msg_id, agent_msg)
+        and (
+            store.first_brought_by(c, scope, msg.msg_id, agent_msg)
+            or (group_id is not None and store.first_came_forwarded(c, scope, msg.msg_id))
+        )
     ):
         fx.receipt = _receipts_on(c, config, user, conn, group_id)
     return fx
@@ -187,7 +191,10 @@ def _forwarded(c: sqlite3.Connection, g: GroupMessage) -> Effects:
         return Effects()
     handler = FORWARDED_EVENTS.get(type(inner.params))
     if handler is None:
-        return groups.received_forward(c, g)
+        fx = groups.received_forward(c, g)
+        if isinstance(inner.params, cp.XMsgNew):  # changes that came before it apply now
+            fx.merge(items.apply_held(c, g, inner.msg_id))
+        return fx
     author = store.member_by_id(c, g.group_id, author_id)
     if author is None:
         return Effects()
@@ -204,6 +211,11 @@ def _host_of_pair(c: sqlite3.Connection, g: GroupMessage, author_id: str) -> boo
     if author is None or author.category not in (CAT_PRE, CAT_POST):
         return False
     return groups.introducer(c, author) == g.sender.member_row
+
+
+def _group_text(c: sqlite3.Connection, g: GroupMessage) -> Effects:
+    """`x.msg.new` from a member; then the changes of it that came before it."""
+    return groups.received_text(c, g).merge(items.apply_held(c, g, g.msg.msg_id))
 
 
 def _contact_message(
@@ -258,4 +270,4 @@ def on_sent(
     item_id = store.settle_delivery(c, agent_conn, agent_msg_id, status)
     if item_id is None:
         return Effects()
-    return Effects(events=[cev.ChatItemStatus(item_id, status, reason)])
+    return items.delivery_settled(c, item_id, agent_conn, status, reason)

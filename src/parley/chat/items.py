@@ -5,6 +5,10 @@ events received from contacts and members.
 Rules run on the database thread, in the transaction given as their first argument (see
 `effects`). A received change that cannot apply (someone else's message, an unknown one, a
 moderation by a member without the role) changes nothing and is reported as `ItemRefused`.
+In a group, a change of a message that has not arrived yet (a forward from the host can
+overtake the author's direct message) is held, and applied, checked as if it came then,
+when the message arrives (`apply_held`); held ones expire (`HELD_CHANGE_TTL`,
+`HELD_CHANGES_MAX`) with a reason.
 """
 
 from __future__ import annotations
@@ -23,11 +27,17 @@ from parley.chat.model import (
     DEL_MARKED,
     DEL_MODERATED,
     G_ACTIVE,
+    GONE_MEMBER,
+    HELD_CHANGE_TTL,
+    HELD_CHANGES_MAX,
     IC_CONN_EVENT,
     IC_INTEGRITY,
     IC_TEXT,
+    ITEM_ERROR,
     ITEM_RCVD,
     ITEM_RCVD_BAD,
+    ITEM_SENDING,
+    ITEM_SENT,
     K_MEMBER_GROUP,
     ChatError,
 )
@@ -67,20 +77,123 @@ def receipts_on(
     return for_groups if own is None else own
 
 
+RECEIPTS = "receipts"
+FULL_DELETE = "full_delete"
+
+
+def set_chat_setting(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    kind: str,
+    on: bool | None,
+    contact: str | None,
+    group: str | None,
+    everyone: str | None,
+) -> None:
+    """Set delivery receipts (`RECEIPTS`) or full deletion (`FULL_DELETE`) for one contact
+    or group (`on` None: follow the user's default), or the user's default: for receipts
+    `everyone` = "contacts" or "groups" (clearing the chats' own settings), for full
+    deletion "all" (the chats' own settings stay)."""
+    contact_id = contacts.named(c, user, contact).contact_id if contact is not None else None
+    group_id = groups.named(c, user, group).group_id if group is not None else None
+    if kind == RECEIPTS and (contact_id or group_id):
+        store.set_chat_receipts(c, on, contact_id=contact_id, group_id=group_id)
+    elif kind == RECEIPTS and everyone in ("contacts", "groups"):
+        assert everyone is not None
+        store.set_user_receipts(c, user.user_id, everyone, bool(on))
+        store.clear_chat_receipts(c, user.user_id, everyone)
+    elif kind == FULL_DELETE and (contact_id or group_id):
+        store.set_full_delete(c, on, contact_id=contact_id, group_id=group_id)
+    elif kind == FULL_DELETE and everyone == "all":
+        store.set_full_delete(c, on, user_id=user.user_id)
+    else:
+        everyone_is = "contacts/groups" if kind == RECEIPTS else "all"
+        raise ChatError(f"name a contact, a group, or {everyone_is}")
+
+
 def on_rcvd(c: sqlite3.Connection, agent_conn: str, agent_msg_id: int, status: str) -> Effects:
     """A delivery receipt for one of our agent messages: its item is `rcvd` (or
-    `rcvd-bad-hash`); a repeat, or a message that carried no item, changes nothing."""
+    `rcvd-bad-hash`); in a group its member's delivery is, and the item is once every
+    member's is (`delivery_settled`; each member's receipt is an event with the item's
+    status). A repeat, or a message that carried no item, changes nothing."""
     item_id = store.item_of_message(c, agent_conn, agent_msg_id)
     if item_id is None:
         return Effects()
     new = ITEM_RCVD if status == "ok" else ITEM_RCVD_BAD
     before = store.item(c, item_id)
-    if not store.set_item_receipt(c, agent_conn, agent_msg_id, item_id, new):
+    if before is None or not store.set_item_receipt(c, agent_conn, agent_msg_id, new):
         return Effects()
-    if before is not None and before.status in (ITEM_RCVD, ITEM_RCVD_BAD):
-        return Effects()  # (in a group, the first receipt moved it)
+    if before.group_id is None and before.status in (ITEM_RCVD, ITEM_RCVD_BAD):
+        return Effects()
     reason = "" if status == "ok" else "the message arrived with another hash"
-    return Effects(events=[cev.ChatItemStatus(item_id, new, reason)], label="rcvd")
+    fx = delivery_settled(c, item_id, agent_conn, new, reason)
+    fx.label = "rcvd"
+    return fx
+
+
+# ---------------------------------------------------------------- delivery per member
+
+_RANK = {ITEM_SENDING: 0, ITEM_ERROR: 1, ITEM_SENT: 1, ITEM_RCVD: 2, ITEM_RCVD_BAD: 2}
+
+
+def delivery_settled(
+    c: sqlite3.Connection, item_id: int, agent_conn: str, status: str, reason: str
+) -> Effects:
+    """One delivery of our item settled: `sent` or `error` (the agent's SENT or MERR, or
+    it refused the message), `rcvd`/`rcvd-bad-hash` (a receipt). A direct item takes the
+    status (a receipt is not undone by a late SENT). A group item keeps one status per
+    member, which only moves forward (sending, then sent or error, then rcvd), and its
+    own status is derived from those of the members still in the group (`group_status`).
+    The event carries the item's status; a member's error names the member."""
+    found = store.member_delivery(c, item_id, agent_conn)
+    if found is None:
+        i = store.item(c, item_id)
+        if i is None:
+            return Effects()
+        if _RANK.get(i.status, 0) < _RANK[status] or i.status == ITEM_SENDING:
+            store.set_item_status(c, item_id, status)
+        return Effects(events=[cev.ChatItemStatus(item_id, status, reason)])
+    member_row, old = found
+    if _RANK.get(old, 0) >= _RANK[status] and old != ITEM_SENDING:
+        return Effects()
+    store.set_member_delivery(c, item_id, member_row, status, reason)
+    overall = group_status(c, item_id)
+    if overall is not None:
+        store.set_item_status(c, item_id, overall)
+    m = store.member(c, member_row)
+    if reason and m is not None:
+        reason = f"{m.display_name}: {reason}"
+    i = store.item(c, item_id)
+    return Effects(events=[cev.ChatItemStatus(item_id, i.status if i else status, reason)])
+
+
+def member_deliveries(
+    c: sqlite3.Connection, user: store.UserRow, item_id: int
+) -> list[cev.MemberDelivery]:
+    """The delivery of one of the user's items to each member (none: not a sent group
+    item)."""
+    own_item(c, user, item_id)
+    return [
+        cev.MemberDelivery(views.member(c, member_row), status, reason)
+        for member_row, status, reason, _ in store.member_deliveries(c, item_id)
+    ]
+
+
+def group_status(c: sqlite3.Connection, item_id: int) -> str | None:
+    """A sent group item's status from its members' deliveries (those who left or were
+    removed do not count): `rcvd` when every member has it (`rcvd-bad-hash` if one
+    reported another hash), else `sent` when it reached the relay for one at least,
+    `error` when every delivery failed, else `sending`. None: no member to count."""
+    statuses = [s for _, s, _, m in store.member_deliveries(c, item_id) if m not in GONE_MEMBER]
+    if not statuses:
+        return None
+    if all(s in (ITEM_RCVD, ITEM_RCVD_BAD) for s in statuses):
+        return ITEM_RCVD_BAD if ITEM_RCVD_BAD in statuses else ITEM_RCVD
+    if any(s in (ITEM_SENT, ITEM_RCVD, ITEM_RCVD_BAD) for s in statuses):
+        return ITEM_SENT
+    if all(s == ITEM_ERROR for s in statuses):
+        return ITEM_ERROR
+    return ITEM_SENDING
 
 
 # ---------------------------------------------------------------- integrity
@@ -143,12 +256,17 @@ def integrity_item(
 # ---------------------------------------------------------------- ratchet re-synchronisation
 
 
-def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) -> Effects:
+def on_rsync(
+    c: sqlite3.Connection, agent_conn: str, state: str, reason: str, done: int = 0
+) -> Effects:
     """The agent's report on re-agreeing a connection's keys: an event; an item "encryption
-    re-negotiated" in the chat when it is done."""
+    re-negotiated" in the chat when it is done, once per completed re-negotiation (`done`
+    counts them; the chat keeps the count it showed, so the event and the catch-up at
+    start, `rsync_caught_up`, make one item between them)."""
     found = store.connection_and_user(c, agent_conn)
     if found is None:
         return Effects()
+    new_item = store.show_rsync(c, agent_conn, state, done)
     conn, user = found
     contact = store.contact_by_id(c, conn.contact_id) if conn.contact_id else None
     member = store.member(c, conn.member_row) if conn.member_row else None
@@ -161,8 +279,8 @@ def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) ->
         views.group(c, member.group_id) if member else None,
         views.member(c, member.member_row) if member else None,
     )
-    fx = Effects(events=[event])
-    if state == "ok" and not reason:
+    fx = Effects(events=[event], label=f"rsync:{state}")
+    if state == "ok" and new_item:
         item_id = store.insert_item(
             c,
             user.user_id,
@@ -176,6 +294,21 @@ def on_rsync(c: sqlite3.Connection, agent_conn: str, state: str, reason: str) ->
         )
         fx.events.insert(0, cev.NewChatItem(views.item(c, item_id)))
     return fx
+
+
+def rsync_caught_up(c: sqlite3.Connection, agent_conn: str, state: str, done: int) -> Effects:
+    """At start, the agent's re-synchronisation state of a connection (`state`, `done`
+    from its `ConnectionStatus`): what the chat has not shown yet is shown as by
+    `on_rsync` (its RSYNC event was lost in a crash); a state still "required" is
+    reported again (the re-negotiation it asks for may not have been started)."""
+    shown = store.rsync_shown(c).get(agent_conn)
+    if shown is None:
+        return Effects()
+    if done < shown[1]:  # the agent's database went back to a copy: count from there
+        store.reset_rsync_done(c, agent_conn, done)
+    elif (state, done) == shown and state != "required":
+        return Effects()
+    return on_rsync(c, agent_conn, state, "", done)
 
 
 def sync_target(
@@ -370,11 +503,27 @@ def _apply_update(c: sqlite3.Connection, i: store.ItemRow, p: cp.XMsgUpdate) -> 
 
 def _apply_author_delete(c: sqlite3.Connection, i: store.ItemRow) -> Effects:
     """The author deleted its message for everyone: marked deleted here (its text stays
-    in the store, shown as deleted; delete it for yourself to remove it)."""
+    in the store, shown as deleted; delete it for yourself to remove it), or removed
+    when the chat has full deletion on (`_removed`)."""
+    removed = _removed(c, i, None)
+    if removed is not None:
+        return removed
     if not store.mark_item_deleted(c, i.item_id, DEL_MARKED):
         return Effects()
     view = views.item(c, i.item_id)
     return Effects(events=[cev.ChatItemDeleted(view, removed=False, by_user=False)])
+
+
+def _removed(c: sqlite3.Connection, i: store.ItemRow, moderator: int | None) -> Effects | None:
+    """With full deletion on in the item's chat (`set_chat_setting`), a received deletion
+    for everyone (the author's, or a moderation by `moderator`) removes the item; None
+    when it is off (the item is marked instead)."""
+    if not store.full_delete_on(c, i.user_id, contact_id=i.contact_id, group_id=i.group_id):
+        return None
+    view = views.item(c, i.item_id)
+    store.delete_item(c, i.item_id)
+    by = views.member(c, moderator) if moderator is not None else None
+    return Effects(events=[cev.ChatItemDeleted(view, removed=True, by_user=False, moderated_by=by)])
 
 
 def _apply_reaction(
@@ -456,10 +605,10 @@ def _host_forwards(c: sqlite3.Connection, g: GroupMessage, fx: Effects) -> Effec
 def group_update(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     """`x.msg.update` from a member: only the author's own messages."""
     assert isinstance(g.msg.params, cp.XMsgUpdate)
-    chat, who = f"#{g.group.local_name}", g.sender.display_name
-    i = _group_item(c, g, g.msg.params.msg_id, None)
+    msg_id = g.msg.params.msg_id
+    i = _group_item(c, g, msg_id, None)
     if i is None:
-        return _refused(chat, who, g.msg, "no such message from this member")
+        return _hold_or_refuse(c, g, msg_id, None, "no such message from this member")
     return _host_forwards(c, g, _apply_update(c, i, g.msg.params))
 
 
@@ -472,7 +621,7 @@ def group_delete(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     if p.member_id is None or p.member_id == g.sender.member_id:
         i = _group_item(c, g, p.msg_id, None)
         if i is None:
-            return _refused(chat, who, g.msg, "no such message from this member")
+            return _hold_or_refuse(c, g, p.msg_id, None, "no such message from this member")
         return _host_forwards(c, g, _apply_author_delete(c, i))
     if p.member_id == g.me.member_id:
         author_role = g.me.role
@@ -489,8 +638,11 @@ def group_delete(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     i = _group_item(c, g, p.msg_id, p.member_id)
     fx = Effects()
     if i is None:
-        fx = _refused(chat, who, g.msg, "moderation of a message we do not have")
-    elif store.mark_item_deleted(c, i.item_id, DEL_MODERATED, g.sender.member_row):
+        return _hold_or_refuse(c, g, p.msg_id, p.member_id, "no such message of that member")
+    removed = _removed(c, i, g.sender.member_row)
+    if removed is not None:
+        return _host_forwards(c, g, removed)
+    if store.mark_item_deleted(c, i.item_id, DEL_MODERATED, g.sender.member_row):
         view = views.item(c, i.item_id)
         moderator = views.member(c, g.sender.member_row)
         fx.events.append(
@@ -506,8 +658,86 @@ def group_react(c: sqlite3.Connection, g: GroupMessage) -> Effects:
     chat, who = f"#{g.group.local_name}", g.sender.display_name
     i = _group_item(c, g, p.msg_id, p.member_id)
     if i is None:
-        return _refused(chat, who, g.msg, "no such message")
+        return _hold_or_refuse(c, g, p.msg_id, p.member_id, "no such message")
     out = _apply_reaction(c, i, f"member:{g.sender.member_row}", who, p)
     if isinstance(out, str):
         return _refused(chat, who, g.msg, out)
     return _host_forwards(c, g, out)
+
+
+# ---------------------------------------------------------------- changes that came first
+
+
+def _hold_or_refuse(
+    c: sqlite3.Connection, g: GroupMessage, msg_id: str, author_id: str | None, reason: str
+) -> Effects:
+    """A change of a message we have no item for. If no message of the group has that id,
+    it may still come (the change overtook it): held, durably, in the order of arrival
+    (the host passes it on now, as it would have); otherwise refused with `reason`."""
+    author_id = author_id or g.sender.member_id
+    known = store.item_by_msg(c, msg_id, group_id=g.group_id) is not None
+    chat, who = f"#{g.group.local_name}", g.sender.display_name
+    if known or author_id == g.me.member_id:  # (ours would be here)
+        return _refused(chat, who, g.msg, reason)
+    if store.was_seen(c, store.member_scope(g.group_id, author_id), msg_id):
+        return _refused(chat, who, g.msg, "the message is no longer here")
+    body = cp.encode_chat_message(g.msg)
+    store.hold_change(c, g.group_id, msg_id, author_id, g.sender.member_row, body)
+    log.info("%s from %s held until message %s arrives", g.msg.event, g.sender.display_name, msg_id)
+    fx = expire_held(c, store.now(), g.group_id)
+    return _host_forwards(c, g, fx)
+
+
+def expire_held(c: sqlite3.Connection, now: float, group_id: int | None = None) -> Effects:
+    """Drop the held changes whose message did not come within `HELD_CHANGE_TTL` (of one
+    group, and there the oldest beyond `HELD_CHANGES_MAX`), each with its reason."""
+    fx = Effects()
+    keep = HELD_CHANGES_MAX if group_id is not None else None
+    for h in store.take_stale_held_changes(c, now - HELD_CHANGE_TTL, group_id, keep):
+        if h.created_at < now - HELD_CHANGE_TTL:
+            hours = HELD_CHANGE_TTL / 3600
+            reason = f"its message did not arrive within {hours:g} hours"
+        else:
+            reason = f"more than {HELD_CHANGES_MAX} changes wait for their messages"
+        fx.merge(_dropped(c, h, reason))
+    return fx
+
+
+def _dropped(c: sqlite3.Connection, h: store.HeldChangeRow, reason: str) -> Effects:
+    group = store.group_by_id(c, h.group_id)
+    sender = store.member(c, h.sender_row)
+    msg = cp.decode_chat_message(h.body)
+    chat = f"#{group.local_name}" if group else "#?"
+    return _refused(chat, sender.display_name if sender else "?", msg, reason)
+
+
+HELD_EVENTS = {
+    cp.XMsgUpdate: group_update,
+    cp.XMsgDel: group_delete,
+    cp.XMsgReact: group_react,
+}
+
+
+def apply_held(c: sqlite3.Connection, g: GroupMessage, msg_id: str) -> Effects:
+    """Message `msg_id` of the group arrived (in `g`): the changes held for it are applied
+    in the order they came, each checked now as its handler checks a change (the author,
+    the roles); exactly once, as they are no longer held. One held too long is dropped."""
+    fx = Effects()
+    if store.item_by_msg(c, msg_id, group_id=g.group_id) is None:
+        return fx  # (refused: the held ones wait, and expire)
+    now = store.now()
+    for h in store.take_held_changes(c, g.group_id, msg_id):
+        sender = store.member(c, h.sender_row)
+        if sender is None:
+            continue
+        if h.created_at < now - HELD_CHANGE_TTL:
+            fx.merge(_dropped(c, h, "its message arrived too late"))
+            continue
+        msg = cp.decode_chat_message(h.body)
+        handler = HELD_EVENTS.get(type(msg.params))
+        if handler is None:
+            continue
+        me = store.user_member(c, g.group_id)
+        # (forwarded: the host passed it on when it was held)
+        fx.merge(handler(c, GroupMessage(g.user, g.conn, sender, g.group, me, msg, True)))
+    return fx

@@ -19,6 +19,10 @@ class ChatError(Exception):
 
 
 RECEIPTS_GROUP_LIMIT: Final = 20  # the default of ChatConfig.receipts_group_limit
+# a group's changes (edits, deletions, reactions) that came before their message are held
+# for at most a day, and at most this many per group (the oldest are dropped first)
+HELD_CHANGE_TTL: Final = 86400.0
+HELD_CHANGES_MAX: Final = 100
 
 
 @dataclass

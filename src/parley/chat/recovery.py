@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from parley.agent import Agent
 from parley.agent.model import READY
-from parley.chat import introductions, store
+from parley.chat import introductions, items, store
 from parley.chat.effects import Effects
 from parley.chat.model import (
     C_JOINED,
@@ -23,6 +23,7 @@ from parley.chat.model import (
     ChatConfig,
     intro_delay,
 )
+from parley.chat.subscriber import Subscriber
 from parley.store import Database
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,16 @@ log = logging.getLogger(__name__)
 async def reconcile(
     db: Database,
     agent: Agent,
-    on_info: Callable[[str, bytes], Awaitable[None]],
-    on_con: Callable[[str], Awaitable[None]],
+    events: Subscriber,
     perform: Callable[[Effects], Awaitable[None]],
 ) -> None:
     """After a restart, catch up with what the agent did while events were lost:
-    INFO and CON are not replayed, so they are read from the connections' statuses
-    (and handled by `on_info` and `on_con`); a delivery whose SENT was lost is marked
-    from the agent's pending report; links made while the host connection was not ready
-    are sent, if its CON was handled before a crash and their sending was not."""
+    INFO, CON and RSYNC are not replayed, so they are read from the connections' statuses
+    (and handled by the subscriber's `on_info`, `on_con` and `on_rsync_status`: a ratchet
+    re-synchronisation the chat has not shown, or one still required); a delivery whose
+    SENT was lost is marked from the agent's pending report; links made while the host
+    connection was not ready are sent, if its CON was handled before a crash and their
+    sending was not."""
     statuses = {st.conn_id: st for st in await agent.subscribe_all()}
     for agent_conn, status in await db.run(store.unsettled_connections):
         st = statuses.get(agent_conn)
@@ -47,23 +49,33 @@ async def reconcile(
             continue
         # a joiner's peer_info is the initiator's INFO: it arrived
         if st.role == "joiner" and st.peer_info is not None and status in (C_NEW, C_JOINED):
-            await on_info(agent_conn, st.peer_info)
+            await events.on_info(agent_conn, st.peer_info)
         if st.status == READY:
-            await on_con(agent_conn)
+            await events.on_con(agent_conn)
+    for agent_conn, shown in (await db.run(store.rsync_shown)).items():
+        st = statuses.get(agent_conn)
+        if st is None:
+            continue
+        if (st.rsync_state, st.rsync_done) != shown or st.rsync_state == "required":
+            await events.on_rsync_status(agent_conn, st.rsync_state, st.rsync_done)
     report = await agent.pending()
     pending = {(d.conn_id, d.msg_id) for d in report.deliveries}
     failed = {(d.conn_id, d.msg_id) for d in report.failed}
 
-    def settle(c: sqlite3.Connection) -> None:
+    def settle(c: sqlite3.Connection) -> Effects:
+        fx = Effects()
         for agent_conn, msg_id, _item in store.item_deliveries(c):
             if (agent_conn, msg_id) not in pending:
                 status = ITEM_ERROR if (agent_conn, msg_id) in failed else ITEM_SENT
-                store.settle_delivery(c, agent_conn, msg_id, status)
+                item_id = store.settle_delivery(c, agent_conn, msg_id, status)
+                if item_id is not None:
+                    fx.merge(items.delivery_settled(c, item_id, agent_conn, status, ""))
+        return fx
 
-    await db.run(settle)
+    await perform(await db.run(settle))
 
     def waiting_links(c: sqlite3.Connection) -> Effects:
-        fx = Effects()
+        fx = items.expire_held(c, store.now())  # (and held changes that waited too long)
         introductions.send_waiting_links(c, None, fx)
         return fx
 
@@ -76,8 +88,9 @@ def reintroduce_stale(
     """Host: introduce again every pair that made no progress in time (each
     introduction's own wait, see `intro_delay`; or `older_than` seconds for all, when
     given); returns how many. By the timer, a newcomer that has not answered since the
-    last re-introduction (it is away) gets no more until it says something."""
-    fx = Effects()
+    last re-introduction (it is away) gets no more until it says something. (The same
+    timer drops the group changes held too long for their message: `items.expire_held`.)"""
+    fx = items.expire_held(c, now)
     count = 0
     for intro in store.host_intros_unconnected(c):
         if older_than is not None:

@@ -266,6 +266,46 @@ MIGRATIONS = [
         WHERE h.group_id = members.group_id AND h.category = 'host'
     ) WHERE category IN ('pre', 'post');
     """,
+    # the agent's ratchet re-synchronisation as the chat last showed it, per connection:
+    # its state and how many completed re-negotiations have their item (reconciled at
+    # start with the agent's connection statuses, so an RSYNC event lost in a crash is not)
+    """
+    ALTER TABLE connections ADD COLUMN rsync_state TEXT NOT NULL DEFAULT 'ok';
+    ALTER TABLE connections ADD COLUMN rsync_done INTEGER NOT NULL DEFAULT 0;
+    """,
+    # edits, deletions, moderations and reactions that came before the group message they
+    # refer to (a forward can overtake a direct message): held until it arrives, in order
+    """
+    CREATE TABLE held_changes (
+        id INTEGER PRIMARY KEY,
+        group_id INTEGER NOT NULL REFERENCES groups(group_id) ON DELETE CASCADE,
+        shared_msg_id TEXT NOT NULL,
+        author_member_id TEXT NOT NULL,
+        sender_row INTEGER NOT NULL REFERENCES members(member_row) ON DELETE CASCADE,
+        body BLOB NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX held_changes_by_msg ON held_changes(group_id, shared_msg_id);
+    """,
+    # a sent group item's delivery to each member (sending, sent, rcvd, rcvd-bad-hash,
+    # error with its reason); the item's own status is derived from them
+    """
+    CREATE TABLE item_member_status (
+        item_id INTEGER NOT NULL REFERENCES chat_items(item_id) ON DELETE CASCADE,
+        member_row INTEGER NOT NULL REFERENCES members(member_row) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (item_id, member_row)
+    );
+    """,
+    # full deletion: a received deletion for everyone removes the item instead of marking
+    # it; the user's default (off) and each contact's and group's own (NULL: the default)
+    """
+    ALTER TABLE users ADD COLUMN full_delete INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE contacts ADD COLUMN full_delete INTEGER;
+    ALTER TABLE groups ADD COLUMN full_delete INTEGER;
+    """,
 ]
 
 
@@ -308,6 +348,19 @@ class MemberRow(msgspec.Struct):
     contact_id: int | None
     last_error: str | None
     introduced_by: int | None  # (pre, post) the member who introduced it to us
+
+
+class HeldChangeRow(msgspec.Struct):
+    """A received change of a group message we do not have yet (`body`: the encoded
+    x.msg.update, x.msg.del or x.msg.react from member `sender_row`)."""
+
+    id: int
+    group_id: int
+    shared_msg_id: str
+    author_member_id: str
+    sender_row: int
+    body: bytes
+    created_at: float
 
 
 class ConnectionRow(msgspec.Struct):
@@ -888,6 +941,38 @@ def unsettled_connections(c: sqlite3.Connection) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def rsync_shown(c: sqlite3.Connection) -> dict[str, tuple[str, int]]:
+    """Agent connection -> (re-synchronisation state, completed re-negotiations) as the
+    chat last showed them, for the connections that are not deleted."""
+    rows = c.execute(
+        "SELECT agent_conn_id, rsync_state, rsync_done FROM connections "
+        "WHERE agent_conn_id IS NOT NULL AND status != ?",
+        (C_DELETED,),
+    )
+    return {r[0]: (r[1], int(r[2])) for r in rows}
+
+
+def reset_rsync_done(c: sqlite3.Connection, agent_conn_id: str, done: int) -> None:
+    """The agent counts fewer re-negotiations than shown (its database went back to a
+    copy): count from the agent's number again."""
+    c.execute(
+        "UPDATE connections SET rsync_done = ? WHERE agent_conn_id = ?", (done, agent_conn_id)
+    )
+
+
+def show_rsync(c: sqlite3.Connection, agent_conn_id: str, state: str, done: int) -> bool:
+    """Record the re-synchronisation state shown; True if `done` counts a re-negotiation
+    not shown before (its item is to be made, once)."""
+    cur = c.execute(
+        "UPDATE connections SET rsync_done = ? WHERE agent_conn_id = ? AND rsync_done < ?",
+        (done, agent_conn_id, done),
+    )
+    c.execute(
+        "UPDATE connections SET rsync_state = ? WHERE agent_conn_id = ?", (state, agent_conn_id)
+    )
+    return cur.rowcount == 1
+
+
 def insert_connection(
     c: sqlite3.Connection,
     kind: str,
@@ -1278,6 +1363,21 @@ def first_brought_by(
     return r is not None and (r[0], r[1]) == agent_msg
 
 
+def was_seen(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
+    """Whether `msg_id` arrived in `scope` before."""
+    sql = "SELECT 1 FROM received WHERE scope = ? AND msg_id = ?"
+    return c.execute(sql, (scope, msg_id)).fetchone() is not None
+
+
+def first_came_forwarded(c: sqlite3.Connection, scope: str, msg_id: str) -> bool:
+    """Whether `msg_id` in `scope` first arrived inside a host's forward (recorded with no
+    agent message of its own)."""
+    r = c.execute(
+        "SELECT agent_conn_id FROM received WHERE scope = ? AND msg_id = ?", (scope, msg_id)
+    ).fetchone()
+    return r is not None and r[0] is None
+
+
 def member_scope(group_id: int, member_id: str) -> str:
     """The `received` scope of messages from a group member."""
     return f"group:{group_id}:{member_id}"
@@ -1565,22 +1665,69 @@ def item_of_message(c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int
 
 
 def set_item_receipt(
-    c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int, item_id: int, status: str
+    c: sqlite3.Connection, agent_conn_id: str, agent_msg_id: int, status: str
 ) -> bool:
-    """A receipt for one agent message of item `item_id`: the item gets `status` (unless it
-    has a receipt already). False if this message had a receipt before (a repeat)."""
+    """A receipt for one agent message of an item. False if this message had a receipt
+    before (a repeat)."""
     cur = c.execute(
         "UPDATE item_messages SET receipt = ? WHERE agent_conn_id = ? AND agent_msg_id = ? "
         "AND receipt IS NULL",
         (status, agent_conn_id, agent_msg_id),
     )
-    if cur.rowcount == 0:
-        return False
+    return cur.rowcount == 1
+
+
+def set_item_status(c: sqlite3.Connection, item_id: int, status: str) -> None:
+    c.execute("UPDATE chat_items SET status = ? WHERE item_id = ?", (status, item_id))
+
+
+def track_member_deliveries(c: sqlite3.Connection, item_id: int) -> None:
+    """A group item was sent: each member it goes to (an outbox row on the member's
+    connection, or kept for a member we are still connecting to) is `sending`."""
+    t = now()
     c.execute(
-        "UPDATE chat_items SET status = ? WHERE item_id = ? AND status NOT IN (?, ?)",
-        (status, item_id, ITEM_RCVD, ITEM_RCVD_BAD),
+        "INSERT OR IGNORE INTO item_member_status (item_id, member_row, status, updated_at) "
+        "SELECT o.item_id, x.member_row, ?, ? FROM outbox o "
+        "JOIN connections x ON x.agent_conn_id = o.agent_conn_id "
+        "WHERE o.item_id = ? AND x.member_row IS NOT NULL "
+        "UNION SELECT item_id, member_row, ?, ? FROM pending_group_messages WHERE item_id = ?",
+        (ITEM_SENDING, t, item_id, ITEM_SENDING, t, item_id),
     )
-    return True
+
+
+def member_delivery(
+    c: sqlite3.Connection, item_id: int, agent_conn_id: str
+) -> tuple[int, str] | None:
+    """(member, status) of the group item's delivery on the member's connection, if it
+    has one."""
+    r = c.execute(
+        "SELECT s.member_row, s.status FROM item_member_status s "
+        "JOIN connections x ON x.member_row = s.member_row "
+        "WHERE s.item_id = ? AND x.agent_conn_id = ?",
+        (item_id, agent_conn_id),
+    ).fetchone()
+    return (int(r[0]), str(r[1])) if r else None
+
+
+def set_member_delivery(
+    c: sqlite3.Connection, item_id: int, member_row: int, status: str, reason: str
+) -> None:
+    c.execute(
+        "UPDATE item_member_status SET status = ?, reason = ?, updated_at = ? "
+        "WHERE item_id = ? AND member_row = ?",
+        (status, reason, now(), item_id, member_row),
+    )
+
+
+def member_deliveries(c: sqlite3.Connection, item_id: int) -> list[tuple[int, str, str, str]]:
+    """(member, delivery status, reason, the member's status) of a sent group item, in the
+    order of the members."""
+    rows = c.execute(
+        "SELECT s.member_row, s.status, s.reason, m.status FROM item_member_status s "
+        "JOIN members m USING (member_row) WHERE s.item_id = ? ORDER BY s.member_row",
+        (item_id,),
+    )
+    return [(int(r[0]), r[1], r[2], r[3]) for r in rows]
 
 
 def receipt_count(c: sqlite3.Connection, item_id: int) -> tuple[int, int]:
@@ -1635,6 +1782,41 @@ def clear_chat_receipts(c: sqlite3.Connection, user_id: int, kind: str) -> None:
     """Every contact (or group) of the user follows the user's setting again."""
     table = {"contacts": "contacts", "groups": "groups"}[kind]
     c.execute(f"UPDATE {table} SET send_receipts = NULL WHERE user_id = ?", (user_id,))
+
+
+def full_delete_on(
+    c: sqlite3.Connection, user_id: int, *, contact_id: int | None, group_id: int | None
+) -> bool:
+    """Whether a received deletion for everyone removes items in this chat: its own
+    setting, else the user's."""
+    own = None
+    if contact_id is not None:
+        sql, key = "SELECT full_delete FROM contacts WHERE contact_id = ?", contact_id
+        own = c.execute(sql, (key,)).fetchone()
+    elif group_id is not None:
+        own = c.execute("SELECT full_delete FROM groups WHERE group_id = ?", (group_id,)).fetchone()
+    if own is not None and own[0] is not None:
+        return bool(own[0])
+    r = c.execute("SELECT full_delete FROM users WHERE user_id = ?", (user_id,)).fetchone()
+    return bool(r and r[0])
+
+
+def set_full_delete(
+    c: sqlite3.Connection,
+    on: bool | None,
+    *,
+    user_id: int | None = None,
+    contact_id: int | None = None,
+    group_id: int | None = None,
+) -> None:
+    """The user's default (`user_id`), or a contact's or group's own (None: the default)."""
+    value = None if on is None else int(on)
+    if user_id is not None:
+        c.execute("UPDATE users SET full_delete = ? WHERE user_id = ?", (int(bool(on)), user_id))
+    elif contact_id is not None:
+        c.execute("UPDATE contacts SET full_delete = ? WHERE contact_id = ?", (value, contact_id))
+    else:
+        c.execute("UPDATE groups SET full_delete = ? WHERE group_id = ?", (value, group_id))
 
 
 def active_member_count(c: sqlite3.Connection, group_id: int) -> int:
@@ -1711,7 +1893,13 @@ def mark_item_deleted(c: sqlite3.Connection, item_id: int, how: str, by: int | N
 
 def delete_item(c: sqlite3.Connection, item_id: int) -> None:
     """Remove the item and everything about it."""
-    for table in ("item_versions", "item_reactions", "item_messages", "item_deliveries"):
+    for table in (
+        "item_versions",
+        "item_reactions",
+        "item_messages",
+        "item_deliveries",
+        "item_member_status",
+    ):
         c.execute(f"DELETE FROM {table} WHERE item_id = ?", (item_id,))
     c.execute("UPDATE chat_items SET quoted_item = NULL WHERE quoted_item = ?", (item_id,))
     c.execute("DELETE FROM chat_items WHERE item_id = ?", (item_id,))
@@ -1749,3 +1937,67 @@ def reaction_counts(c: sqlite3.Connection, item_id: int) -> list[tuple[str, int,
         (item_id,),
     )
     return [(r[0], int(r[1]), bool(r[2])) for r in rows]
+
+
+# ---------------------------------------------------------------- held changes
+
+_HELD_COLS = "id, group_id, shared_msg_id, author_member_id, sender_row, body, created_at"
+
+
+def hold_change(
+    c: sqlite3.Connection,
+    group_id: int,
+    shared_msg_id: str,
+    author_member_id: str,
+    sender_row: int,
+    body: bytes,
+) -> None:
+    c.execute(
+        "INSERT INTO held_changes (group_id, shared_msg_id, author_member_id, sender_row, "
+        "body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (group_id, shared_msg_id, author_member_id, sender_row, body, now()),
+    )
+
+
+def held_changes(c: sqlite3.Connection, group_id: int) -> list[HeldChangeRow]:
+    """The changes held in the group, oldest first."""
+    rows = c.execute(
+        f"SELECT {_HELD_COLS} FROM held_changes WHERE group_id = ? ORDER BY id", (group_id,)
+    )
+    return [HeldChangeRow(*r) for r in rows]
+
+
+def take_held_changes(
+    c: sqlite3.Connection, group_id: int, shared_msg_id: str
+) -> list[HeldChangeRow]:
+    """The changes held for message `shared_msg_id` of the group, oldest first; no longer
+    held."""
+    rows = c.execute(
+        f"SELECT {_HELD_COLS} FROM held_changes WHERE group_id = ? AND shared_msg_id = ? "
+        "ORDER BY id",
+        (group_id, shared_msg_id),
+    ).fetchall()
+    c.execute(
+        "DELETE FROM held_changes WHERE group_id = ? AND shared_msg_id = ?",
+        (group_id, shared_msg_id),
+    )
+    return [HeldChangeRow(*r) for r in rows]
+
+
+def take_stale_held_changes(
+    c: sqlite3.Connection, before: float, group_id: int | None = None, keep: int | None = None
+) -> list[HeldChangeRow]:
+    """The held changes older than `before` (of one group, if given) and, with `keep`, the
+    oldest beyond the newest `keep` of that group; no longer held."""
+    if group_id is None:
+        sql, args = f"SELECT {_HELD_COLS} FROM held_changes WHERE created_at < ?", [before]
+    else:
+        sql = (
+            f"SELECT {_HELD_COLS} FROM held_changes WHERE group_id = ? AND (created_at < ? "
+            "OR id NOT IN (SELECT id FROM held_changes WHERE group_id = ? ORDER BY id DESC "
+            "LIMIT ?))"
+        )
+        args = [group_id, before, group_id, -1 if keep is None else keep]
+    rows = [HeldChangeRow(*r) for r in c.execute(sql + " ORDER BY id", args).fetchall()]
+    c.executemany("DELETE FROM held_changes WHERE id = ?", [(r.id,) for r in rows])
+    return rows

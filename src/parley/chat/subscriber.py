@@ -19,6 +19,7 @@ from parley.agent import Agent, AgentError
 from parley.agent import events as aev
 from parley.chat import addresses, handshake, inbox, items, store
 from parley.chat import events as cev
+from parley.chat.crash import crash_point
 from parley.chat.effects import Effects
 from parley.chat.engine import Engine
 from parley.chat.model import ACK_PREFIX, DEL_PREFIX, ITEM_ERROR, ITEM_SENT, ChatConfig
@@ -61,8 +62,10 @@ class Subscriber:
                 await self.on_con(conn)
             case aev.Msg():
                 await self.on_msg(conn, e.event)
-            case aev.RSync(state, reason):
-                await self.on_rsync(conn, state, reason)
+            case aev.RSync(state, reason, done):
+                crash_point(f"rsync-event:{state}")  # (tests: before the chat shows it)
+                await self.apply(lambda c: items.on_rsync(c, conn, state, reason, done))
+                await self._after_rsync(conn, state)
             case aev.Rcvd(msg_id, snd_msg_id, status):
                 try:
                     await self.apply(lambda c: inbox.on_rcvd(c, conn, snd_msg_id, status))
@@ -107,8 +110,13 @@ class Subscriber:
         finally:  # a message that cannot be handled must not block the ones after it
             self._ack(agent_conn, msg.msg_id, receipt)
 
-    async def on_rsync(self, agent_conn: str, state: str, reason: str) -> None:
-        await self.apply(lambda c: items.on_rsync(c, agent_conn, state, reason))
+    async def on_rsync_status(self, agent_conn: str, state: str, done: int) -> None:
+        """At start: the agent's re-synchronisation state of a connection, in case its
+        RSYNC event was lost in a crash (`items.rsync_caught_up`)."""
+        await self.apply(lambda c: items.rsync_caught_up(c, agent_conn, state, done))
+        await self._after_rsync(agent_conn, state)
+
+    async def _after_rsync(self, agent_conn: str, state: str) -> None:
         if state in ("agreed", "ok"):  # messages that waited for the new keys
             waiting = await self._db.run(lambda c: store.outbox_ids(c, agent_conn))
             await self._engine.perform(Effects(outbox=waiting))

@@ -210,6 +210,11 @@ class ChatSession:
                 await self.chat.set_receipts(on, contact=contact, group=group, everyone=everyone)
                 state = "default" if on is None else ("on" if on else "off")
                 out(f"delivery receipts {state} for {contact or group or everyone}")
+            case cmd.SetFullDelete(on, contact, group):
+                await self.chat.set_full_delete(on, contact=contact, group=group)
+                state = "default" if on is None else ("on" if on else "off")
+                where = f"@{contact}" if contact else f"#{group}" if group else "all chats"
+                out(f"full deletion {state} for {where}")
             case cmd.ShowStatus():
                 await self._status()
             case cmd.Tail():
