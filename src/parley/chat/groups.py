@@ -464,7 +464,10 @@ def pass_on(c: sqlite3.Connection, g: GroupMessage, fx: Effects) -> None:
     if g.forwarded:
         return
     fwd: bytes | None = None
-    for row in store.host_partners_unconnected(c, g.sender.member_row):
+    # an invitee of ours tells us (x.grp.mem.con, after its messages before it) when it
+    # connected to a member; one hosted by another member tells its own host
+    reports_to_us = g.sender.category == CAT_INVITEE
+    for row in store.host_partners_unconnected(c, g.sender.member_row, reports_to_us):
         m = store.member(c, row)
         if m is None or m.status in GONE_MEMBER:
             continue

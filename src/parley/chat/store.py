@@ -306,6 +306,12 @@ MIGRATIONS = [
     ALTER TABLE contacts ADD COLUMN full_delete INTEGER;
     ALTER TABLE groups ADD COLUMN full_delete INTEGER;
     """,
+    # (host) which side of an introduced pair said itself that it connected: a member's
+    # message sent before it knew the other is passed on until that member says so
+    """
+    ALTER TABLE introductions ADD COLUMN re_con INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE introductions ADD COLUMN to_con INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 
@@ -1276,10 +1282,12 @@ _HOST_PAIR = "side = ? AND ((re_member = ? AND to_member = ?) OR (re_member = ? 
 
 
 def host_pair_connected(c: sqlite3.Connection, a: int, b: int) -> None:
-    """(host) members `a` and `b` said they connected to each other."""
+    """(host) member `a` said it connected to member `b`."""
     c.execute(
-        f"UPDATE introductions SET status = ?, updated_at = ? WHERE {_HOST_PAIR}",
-        (I_CONNECTED, now(), SIDE_HOST, a, b, b, a),
+        "UPDATE introductions SET status = ?, updated_at = ?, "
+        "re_con = CASE WHEN re_member = ? THEN 1 ELSE re_con END, "
+        f"to_con = CASE WHEN to_member = ? THEN 1 ELSE to_con END WHERE {_HOST_PAIR}",
+        (I_CONNECTED, now(), a, a, SIDE_HOST, a, b, b, a),
     )
 
 
@@ -1299,13 +1307,18 @@ def host_pair_is_connected(c: sqlite3.Connection, a: int, b: int) -> bool:
     return r is not None
 
 
-def host_partners_unconnected(c: sqlite3.Connection, member_row: int) -> list[int]:
+def host_partners_unconnected(
+    c: sqlite3.Connection, member_row: int, until_it_says: bool = False
+) -> list[int]:
     """(host) the members we introduced `member_row` to, or it to, whose pair has not
-    connected yet: we pass their messages on between them."""
+    connected yet: we pass its messages on to them. `until_it_says`: until `member_row`
+    itself said it connected (a message it sent before then may not have gone to the
+    other directly: it may not have known the other yet), not only the other side."""
     rows = c.execute(
         "SELECT DISTINCT CASE WHEN re_member = ? THEN to_member ELSE re_member END "
-        "FROM introductions WHERE side = ? AND status != ? AND (re_member = ? OR to_member = ?)",
-        (member_row, SIDE_HOST, I_CONNECTED, member_row, member_row),
+        "FROM introductions WHERE side = ? AND (re_member = ? OR to_member = ?) "
+        "AND (status != ? OR (? AND CASE WHEN re_member = ? THEN re_con ELSE to_con END = 0))",
+        (member_row, SIDE_HOST, member_row, member_row, I_CONNECTED, until_it_says, member_row),
     )
     return sorted(r[0] for r in rows)
 
