@@ -22,7 +22,7 @@ from parley.chat import continuations, items, model, store
 from parley.chat import events as cev
 from parley.chat.crash import crash_point
 from parley.chat.effects import Effects, unb64
-from parley.chat.model import CMD_NEW, DEL_PREFIX
+from parley.chat.model import DEL_PREFIX
 from parley.store import Database
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,10 @@ class Engine:
         """Send the outbox rows, issue the agent calls, publish the events of a commit."""
         if fx.label:
             crash_point(fx.label)
-        for outbox_id in fx.outbox:
-            await self._send_outbox(outbox_id)
-        for command_id in fx.commands:
-            await self._issue(command_id)
+        if fx.outbox:
+            await self._send_outbox(fx.outbox)
+        if fx.commands:
+            await self._issue(fx.commands)
         for agent_conn in fx.deletes:
             await self.delete_agent_connection(agent_conn)
         for inv_id in fx.rejects:
@@ -87,28 +87,64 @@ class Engine:
         fx = await self._db.run(lambda c: continuations.run(c, command_id, agent_conn, event))
         await self.perform(fx)
 
-    async def _send_outbox(self, outbox_id: int) -> None:
-        row = await self._db.run(lambda c: store.outbox_row(c, outbox_id))
-        if row is None:
-            return
-        try:
-            msg_id = await self._agent.send_message(row.agent_conn_id, row.body)
-        except EncryptionRenegotiating as e:
-            # stays in the outbox: sent when the re-negotiation is done (or at start)
-            log.info("message to %s waits: %s", row.agent_conn_id, e)
-            return
-        except AgentError as e:
-            log.warning("message to %s not sent: %s", row.agent_conn_id, e)
-            why = str(e)
-            await self.perform(await self._db.run(lambda c: _refused(c, row, why)))
-            return
-        crash_point("outbox:sent")
-        await self._db.run(lambda c: store.outbox_sent(c, row, msg_id))
+    async def _send_outbox(self, outbox_ids: list[int]) -> None:
+        """Hand the outbox rows to the agent: in order on each connection, the connections
+        side by side; then off the outbox in one transaction."""
+        rows = await self._db.run(lambda c: store.outbox_rows(c, outbox_ids))
+        per_conn: dict[str, list[store.OutboxRow]] = {}
+        for row in rows:
+            per_conn.setdefault(row.agent_conn_id, []).append(row)
+        sent: list[tuple[store.OutboxRow, int]] = []
+        refused: list[tuple[store.OutboxRow, str]] = []
 
-    async def _issue(self, command_id: str) -> None:
-        row = await self._db.run(lambda c: store.command(c, command_id))
-        if row is None or row.status != CMD_NEW:
-            return
+        async def send(conn_rows: list[store.OutboxRow]) -> None:
+            for row in conn_rows:
+                try:
+                    msg_id = await self._agent.send_message(row.agent_conn_id, row.body)
+                except EncryptionRenegotiating as e:
+                    # stays in the outbox: sent when the re-negotiation is done (or at start)
+                    log.info("message to %s waits: %s", row.agent_conn_id, e)
+                    return
+                except AgentError as e:
+                    log.warning("message to %s not sent: %s", row.agent_conn_id, e)
+                    refused.append((row, str(e)))
+                    continue
+                crash_point("outbox:sent")
+                sent.append((row, msg_id))
+
+        await asyncio.gather(*(send(conn_rows) for conn_rows in per_conn.values()))
+
+        def tx(c: sqlite3.Connection) -> Effects:
+            for row, msg_id in sent:
+                store.outbox_sent(c, row, msg_id)
+            fx = Effects()
+            for row, reason in refused:
+                fx.merge(_refused(c, row, reason))
+            return fx
+
+        if sent or refused:
+            await self.perform(await self._db.run(tx))
+
+    async def _issue(self, command_ids: list[str]) -> None:
+        """Issue the stored agent calls side by side (each has its own correlation id);
+        then note them issued in one transaction."""
+        rows = await self._db.run(lambda c: store.commands_to_issue(c, command_ids))
+        issued = await asyncio.gather(*(self._issue_one(row) for row in rows))
+
+        def tx(c: sqlite3.Connection) -> None:
+            for row, (ok, conn_id) in zip(rows, issued, strict=True):
+                if not ok:
+                    continue
+                store.mark_issued(c, row.command_id)
+                if conn_id is not None and row.connection_id is not None:
+                    store.set_connection(c, row.connection_id, agent_conn_id=conn_id)
+
+        if any(ok for ok, _ in issued):
+            await self._db.run(tx)
+
+    async def _issue_one(self, row: store.CommandRow) -> tuple[bool, str | None]:
+        """Make one stored agent call: (issued, the agent connection it made if any)."""
+        command_id = row.command_id
         call = json.loads(row.agent_call)
         conn_id: str | None = None
         try:
@@ -133,15 +169,9 @@ class Engine:
             pass  # issued before a crash: its completion event will come
         except AgentError as e:
             await self.run_continuation(command_id, "", aev.Err(str(e), "REFUSED"))
-            return
+            return False, None
         crash_point(f"issued:{call['op']}")
-
-        def tx(c: sqlite3.Connection) -> None:
-            store.mark_issued(c, command_id)
-            if conn_id is not None and row.connection_id is not None:
-                store.set_connection(c, row.connection_id, agent_conn_id=conn_id)
-
-        await self._db.run(tx)
+        return True, conn_id
 
     async def delete_agent_connection(self, agent_conn_id: str) -> None:
         with contextlib.suppress(AgentError):

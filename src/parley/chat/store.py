@@ -1570,6 +1570,12 @@ def outbox_row(c: sqlite3.Connection, outbox_id: int) -> OutboxRow | None:
     return OutboxRow(*r) if r else None
 
 
+def outbox_rows(c: sqlite3.Connection, outbox_ids: list[int]) -> list[OutboxRow]:
+    """The rows of `outbox_ids` still in the outbox, in that order."""
+    rows = (outbox_row(c, outbox_id) for outbox_id in outbox_ids)
+    return [row for row in rows if row is not None]
+
+
 def outbox_refused(c: sqlite3.Connection, row: OutboxRow) -> int | None:
     """The agent refused the message for good: off the outbox, its item (if it has one and
     was not sent to anyone yet) fails. Returns the item."""
@@ -1625,6 +1631,12 @@ def command(c: sqlite3.Connection, command_id: str) -> CommandRow | None:
         f"SELECT {_COMMAND_COLS} FROM commands WHERE command_id = ?", (command_id,)
     ).fetchone()
     return CommandRow(*r) if r else None
+
+
+def commands_to_issue(c: sqlite3.Connection, command_ids: list[str]) -> list[CommandRow]:
+    """The commands of `command_ids` not issued yet, in that order."""
+    rows = (command(c, command_id) for command_id in command_ids)
+    return [row for row in rows if row is not None and row.status == CMD_NEW]
 
 
 def unissued_command_ids(c: sqlite3.Connection) -> list[str]:
