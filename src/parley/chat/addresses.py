@@ -198,24 +198,6 @@ def on_request(c: sqlite3.Connection, agent_conn: str, inv_id: str, info: bytes)
     if row.group_id is not None:
         return group_links.on_request(c, user, row, inv_id, profile, x_id)
     known = store.contact_of_x_contact_id(c, user.user_id, row.link_id, x_id) if x_id else None
-    if known is not None:
-        rid = store.insert_contact_request(
-            c,
-            user.user_id,
-            row.link_id,
-            inv_id,
-            x_id,
-            profile.display_name,
-            profile.full_name,
-            R_KNOWN,
-            known,
-        )
-        contact = store.contact_by_id(c, known)
-        assert contact is not None
-        req = store.contact_request(c, rid)
-        assert req is not None
-        event = cev.ContactAlreadyExists(views.contact(contact), request_view(req))
-        return Effects(events=[event], rejects=[inv_id])
     rid = store.insert_contact_request(
         c,
         user.user_id,
@@ -224,8 +206,16 @@ def on_request(c: sqlite3.Connection, agent_conn: str, inv_id: str, info: bytes)
         x_id,
         profile.display_name,
         profile.full_name,
-        R_PENDING,
+        R_PENDING if known is None else R_KNOWN,
+        known,
     )
+    if known is not None:
+        contact = store.contact_by_id(c, known)
+        assert contact is not None
+        req = store.contact_request(c, rid)
+        assert req is not None
+        event = cev.ContactAlreadyExists(views.contact(contact), request_view(req))
+        return Effects(events=[event], rejects=[inv_id])
     req = store.contact_request(c, rid)
     assert req is not None
     fx = Effects(events=[cev.ReceivedContactRequest(request_view(req))], label="req:contact")

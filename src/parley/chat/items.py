@@ -547,13 +547,8 @@ def contact_update(
 ) -> Effects:
     """`x.msg.update` from a contact: only its own messages."""
     assert isinstance(msg.params, cp.XMsgUpdate)
-    chat = f"@{contact.local_name}"
-    i = store.item_by_msg(c, msg.params.msg_id, contact_id=contact.contact_id)
-    if i is None:
-        return _refused(chat, contact.local_name, msg, "no such message")
-    if i.direction != D_RCV:
-        return _refused(chat, contact.local_name, msg, "not the contact's own message")
-    return _apply_update(c, i, msg.params)
+    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=True)
+    return i if isinstance(i, Effects) else _apply_update(c, i, msg.params)
 
 
 def contact_delete(
@@ -561,11 +556,11 @@ def contact_delete(
 ) -> Effects:
     """`x.msg.del` from a contact: only its own messages."""
     assert isinstance(msg.params, cp.XMsgDel)
-    chat = f"@{contact.local_name}"
-    i = store.item_by_msg(c, msg.params.msg_id, contact_id=contact.contact_id)
-    if i is None:
-        return _refused(chat, contact.local_name, msg, "no such message")
-    if i.direction != D_RCV or msg.params.member_id is not None:
+    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=True)
+    if isinstance(i, Effects):
+        return i
+    if msg.params.member_id is not None:  # moderation is for groups only
+        chat = f"@{contact.local_name}"
         return _refused(chat, contact.local_name, msg, "not the contact's own message")
     return _apply_author_delete(c, i)
 
@@ -575,12 +570,26 @@ def contact_react(
 ) -> Effects:
     """`x.msg.react` from a contact, to any message of the chat."""
     assert isinstance(msg.params, cp.XMsgReact)
+    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=False)
+    if isinstance(i, Effects):
+        return i
+    out = _apply_reaction(c, i, CONTACT, contact.local_name, msg.params)
     chat = f"@{contact.local_name}"
-    i = store.item_by_msg(c, msg.params.msg_id, contact_id=contact.contact_id)
+    return _refused(chat, contact.local_name, msg, out) if isinstance(out, str) else out
+
+
+def _contacts_own(
+    c: sqlite3.Connection, contact: store.ContactRow, msg: cp.ChatMessage, msg_id: str, own: bool
+) -> store.ItemRow | Effects:
+    """The contact chat's item `msg_id` (with `own`, only one the contact wrote), or the
+    refusal of `msg`."""
+    chat = f"@{contact.local_name}"
+    i = store.item_by_msg(c, msg_id, contact_id=contact.contact_id)
     if i is None:
         return _refused(chat, contact.local_name, msg, "no such message")
-    out = _apply_reaction(c, i, CONTACT, contact.local_name, msg.params)
-    return _refused(chat, contact.local_name, msg, out) if isinstance(out, str) else out
+    if own and i.direction != D_RCV:
+        return _refused(chat, contact.local_name, msg, "not the contact's own message")
+    return i
 
 
 def _group_item(
