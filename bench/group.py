@@ -155,8 +155,8 @@ def table(runs: list[Run]) -> list[str]:
         "| N | faults | time to full mesh | faults injected: cuts / refused / relay restarts / "
         "client kills | commands retried (attempts) | group connections (per join) | "
         "queues created (per join) | relay messages (per join) | TLS sessions | "
-        "CPU s: clients / relays+demo | other CPU | result |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "CPU s: clients / relays+demo | client CPU per group connection | other CPU | result |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in runs:
         r = run.result
@@ -173,6 +173,7 @@ def table(runs: list[Run]) -> list[str]:
             f"{_per(used.queues if used else None, joins)} | "
             f"{_per(used.messages if used else None, joins)} | "
             f"{used.sessions if used else '–'} | {run.cpu_clients:.0f} / {run.cpu_self:.0f} | "
+            f"{run.cpu_clients / (joins * joins) * 1000:.0f} ms | "
             f"{run.other_cores:.2f} | {outcome} |"
         )
     return lines
@@ -313,7 +314,10 @@ def section(runs: list[Run], info: list[str], seed: int, notes: list[str], kept:
         "(status() every second poll), so a lower bound.",
         "- *CPU s*: CPU seconds of the chat client processes, and of the benchmark process (the "
         "two relays, the proxies, the polling), over the whole run (start-up, contacts and "
-        "messages included). *other CPU*: cores the rest of the machine used meanwhile, on "
+        "messages included). *client CPU per group connection*: the clients' CPU seconds "
+        "divided by the (N-1)² group connections (so start-up, about 0.5 s per client, and "
+        "the contacts are spread over them too). *other CPU*: cores the rest of the machine "
+        "used meanwhile, on "
         "average (from /proc/stat); well above 0 means something else competed for the 2 "
         "CPUs and the times are longer than they would be on a quiet machine.",
         "",
