@@ -113,8 +113,7 @@ class ChatController:
         self._closed = True
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._subscriber.settle()
+        await asyncio.gather(*self._tasks, self._subscriber.settle(), return_exceptions=True)
         await self.agent.close()
         await self._db.close()
 
