@@ -14,26 +14,14 @@ from parley.relay.server import RelayServer
 from parley.testing.waiting import wait_for_condition
 from tests.chat.conftest import MakeChat, expect, make_contacts
 from tests.chat.test_group import full_mesh
-from tests.chat.test_roles import forge_role
+from tests.chat.test_roles import forge_role, group_with_roles
 
 ROLES = {"alice": "owner", "bob": "admin", "cath": "member", "dan": "member"}
 
 
 async def group_of_four(relays: list[str], make_chat: MakeChat) -> dict[str, ChatController]:
     """#team: alice (its creator), bob (admin), cath and dan (members), fully connected."""
-    chats = {n: await make_chat(n, relays) for n in ROLES}
-    a = chats["alice"]
-    await a.create_group("team")
-    for name, role in ROLES.items():
-        if name == "alice":
-            continue
-        await make_contacts(a, chats[name])
-        await a.add_member("team", name, role)
-        await expect(chats[name], cev.ReceivedGroupInvitation)
-        await chats[name].join_group("team")
-        await expect(chats[name], cev.UserJoinedGroup)
-    await wait_for_condition(lambda: full_mesh(chats, "team"), 30)
-    return chats
+    return await group_with_roles(relays, make_chat, ROLES)
 
 
 async def texts_from(chat: ChatController, group: str) -> list[tuple[str, str]]:

@@ -31,21 +31,30 @@ async def role_of(chat: ChatController, group: str, name: str) -> tuple[str, str
     return m.role, m.status
 
 
-async def test_roles_from_both_sides(relay: RelayServer, make_chat: MakeChat) -> None:
-    relays = [str(relay.address)]
-    names = {"alice": "owner", "bob": "admin", "cath": "member", "dan": "observer"}
-    chats = {n: await make_chat(n, relays) for n in names}
-    a = chats["alice"]
+async def group_with_roles(
+    relays: list[str], make_chat: MakeChat, roles: dict[str, str]
+) -> dict[str, ChatController]:
+    """#team created by the first of `roles` (name → role), every other one added by it
+    with its role, joined, and the group fully connected."""
+    chats = {n: await make_chat(n, relays) for n in roles}
+    creator, *others = roles
+    a = chats[creator]
     await a.create_group("team")
-    for name, role in names.items():
-        if name == "alice":
-            continue
+    for name in others:
         await make_contacts(a, chats[name])
-        await a.add_member("team", name, role)
+        await a.add_member("team", name, roles[name])
         await expect(chats[name], cev.ReceivedGroupInvitation)
         await chats[name].join_group("team")
         await expect(chats[name], cev.UserJoinedGroup)
     await wait_for_condition(lambda: full_mesh(chats, "team"), 30)
+    return chats
+
+
+async def test_roles_from_both_sides(relay: RelayServer, make_chat: MakeChat) -> None:
+    relays = [str(relay.address)]
+    names = {"alice": "owner", "bob": "admin", "cath": "member", "dan": "observer"}
+    chats = await group_with_roles(relays, make_chat, names)
+    a = chats["alice"]
     b, c, d = chats["bob"], chats["cath"], chats["dan"]
 
     # an observer cannot send; a forged message is refused by every receiver
