@@ -312,31 +312,60 @@ class Agent:
         await self._book.add(corr_id, tx)
 
     async def ack_message_async(
-        self, corr_id: str, conn_id: str, msg_id: int, receipt: bool = False
+        self,
+        corr_id: str,
+        conn_id: str,
+        msg_id: int,
+        receipt: bool = False,
+        event: bool = True,
     ) -> None:
         """Acknowledge a received message (or receipt): the relay may then deliver the
         next one. With `receipt`, the client stored the message: a delivery receipt goes
         back to the sender in the same transaction (once per message; never for one
-        acknowledged before), and the sender gets RCVD."""
+        acknowledged before), and the sender gets RCVD.
+
+        With `event=False` the client gets no OK to acknowledge back: the ACK goes to the
+        relay at once, the message is marked in one transaction meanwhile, and only an ACK
+        that could not be sent becomes a command (internal, retried, seen in `pending`)."""
         ttl = self.config.message_ttl
         kick = False
 
-        def tx(c: sqlite3.Connection) -> CommandRow:
+        def client_ack(c: sqlite3.Connection) -> str:
+            """The checks and the receipt owed; the queue's relay."""
             nonlocal kick
             conn = store.live_conn(c, conn_id)
             if not store.has_rcv_message(c, conn_id, msg_id):
                 raise AgentError(f"no message {msg_id} on connection {conn_id}")
             rq = store.get_rcv_queue(c, conn_id)
             assert rq is not None
-            args = CommandArgs(msg_id=msg_id)
-            cmd = store.insert_command(c, corr_id, conn_id, "ACK", rq.relay, args)
             owed = store.receipt_owed(c, conn_id, msg_id) if receipt else None
             if owed is not None and conn.status == READY:
                 delivery.enqueue(c, conn, ap.Receipt(*owed), internal=True, ttl=ttl)
                 kick = True
-            return cmd
+            return rq.relay
 
-        await self._book.add(corr_id, tx)
+        def command(c: sqlite3.Connection) -> CommandRow:
+            args = CommandArgs(msg_id=msg_id)
+            relay = client_ack(c)
+            return store.insert_command(c, corr_id, conn_id, "ACK", relay, args, internal=not event)
+
+        def marked(c: sqlite3.Connection) -> None:
+            client_ack(c)
+            store.mark_acked(c, conn_id, msg_id)
+
+        sent = self._inbound.send_ack_early(conn_id, msg_id)
+        try:
+            if sent is not None and not event:
+                await self._db.run(marked)
+                await asyncio.wait([sent])
+                self._inbound.ack_sent(conn_id, msg_id)
+                if not steps.acknowledged(sent):
+                    await self._book.add(corr_id, command)  # not through: a command retries
+            else:
+                await self._book.add(corr_id, command)  # its step takes the early ACK
+        except BaseException:
+            self._inbound.ack_sent(conn_id, msg_id)  # no command took it: forget it
+            raise
         if kick:
             self._delivery.kick(conn_id)
 

@@ -2,7 +2,8 @@
 
 The pump takes what the relay clients report (messages, UP, DOWN, END) in one task; each
 message is processed in one transaction by `receive.receive` on the database thread, then
-acknowledged to its relay in the background. The safety net (`subscriptions.SafetyNet`
+acknowledged to its relay in the background (a client's message once the client acknowledges
+it: `send_ack_early`). The safety net (`subscriptions.SafetyNet`
 decides when) checks queues at their relays with GET and renews their subscriptions.
 """
 
@@ -42,6 +43,16 @@ class _Started(NamedTuple):
     outcome: asyncio.Future[receive.Received]
 
 
+class _Unacked(NamedTuple):
+    """The message a relay waits to have acknowledged before it delivers a queue's next."""
+
+    msg_id: int  # the agent's id of it (what the client acknowledges)
+    relay: str
+    rid: bytes
+    recipient_key: bytes
+    relay_msg_id: bytes
+
+
 class Inbound:
     def __init__(
         self,
@@ -63,6 +74,8 @@ class Inbound:
         self.taken_over: set[tuple[str, bytes]] = set()  # END: another client subscribed
         # received messages whose transactions are queued, in arrival order (bounded)
         self._received: asyncio.Queue[_Started] = asyncio.Queue(maxsize=256)
+        self._unacked: dict[str, _Unacked] = {}  # by conn id: at most one per receive queue
+        self._acks_sent: dict[tuple[str, int], asyncio.Task[None]] = {}  # (conn id, msg id)
 
     # ------------------------------------------------------------ the queues
 
@@ -72,7 +85,9 @@ class Inbound:
         self._relays.subscribe(rq.relay, rq.recipient_id, AuthKey.from_bytes(rq.recipient_key))
 
     def unwatch(self, relay: str, rid: bytes) -> None:
-        self.index.pop((relay, rid), None)
+        conn_id = self.index.pop((relay, rid), None)
+        if conn_id is not None:
+            self._unacked.pop(conn_id, None)
         self.taken_over.discard((relay, rid))
         self.net.forget((relay, rid))
         self._relays.client(relay).unsubscribe(rid)
@@ -171,6 +186,13 @@ class Inbound:
         """Once the message's transaction has committed: its events, commands and ACK."""
         outcome = await started.outcome
         relay, conn_id = started.relay, started.conn_id
+        rq = outcome.queue
+        if outcome.new and not outcome.ack and rq is not None:
+            for e in outcome.events:
+                if isinstance(e, ev.Msg | ev.Rcvd):
+                    self._unacked[conn_id] = _Unacked(
+                        e.msg_id, relay, rq.recipient_id, rq.recipient_key, started.relay_msg_id
+                    )
         for e in outcome.events:
             self._book.emit("", conn_id, e)
         for cmd in outcome.commands:
@@ -178,11 +200,29 @@ class Inbound:
         if outcome.kick_delivery:
             self._delivery.kick(conn_id)
         if outcome.ack:
-            rq = outcome.queue
             assert rq is not None
             # in the background: a slow relay must not hold up messages from the others
             self._tasks.spawn(self._ack_relay(relay, rq, started.relay_msg_id))
         return outcome.new
+
+    def send_ack_early(self, conn_id: str, msg_id: int) -> asyncio.Task[None] | None:
+        """The client acknowledges message `msg_id`: if its relay waits for that, send the
+        ACK now, while the acknowledgement commits, not after (the queue's next message
+        comes a commit sooner). The ACK step takes the sent ACK (`ack_sent`) instead of
+        sending another. An ACK whose acknowledgement is lost in a crash does no harm: the
+        message is stored, shown again after the restart and acknowledged again (NO_MSG)."""
+        unacked = self._unacked.get(conn_id)
+        if unacked is None or unacked.msg_id != msg_id:
+            return None
+        del self._unacked[conn_id]
+        key = AuthKey.from_bytes(unacked.recipient_key)
+        ack = self._relays.client(unacked.relay).ack(unacked.rid, key, unacked.relay_msg_id)
+        task = self._acks_sent[(conn_id, msg_id)] = self._tasks.spawn(ack)
+        return task
+
+    def ack_sent(self, conn_id: str, msg_id: int) -> asyncio.Task[None] | None:
+        """The ACK `send_ack_early` sent for `msg_id` (taken: asked once)."""
+        return self._acks_sent.pop((conn_id, msg_id), None)
 
     async def _ack_relay(self, relay: str, rq: RcvQueueRow, relay_msg_id: bytes) -> None:
         try:

@@ -10,6 +10,7 @@ last transaction of a step commits its effects with the end of the command and i
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -223,13 +224,34 @@ async def secure(env: StepEnv, cmd: CommandRow) -> None:
 
 
 async def ack(env: StepEnv, cmd: CommandRow) -> None:
-    """Acknowledge a received message to its relay (which then delivers the next one)."""
+    """Acknowledge a received message to its relay (which then delivers the next one),
+    unless the ACK sent when the client called (`Inbound.send_ack_early`) went through."""
 
     def read(c: sqlite3.Connection) -> tuple[RcvQueueRow | None, bytes | None]:
         relay_msg_id = store.rcv_message_relay_id(c, cmd.conn_id, cmd.args.msg_id)
         return store.get_rcv_queue(c, cmd.conn_id), relay_msg_id
 
-    rq, relay_msg_id = await env.book.db.run(read)
+    sent = env.inbound.ack_sent(cmd.conn_id, cmd.args.msg_id)
+    if sent is not None:
+        await asyncio.wait([sent])
+    if sent is None or not acknowledged(sent):
+        await _ack_at_relay(env, *await env.book.db.run(read))
+    await env.book.complete(
+        cmd, ev.Ok(), lambda c: store.mark_acked(c, cmd.conn_id, cmd.args.msg_id)
+    )
+
+
+def acknowledged(sent: asyncio.Task[None]) -> bool:
+    """Did this ACK reach its relay (NO_MSG: an earlier one did)?"""
+    if sent.cancelled():
+        return False
+    error = sent.exception()
+    return error is None or (
+        isinstance(error, PermanentRelayError) and error.code == ErrorCode.NO_MSG
+    )
+
+
+async def _ack_at_relay(env: StepEnv, rq: RcvQueueRow | None, relay_msg_id: bytes | None) -> None:
     if rq is not None and relay_msg_id is not None:
         try:
             await env.relays.client(rq.relay).ack(
@@ -238,10 +260,6 @@ async def ack(env: StepEnv, cmd: CommandRow) -> None:
         except PermanentRelayError as e:
             if e.code != ErrorCode.NO_MSG:  # NO_MSG: acknowledged before
                 raise
-
-    await env.book.complete(
-        cmd, ev.Ok(), lambda c: store.mark_acked(c, cmd.conn_id, cmd.args.msg_id)
-    )
 
 
 async def delete(env: StepEnv, cmd: CommandRow) -> None:

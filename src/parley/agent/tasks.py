@@ -16,11 +16,12 @@ class Tasks:
         """A task that lives as long as the agent."""
         self._tasks.append(asyncio.create_task(coro, name=name))
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """A short task, forgotten when it ends."""
         task = asyncio.create_task(coro)
         self._tasks.append(task)
         task.add_done_callback(self._forget)
+        return task
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         with contextlib.suppress(ValueError):

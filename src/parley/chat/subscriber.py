@@ -127,7 +127,7 @@ class Subscriber:
     def _ack(self, agent_conn: str, msg_id: int, receipt: bool = False) -> None:
         self._in_background(
             self._agent.ack_message_async(
-                f"{ACK_PREFIX}{agent_conn}:{msg_id}", agent_conn, msg_id, receipt
+                f"{ACK_PREFIX}{agent_conn}:{msg_id}", agent_conn, msg_id, receipt, event=False
             )
         )
 
