@@ -50,6 +50,7 @@ from parley.chat.model import (
     text_message,
 )
 from parley.chat.subscriber import Subscriber
+from parley.loops import failure_logged
 from parley.protocol import chat as cp
 from parley.store import Database
 
@@ -525,26 +526,18 @@ class ChatController:
 
     async def _listen(self) -> None:
         async for e in self.agent.events():
-            try:
+            with failure_logged(log, "handling agent event %r failed", e):
                 async with self._lock:
                     await self._subscriber.handle(e)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("handling agent event %r failed", e)
 
     # ------------------------------------------------------------ re-introductions
 
     async def _reintroduce_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.intro_check_interval)
-            try:
+            with failure_logged(log, "re-introduction check failed"):
                 async with self._lock:
                     await self.reintroduce_stale()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("re-introduction check failed")
 
     async def reintroduce_stale(self, older_than: float | None = None) -> int:
         """Host: introduce again every pair that made no progress in time (each

@@ -20,6 +20,7 @@ from parley.agent.agent import AgentError
 from parley.chat import commands as cmd
 from parley.chat import events as cev
 from parley.chat.controller import ChatController, ChatError
+from parley.loops import failure_logged
 from parley.terminal import render
 
 log = logging.getLogger(__name__)
@@ -491,7 +492,5 @@ class ChatSession:
         """Show every event from `events`, until cancelled."""
         while True:
             event = await events.get()
-            try:
+            with failure_logged(log, "showing event %r failed", event):
                 self.show_event(event)
-            except Exception:  # never let one odd event stop the stream
-                log.exception("showing event %r failed", event)
