@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import msgspec
+
+T = TypeVar("T")
 
 
 class User(msgspec.Struct, frozen=True):
@@ -113,220 +117,211 @@ class GroupLinkView(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- events
 
 
-class InvitationReady(msgspec.Struct, frozen=True, tag="invitationReady"):
+def _event_tag(class_name: str) -> str:
+    """An event's tag (its "type" on the wire): the class name, camelCase."""
+    return class_name[0].lower() + class_name[1:]
+
+
+class _Event(msgspec.Struct, frozen=True, tag=_event_tag):
+    """Base of every event."""
+
+
+class _ContactEvent(_Event, frozen=True):
+    contact: Contact
+
+
+class _RequestEvent(_Event, frozen=True):
+    request: ContactRequestView
+
+
+class _GroupEvent(_Event, frozen=True):
+    group: Group
+
+
+class _MemberEvent(_GroupEvent, frozen=True):
+    member: Member
+
+
+class _MemberRefused(_MemberEvent, frozen=True):
+    reason: str
+
+
+class _GroupEndedBy(_GroupEvent, frozen=True):
+    by: Member | None  # None: we ended it
+
+
+class _ItemEvent(_Event, frozen=True):
+    item: ChatItem
+
+
+class _Change(_Event, Generic[T], frozen=True):
+    """A profile changed: as it was, as it is."""
+
+    before: T
+    after: T
+
+
+class InvitationReady(_Event, frozen=True):
     connection_id: int
     link: str
 
 
-class ContactConnected(msgspec.Struct, frozen=True, tag="contactConnected"):
-    contact: Contact
+class ContactConnected(_ContactEvent, frozen=True): ...
 
 
-class ContactDeleted(msgspec.Struct, frozen=True, tag="contactDeleted"):
-    contact: Contact
+class ContactDeleted(_ContactEvent, frozen=True): ...
 
 
-class UserContactLinkCreated(msgspec.Struct, frozen=True, tag="userContactLinkCreated"):
+class UserContactLinkCreated(_Event, frozen=True):
     """Our long-term address is ready (the link stays the same until it is deleted)."""
 
     link: str
 
 
-class UserContactLinkDeleted(msgspec.Struct, frozen=True, tag="userContactLinkDeleted"):
-    pass
+class UserContactLinkDeleted(_Event, frozen=True): ...
 
 
-class ReceivedContactRequest(msgspec.Struct, frozen=True, tag="receivedContactRequest"):
-    request: ContactRequestView
+class ReceivedContactRequest(_RequestEvent, frozen=True): ...
 
 
-class AcceptingContactRequest(msgspec.Struct, frozen=True, tag="acceptingContactRequest"):
+class AcceptingContactRequest(_ContactEvent, frozen=True):
     """A contact request was accepted (by us or by auto-accept): the contact connects."""
 
-    contact: Contact
+
+class ContactRequestRejected(_RequestEvent, frozen=True): ...
 
 
-class ContactRequestRejected(msgspec.Struct, frozen=True, tag="contactRequestRejected"):
-    request: ContactRequestView
-
-
-class ContactAlreadyExists(msgspec.Struct, frozen=True, tag="contactAlreadyExists"):
+class ContactAlreadyExists(_ContactEvent, frozen=True):
     """A contact request from someone we are connected to already."""
 
-    contact: Contact
     request: ContactRequestView
 
 
-class ContactUpdated(msgspec.Struct, frozen=True, tag="contactUpdated"):
+class ContactUpdated(_Change[Contact], frozen=True):
     """A contact announced a new profile (x.info)."""
 
-    before: Contact
-    after: Contact
 
-
-class GroupMemberUpdated(msgspec.Struct, frozen=True, tag="groupMemberUpdated"):
+class GroupMemberUpdated(_GroupEvent, frozen=True):
     """A member announced a new profile in the group (x.info); its shown name stays
     unique in the group."""
 
-    group: Group
     before: Member
     after: Member
 
 
-class GroupUpdated(msgspec.Struct, frozen=True, tag="groupUpdated"):
+class GroupUpdated(_Change[Group], frozen=True):
     """The group's profile changed (x.grp.info from an owner; `by` None: we changed it)."""
 
-    before: Group
-    after: Group
     by: Member | None
 
 
-class UserProfileUpdated(msgspec.Struct, frozen=True, tag="userProfileUpdated"):
-    before: User
-    after: User
+class UserProfileUpdated(_Change[User], frozen=True): ...
 
 
-class GroupLinkCreated(msgspec.Struct, frozen=True, tag="groupLinkCreated"):
+class GroupLinkCreated(_Event, frozen=True):
     link: GroupLinkView
 
 
-class GroupLinkDeleted(msgspec.Struct, frozen=True, tag="groupLinkDeleted"):
-    group: Group
+class GroupLinkDeleted(_GroupEvent, frozen=True): ...
 
 
-class ReceivedGroupInvitation(msgspec.Struct, frozen=True, tag="receivedGroupInvitation"):
-    group: Group
+class ReceivedGroupInvitation(_GroupEvent, frozen=True):
     contact: Contact
     role: str
 
 
-class GroupInvitationRefused(msgspec.Struct, frozen=True, tag="groupInvitationRefused"):
+class GroupInvitationRefused(_ContactEvent, frozen=True):
     """A contact's invitation to a group that we did not take (the inviter's role does not
     allow it, or we are in that group already): nothing was stored."""
 
-    contact: Contact
     group_name: str
     reason: str
 
 
-class UserJoinedGroup(msgspec.Struct, frozen=True, tag="userJoinedGroup"):
-    group: Group
+class UserJoinedGroup(_GroupEvent, frozen=True): ...
 
 
-class JoinedGroupMember(msgspec.Struct, frozen=True, tag="joinedGroupMember"):
+class JoinedGroupMember(_MemberEvent, frozen=True):
     """(host) the invited member connected to us and joined the group."""
 
-    group: Group
-    member: Member
 
-
-class MemberAnnounced(msgspec.Struct, frozen=True, tag="memberAnnounced"):
+class MemberAnnounced(_MemberEvent, frozen=True):
     """The host added a new member; we will connect to it."""
 
-    group: Group
-    member: Member
+
+class ConnectedToGroupMember(_MemberEvent, frozen=True): ...
 
 
-class ConnectedToGroupMember(msgspec.Struct, frozen=True, tag="connectedToGroupMember"):
-    group: Group
-    member: Member
-
-
-class MemberConnecting(msgspec.Struct, frozen=True, tag="memberConnecting"):
+class MemberConnecting(_MemberEvent, frozen=True):
     """Progress on a member connection (introduced, links sent, ...)."""
 
-    group: Group
-    member: Member
 
-
-class MemberRoleUpdated(msgspec.Struct, frozen=True, tag="memberRoleUpdated"):
+class MemberRoleUpdated(_MemberEvent, frozen=True):
     """A member's role changed (`by` None: we changed it)."""
 
-    group: Group
-    member: Member
     from_role: str
     to_role: str
     by: Member | None
 
 
-class GroupMessageRefused(msgspec.Struct, frozen=True, tag="groupMessageRefused"):
+class GroupMessageRefused(_MemberRefused, frozen=True):
     """A member sent what its role does not allow: dropped (an observer's message, say)."""
 
-    group: Group
-    member: Member
-    reason: str
+
+class MemberFailed(_MemberRefused, frozen=True):
+    """The connection to a member failed (`reason` says how)."""
 
 
-class MemberFailed(msgspec.Struct, frozen=True, tag="memberFailed"):
-    group: Group
-    member: Member
-    reason: str
+class MemberLeft(_MemberEvent, frozen=True, tag="leftMember"): ...
 
 
-class MemberLeft(msgspec.Struct, frozen=True, tag="leftMember"):
-    group: Group
-    member: Member
-
-
-class MemberRemoved(msgspec.Struct, frozen=True, tag="deletedMember"):
-    group: Group
-    member: Member
+class MemberRemoved(_MemberEvent, frozen=True, tag="deletedMember"):
     by: Member | None
 
 
-class UserRemoved(msgspec.Struct, frozen=True, tag="deletedMemberUser"):
-    group: Group
-    by: Member | None
+class UserRemoved(_GroupEndedBy, frozen=True, tag="deletedMemberUser"): ...
 
 
-class GroupDeleted(msgspec.Struct, frozen=True, tag="groupDeleted"):
-    group: Group
-    by: Member | None
+class GroupDeleted(_GroupEndedBy, frozen=True): ...
 
 
-class NewChatItem(msgspec.Struct, frozen=True, tag="newChatItem"):
-    item: ChatItem
+class NewChatItem(_ItemEvent, frozen=True): ...
 
 
-class ChatItemStatus(msgspec.Struct, frozen=True, tag="chatItemStatus"):
+class ChatItemStatus(_Event, frozen=True):
     item_id: int
     status: str
     reason: str = ""
 
 
-class ChatItemUpdated(msgspec.Struct, frozen=True, tag="chatItemUpdated"):
+class ChatItemUpdated(_ItemEvent, frozen=True):
     """An item's text was edited (by us, or by its author)."""
 
-    item: ChatItem
 
-
-class ChatItemDeleted(msgspec.Struct, frozen=True, tag="chatItemDeleted"):
+class ChatItemDeleted(_ItemEvent, frozen=True):
     """An item was deleted: `item` as it was; `removed` if it is gone (else marked);
     `by_user`: we deleted it; `moderated_by`: the admin or owner who did."""
 
-    item: ChatItem
     removed: bool
     by_user: bool
     moderated_by: Member | None = None
 
 
-class ChatItemReaction(msgspec.Struct, frozen=True, tag="chatItemReaction"):
+class ChatItemReaction(_ItemEvent, frozen=True):
     """A reaction was added or removed (`by`: who; None: we)."""
 
-    item: ChatItem
     emoji: str
     added: bool
     by: str | None = None
 
 
-class MsgIntegrityError(msgspec.Struct, frozen=True, tag="msgIntegrityError"):
+class MsgIntegrityError(_ItemEvent, frozen=True):
     """Messages were skipped, or one came with a bad hash or id: shown as `item`."""
 
-    item: ChatItem
     error: str
 
 
-class RatchetSync(msgspec.Struct, frozen=True, tag="ratchetSync"):
+class RatchetSync(_Event, frozen=True):
     """The encryption of a contact's or member's connection: "required" (messages cannot
     be decrypted), "started", "agreed", "ok" (re-negotiated: messages flow again)."""
 
@@ -337,7 +332,7 @@ class RatchetSync(msgspec.Struct, frozen=True, tag="ratchetSync"):
     member: Member | None = None
 
 
-class ItemRefused(msgspec.Struct, frozen=True, tag="itemRefused"):
+class ItemRefused(_Event, frozen=True):
     """A received edit, deletion, reaction or quote that was not applied, and why."""
 
     chat: str
@@ -346,12 +341,12 @@ class ItemRefused(msgspec.Struct, frozen=True, tag="itemRefused"):
     reason: str
 
 
-class ConnectionFailed(msgspec.Struct, frozen=True, tag="connectionFailed"):
+class ConnectionFailed(_Event, frozen=True):
     connection_id: int
     reason: str
 
 
-class RelayStatus(msgspec.Struct, frozen=True, tag="relayStatus"):
+class RelayStatus(_Event, frozen=True):
     relay: str
     up: bool
     connections: int
