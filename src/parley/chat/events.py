@@ -117,13 +117,13 @@ class GroupLinkView(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- events
 
 
-def _event_tag(class_name: str) -> str:
-    """An event's tag (its "type" on the wire): the class name, camelCase."""
+def camel_case(class_name: str) -> str:
+    """A struct's tag (its "type" on the wire): the class name, camelCase."""
     return class_name[0].lower() + class_name[1:]
 
 
-class _Event(msgspec.Struct, frozen=True, tag=_event_tag):
-    """Base of every event."""
+class _Event(msgspec.Struct, frozen=True, tag=camel_case):
+    """Base of every event: tagged with its class name, camelCase."""
 
 
 class _ContactEvent(_Event, frozen=True):
