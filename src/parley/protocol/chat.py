@@ -20,7 +20,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -147,6 +147,13 @@ def _check_display_name(value: str, what: str) -> None:
         raise ChatMessageError(f"{what} contains a control character")
 
 
+def _check_msg_ref(msg_id: str, member_id: str | None, what: str = "") -> None:
+    """A message's id and (in groups) its author's member id, if given."""
+    _check_id(msg_id, f"{what}msgId")
+    if member_id is not None:
+        _check_id(member_id, f"{what}memberId")
+
+
 def _check_full_name(value: str, what: str) -> None:
     if len(value) > MAX_FULL_NAME_LENGTH:
         raise ChatMessageError(f"{what} is longer than {MAX_FULL_NAME_LENGTH} characters")
@@ -170,22 +177,24 @@ class _ByMember(_Wire, frozen=True):
         _check_id(self.member_id, "memberId")
 
 
-class Profile(_Wire, frozen=True):
+class _Names(_Wire, frozen=True):
+    """A display name and a full name, checked on creation (`whose` begins the error)."""
+
+    whose: ClassVar[str]
     display_name: str
     full_name: str = ""
 
     def __post_init__(self) -> None:
-        _check_display_name(self.display_name, "displayName")
-        _check_full_name(self.full_name, "fullName")
+        _check_display_name(self.display_name, f"{self.whose}displayName")
+        _check_full_name(self.full_name, f"{self.whose}fullName")
 
 
-class GroupProfile(_Wire, frozen=True):
-    display_name: str
-    full_name: str = ""
+class Profile(_Names, frozen=True):
+    whose = ""
 
-    def __post_init__(self) -> None:
-        _check_display_name(self.display_name, "group displayName")
-        _check_full_name(self.full_name, "group fullName")
+
+class GroupProfile(_Names, frozen=True):
+    whose = "group "
 
 
 class MemberIdRole(_ByMember, frozen=True):
@@ -227,9 +236,7 @@ class MsgRef(_Wire, frozen=True, omit_defaults=True):
     member_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.msg_id, "quoted msgId")
-        if self.member_id is not None:
-            _check_id(self.member_id, "quoted memberId")
+        _check_msg_ref(self.msg_id, self.member_id, "quoted ")
 
 
 class QuotedMsg(_Wire, frozen=True):
@@ -266,26 +273,31 @@ class Reaction(_Wire, frozen=True, tag_field="type", tag="emoji"):
 # ---------------------------------------------------------------- params, one per event
 
 
-class XInfo(_Wire, frozen=True):
+class _WithProfile(_Wire, frozen=True):
+    profile: Profile
+
+
+class _WithMemberInfo(_Wire, frozen=True):
+    member_info: MemberInfo
+
+
+class XInfo(_WithProfile, frozen=True):
     """A contact's profile: the joiner's connection info on a contact connection."""
 
     event: ClassVar[str] = X_INFO
-    profile: Profile
 
 
-class XOk(_Wire, frozen=True):
+class XOk(_WithProfile, frozen=True):
     """The inviter's profile: its connection info when it allows a connection."""
 
     event: ClassVar[str] = X_OK
-    profile: Profile
 
 
-class XContact(_Wire, frozen=True):
+class XContact(_WithProfile, frozen=True):
     """The requester's info in a request to a contact address: its profile, and an id it
     keeps for that address (the same in a repeated request, so the owner knows it)."""
 
     event: ClassVar[str] = X_CONTACT
-    profile: Profile
     x_contact_id: str
 
     def __post_init__(self) -> None:
@@ -322,9 +334,7 @@ class XMsgDel(_Wire, frozen=True, omit_defaults=True):
     member_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.msg_id, "msgId")
-        if self.member_id is not None:
-            _check_id(self.member_id, "memberId")
+        _check_msg_ref(self.msg_id, self.member_id)
 
 
 class XMsgReact(_Wire, frozen=True, omit_defaults=True):
@@ -337,9 +347,7 @@ class XMsgReact(_Wire, frozen=True, omit_defaults=True):
     member_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.msg_id, "msgId")
-        if self.member_id is not None:
-            _check_id(self.member_id, "memberId")
+        _check_msg_ref(self.msg_id, self.member_id)
 
 
 class XGrpInv(_Wire, frozen=True):
@@ -364,14 +372,12 @@ class XGrpAcpt(_ByMember, frozen=True):
     event: ClassVar[str] = X_GRP_ACPT
 
 
-class XGrpMemNew(_Wire, frozen=True):
+class XGrpMemNew(_WithMemberInfo, frozen=True):
     event: ClassVar[str] = X_GRP_MEM_NEW
-    member_info: MemberInfo
 
 
-class XGrpMemIntro(_Wire, frozen=True):
+class XGrpMemIntro(_WithMemberInfo, frozen=True):
     event: ClassVar[str] = X_GRP_MEM_INTRO
-    member_info: MemberInfo
 
 
 class XGrpMemInv(_ByMember, frozen=True):
@@ -381,11 +387,10 @@ class XGrpMemInv(_ByMember, frozen=True):
     member_intro: IntroInvitation
 
 
-class XGrpMemFwd(_Wire, frozen=True):
+class XGrpMemFwd(_WithMemberInfo, frozen=True):
     """The host forwards the newcomer's info and links to an existing member."""
 
     event: ClassVar[str] = X_GRP_MEM_FWD
-    member_info: MemberInfo
     member_intro: IntroInvitation
 
 
@@ -483,35 +488,9 @@ Params: TypeAlias = (
     | XGrpInfo
 )
 
-_PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
-    XInfo,
-    XOk,
-    XContact,
-    XMsgNew,
-    XMsgUpdate,
-    XMsgDel,
-    XMsgReact,
-    XGrpInv,
-    XGrpAcpt,
-    XGrpMemNew,
-    XGrpMemIntro,
-    XGrpMemInv,
-    XGrpMemFwd,
-    XGrpMemInfo,
-    XGrpMemCon,
-    XGrpMemConAll,
-    XGrpMsgForward,
-    XGrpLeave,
-    XGrpMemDel,
-    XGrpDel,
-    XGrpMemRole,
-    XGrpLinkMem,
-    XGrpInfo,
-)
-
 # event name -> params type
 PARAMS_TYPES: Final[Mapping[str, type[Params]]] = MappingProxyType(
-    {cls.event: cls for cls in _PARAMS_CLASSES}
+    {cls.event: cls for cls in get_args(Params)}
 )
 EVENTS: Final = frozenset(PARAMS_TYPES)
 
@@ -565,8 +544,15 @@ def _to_wire(msg: ChatMessage) -> _Envelope:
     return _Envelope(CHAT_VERSION, msg.msg_id, msg.event, params)
 
 
-def _size_limit(event: object) -> int:
-    return MAX_CHAT_MESSAGE if event == X_GRP_MSG_FORWARD else MAX_ORIGINAL_MESSAGE
+def _check_size(data: bytes, msg: ChatMessage) -> None:
+    """Only a forward may take the room kept for its envelope."""
+    limit = MAX_CHAT_MESSAGE if msg.event == X_GRP_MSG_FORWARD else MAX_ORIGINAL_MESSAGE
+    if len(data) > limit:
+        raise ChatMessageError(
+            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
+            event=msg.event,
+            msg_id=msg.msg_id,
+        )
 
 
 def encode_chat_message(msg: ChatMessage) -> bytes:
@@ -577,13 +563,7 @@ def encode_chat_message(msg: ChatMessage) -> bytes:
         data = _encoder.encode(_to_wire(msg))
     except (TypeError, ValueError, OverflowError) as e:  # e.g. a lone surrogate in a str
         raise ChatMessageError(f"cannot encode {msg.event}: {e}", event=msg.event) from None
-    limit = _size_limit(msg.event)
-    if len(data) > limit:
-        raise ChatMessageError(
-            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
-            event=msg.event,
-            msg_id=msg.msg_id,
-        )
+    _check_size(data, msg)
     if decode_chat_message(data) != msg:  # e.g. bytes where a str belongs
         raise ChatMessageError(
             f"cannot encode {msg.event}: a field has the wrong type", event=msg.event
@@ -609,13 +589,7 @@ def decode_chat_message(data: bytes) -> ChatMessage:
     except (msgspec.MsgspecError, ValueError, RecursionError) as e:
         raise ChatMessageError(f"invalid JSON: {e}") from None
     msg = _from_object(obj, forwarded=False)
-    limit = _size_limit(msg.event)
-    if len(data) > limit:
-        raise ChatMessageError(
-            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
-            event=msg.event,
-            msg_id=msg.msg_id,
-        )
+    _check_size(data, msg)
     return msg
 
 
@@ -631,8 +605,7 @@ def _from_object(obj: object, *, forwarded: bool) -> ChatMessage:
     if "msgId" not in obj:
         raise ChatMessageError(f"{what} has no msgId")
     msg_id = obj["msgId"]
-    if not is_valid_id(msg_id):
-        raise ChatMessageError("bad msgId: expected 16 base64url characters (12 bytes)")
+    _check_id(msg_id, "msgId")
     event = obj.get("event")
     if not isinstance(event, str):
         raise ChatMessageError(f"{what} has no event name", msg_id=msg_id)
