@@ -51,7 +51,6 @@ from parley.chat.model import (
 )
 from parley.chat.subscriber import Subscriber
 from parley.loops import failure_logged
-from parley.protocol import chat as cp
 from parley.store import Database
 
 __all__ = ["ChatConfig", "ChatController", "ChatError", "intro_delay"]
@@ -187,17 +186,7 @@ class ChatController:
     ) -> cev.ChatItem:
         """Send `text` to a contact; `quote`: the id of an item of that chat it replies to."""
         user = await self._user()
-
-        def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, Effects]:
-            q = None
-            quoted: cp.QuotedMsg | None = None
-            if quote is not None:
-                contact = contacts.named(c, user, name)
-                quoted, q = items.quote_of(c, user, quote, contact_id=contact.contact_id)
-            msg = text_message(text, quoted)
-            return contacts.send_message(c, user, name, msg, text, q)
-
-        return await self._change(tx)
+        return await self._change(lambda c: items.send_text(c, user, text, quote, contact=name))
 
     async def delete_contact(self, name: str) -> None:
         user = await self._user()
@@ -313,17 +302,7 @@ class ChatController:
     ) -> cev.ChatItem:
         """Send `text` to a group; `quote`: the id of an item of that group it replies to."""
         user = await self._user()
-
-        def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, Effects]:
-            q = None
-            quoted: cp.QuotedMsg | None = None
-            if quote is not None:
-                group = groups.named(c, user, group_name)
-                quoted, q = items.quote_of(c, user, quote, group_id=group.group_id)
-            msg = text_message(text, quoted)
-            return groups.send_message(c, user, group_name, msg, text, q)
-
-        return await self._change(tx)
+        return await self._change(lambda c: items.send_text(c, user, text, quote, group=group_name))
 
     # ------------------------------------------------------------ items
 

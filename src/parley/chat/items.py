@@ -40,6 +40,7 @@ from parley.chat.model import (
     ITEM_SENT,
     K_MEMBER_GROUP,
     ChatError,
+    text_message,
 )
 from parley.protocol import chat as cp
 
@@ -81,6 +82,15 @@ RECEIPTS = "receipts"
 FULL_DELETE = "full_delete"
 
 
+def _chat_ids(
+    c: sqlite3.Connection, user: store.UserRow, contact: str | None, group: str | None
+) -> tuple[int | None, int | None]:
+    """The ids of the contact and the group with these names (None where no name)."""
+    contact_id = contacts.named(c, user, contact).contact_id if contact is not None else None
+    group_id = groups.named(c, user, group).group_id if group is not None else None
+    return contact_id, group_id
+
+
 def set_chat_setting(
     c: sqlite3.Connection,
     user: store.UserRow,
@@ -94,8 +104,7 @@ def set_chat_setting(
     or group (`on` None: follow the user's default), or the user's default: for receipts
     `everyone` = "contacts" or "groups" (clearing the chats' own settings), for full
     deletion "all" (the chats' own settings stay)."""
-    contact_id = contacts.named(c, user, contact).contact_id if contact is not None else None
-    group_id = groups.named(c, user, group).group_id if group is not None else None
+    contact_id, group_id = _chat_ids(c, user, contact, group)
     if kind == RECEIPTS and (contact_id or group_id):
         store.set_chat_receipts(c, on, contact_id=contact_id, group_id=group_id)
     elif kind == RECEIPTS and everyone in ("contacts", "groups"):
@@ -451,6 +460,28 @@ def react(
     view = views.item(c, item_id)
     fx.events.append(cev.ChatItemReaction(view, emoji, add, None))
     return view, fx
+
+
+def send_text(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    text: str,
+    quote: int | None,
+    *,
+    contact: str | None = None,
+    group: str | None = None,
+) -> tuple[cev.ChatItem, Effects]:
+    """Send `text` to the contact or the group of that name; `quote`: the id of an item of
+    that chat it replies to."""
+    quoted, kept = None, None
+    if quote is not None:
+        contact_id, group_id = _chat_ids(c, user, contact, group)
+        quoted, kept = quote_of(c, user, quote, contact_id=contact_id, group_id=group_id)
+    msg = text_message(text, quoted)
+    if group is not None:
+        return groups.send_message(c, user, group, msg, text, kept)
+    assert contact is not None
+    return contacts.send_message(c, user, contact, msg, text, kept)
 
 
 def quote_of(
