@@ -491,7 +491,7 @@ def quote_of(
     *,
     contact_id: int | None = None,
     group_id: int | None = None,
-) -> tuple[cp.QuotedMsg, tuple[int | None, str, str, bool]]:
+) -> tuple[cp.QuotedMsg, store.ItemQuote]:
     """The quote of item `item_id` for a reply in the given chat, and how our own item
     keeps it; ChatError if the item is not a message of that chat."""
     i = store.item(c, item_id)
