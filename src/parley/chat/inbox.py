@@ -47,9 +47,9 @@ class Sender(Enum):
 
 CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
     cp.XMsgNew: contacts.received_text,
-    cp.XMsgUpdate: items.contact_update,
-    cp.XMsgDel: items.contact_delete,
-    cp.XMsgReact: items.contact_react,
+    cp.XMsgUpdate: items.contact_change,
+    cp.XMsgDel: items.contact_change,
+    cp.XMsgReact: items.contact_change,
     cp.XGrpInv: groups.invitation_received,
     cp.XInfo: profiles.contact_updated,
 }

@@ -573,40 +573,27 @@ def _apply_reaction(
     return Effects(events=[cev.ChatItemReaction(view, emoji, p.add, who)])
 
 
-def contact_update(
+def contact_change(
     c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
 ) -> Effects:
-    """`x.msg.update` from a contact: only its own messages."""
-    assert isinstance(msg.params, cp.XMsgUpdate)
-    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=True)
-    return i if isinstance(i, Effects) else _apply_update(c, i, msg.params)
-
-
-def contact_delete(
-    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
-) -> Effects:
-    """`x.msg.del` from a contact: only its own messages."""
-    assert isinstance(msg.params, cp.XMsgDel)
-    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=True)
+    """From a contact: `x.msg.update` or `x.msg.del` of one of its own messages, or
+    `x.msg.react` to any message of the chat."""
+    p = msg.params
+    assert isinstance(p, cp.XMsgUpdate | cp.XMsgDel | cp.XMsgReact)
+    i = _contacts_own(c, contact, msg, p.msg_id, own=not isinstance(p, cp.XMsgReact))
     if isinstance(i, Effects):
         return i
-    if msg.params.member_id is not None:  # moderation is for groups only
-        chat = f"@{contact.local_name}"
-        return _refused(chat, contact.local_name, msg, "not the contact's own message")
-    return _apply_author_delete(c, i)
-
-
-def contact_react(
-    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
-) -> Effects:
-    """`x.msg.react` from a contact, to any message of the chat."""
-    assert isinstance(msg.params, cp.XMsgReact)
-    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=False)
-    if isinstance(i, Effects):
-        return i
-    out = _apply_reaction(c, i, CONTACT, contact.local_name, msg.params)
-    chat = f"@{contact.local_name}"
-    return _refused(chat, contact.local_name, msg, out) if isinstance(out, str) else out
+    if isinstance(p, cp.XMsgUpdate):
+        return _apply_update(c, i, p)
+    if isinstance(p, cp.XMsgReact):
+        out = _apply_reaction(c, i, CONTACT, contact.local_name, p)
+    elif p.member_id is None:
+        return _apply_author_delete(c, i)
+    else:  # moderation is for groups only
+        out = "not the contact's own message"
+    if isinstance(out, str):
+        return _refused(f"@{contact.local_name}", contact.local_name, msg, out)
+    return out
 
 
 def _contacts_own(
