@@ -134,8 +134,7 @@ class ChatSession:
                 await self._send(*self.last_chat, text)
             case cmd.DeleteContact(contact):
                 await self.chat.delete_contact(contact)
-                if not self.sees_events:  # else the ContactDeleted event says it
-                    out(f"{contact}: contact deleted")
+                self._unless_events(f"{contact}: contact deleted")
             case cmd.CreateGroup(name, full_name):
                 created = await self.chat.create_group(name, full_name)
                 q = cmd.quote_name(created.name)
@@ -156,12 +155,10 @@ class ChatSession:
                 out(f"#{group}: you left the group")
             case cmd.RemoveMember(group, member):
                 await self.chat.remove_member(group, member)
-                if not self.sees_events:  # else the MemberRemoved event says it
-                    out(f"#{group}: you removed {member} from the group")
+                self._unless_events(f"#{group}: you removed {member} from the group")
             case cmd.DeleteGroup(group):
                 await self.chat.delete_group(group)
-                if not self.sees_events:  # else the GroupDeleted event says it
-                    out(f"#{group}: you deleted the group")
+                self._unless_events(f"#{group}: you deleted the group")
             case cmd.EditMessage(text, old, contact, group):
                 item = await self.chat.find_item(contact=contact, group=group, text=old, own=True)
                 updated = await self.chat.update_item(item.item_id, text)
@@ -240,18 +237,15 @@ class ChatSession:
                 out(render.auto_accept_line(address))
             case cmd.DeleteAddress():
                 await self.chat.delete_address()
-                if not self.sees_events:  # else the UserContactLinkDeleted event says it
-                    out("your chat address is deleted")
+                self._unless_events("your chat address is deleted")
             case cmd.AcceptRequest(name):
                 request = await self.chat.contact_request_named(name)
                 contact = await self.chat.accept_contact_request(request.request_id)
-                if not self.sees_events:
-                    out(f"{contact.name}: accepting contact request...")
+                self._unless_events(f"{contact.name}: accepting contact request...")
             case cmd.RejectRequest(name):
                 request = await self.chat.contact_request_named(name)
                 await self.chat.reject_contact_request(request.request_id)
-                if not self.sees_events:
-                    out(f"{request.name}: contact request rejected")
+                self._unless_events(f"{request.name}: contact request rejected")
             case cmd.AutoAccept(on, welcome):
                 address = await self.chat.set_auto_accept(on, welcome or None)
                 out(render.auto_accept_line(address))
@@ -273,8 +267,7 @@ class ChatSession:
                 self._show_group_link(view)
             case cmd.DeleteGroupLink(group):
                 await self.chat.delete_group_link(group)
-                if not self.sees_events:  # else the GroupLinkDeleted event says it
-                    out(f"#{group}: group link deleted")
+                self._unless_events(f"#{group}: group link deleted")
             case cmd.SetGroupLinkRole(group, role):
                 view = await self.chat.set_group_link_role(group, role)
                 out(f"#{view.group.name}: new members join through the link as {view.role}")
@@ -283,8 +276,10 @@ class ChatSession:
                 updated = await self.chat.set_member_role(group, member, role)
                 if before == role:
                     out(f"#{group}: {updated.name} is {role} already")
-                elif not self.sees_events:  # else the MemberRoleUpdated event says it
-                    out(f"#{group}: you changed the role of {updated.name} to {role}")
+                else:
+                    self._unless_events(
+                        f"#{group}: you changed the role of {updated.name} to {role}"
+                    )
             case cmd.Profile(None):
                 await self._show_profile()
             case cmd.Profile(name, full_name):
@@ -293,15 +288,17 @@ class ChatSession:
                 user = await self.chat.update_profile(name, full_name)
                 if user == old_user:
                     out("your profile is unchanged")
-                elif not self.sees_events:  # else the UserProfileUpdated event says it
-                    out(cev.describe(cev.UserProfileUpdated(user, user)))
+                else:
+                    self._unless_events(cev.describe(cev.UserProfileUpdated(user, user)))
             case cmd.GroupProfile(group, name, full_name):
                 before_group = next((g for g in await self.chat.groups() if g.name == group), None)
                 after = await self.chat.update_group_profile(group, name, full_name)
                 if before_group is not None and after == before_group:
                     out(f"#{group}: the group profile is unchanged")
-                elif not self.sees_events:
-                    out(cev.describe(cev.GroupUpdated(before_group or after, after, None)))
+                else:
+                    self._unless_events(
+                        cev.describe(cev.GroupUpdated(before_group or after, after, None))
+                    )
                 self._renamed("#", group, after.name)
             case cmd.Info(name, None):
                 found = next((c for c in await self.chat.contacts() if c.name == name), None)
@@ -317,6 +314,11 @@ class ChatSession:
                     raise ChatError(f"#{group}: no member {name}")
                 for text in render.member_info_lines(group, seen):
                     out(text)
+
+    def _unless_events(self, text: str) -> None:
+        """Say what a command did, unless this front end shows the event that says it."""
+        if not self.sees_events:
+            self.printer.line(text)
 
     def _list(self, lines: list[str], empty: str) -> None:
         """A listing, one line each, or what to do when there is nothing to list."""
