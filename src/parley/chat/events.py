@@ -126,50 +126,38 @@ class _Event(msgspec.Struct, frozen=True, tag=camel_case):
     """Base of every event: tagged with its class name, camelCase."""
 
 
+# contacts
+
+
 class _ContactEvent(_Event, frozen=True):
     contact: Contact
-
-
-class _RequestEvent(_Event, frozen=True):
-    request: ContactRequestView
-
-
-class _GroupEvent(_Event, frozen=True):
-    group: Group
-
-
-class _MemberEvent(_GroupEvent, frozen=True):
-    member: Member
-
-
-class _MemberRefused(_MemberEvent, frozen=True):
-    reason: str
-
-
-class _GroupEndedBy(_GroupEvent, frozen=True):
-    by: Member | None  # None: we ended it
-
-
-class _ItemEvent(_Event, frozen=True):
-    item: ChatItem
-
-
-class _Change(_Event, Generic[T], frozen=True):
-    """A profile changed: as it was, as it is."""
-
-    before: T
-    after: T
-
-
-class InvitationReady(_Event, frozen=True):
-    connection_id: int
-    link: str
 
 
 class ContactConnected(_ContactEvent, frozen=True): ...
 
 
 class ContactDeleted(_ContactEvent, frozen=True): ...
+
+
+class AcceptingContactRequest(_ContactEvent, frozen=True):
+    """A contact request was accepted (by us or by auto-accept): the contact connects."""
+
+
+class ContactAlreadyExists(_ContactEvent, frozen=True):
+    """A contact request from someone we are connected to already."""
+
+    request: ContactRequestView
+
+
+class GroupInvitationRefused(_ContactEvent, frozen=True):
+    """A contact's invitation to a group that we did not take (the inviter's role does not
+    allow it, or we are in that group already): nothing was stored."""
+
+    group_name: str
+    reason: str
+
+
+# the address and contact requests
 
 
 class UserContactLinkCreated(_Event, frozen=True):
@@ -181,32 +169,28 @@ class UserContactLinkCreated(_Event, frozen=True):
 class UserContactLinkDeleted(_Event, frozen=True): ...
 
 
+class _RequestEvent(_Event, frozen=True):
+    request: ContactRequestView
+
+
 class ReceivedContactRequest(_RequestEvent, frozen=True): ...
-
-
-class AcceptingContactRequest(_ContactEvent, frozen=True):
-    """A contact request was accepted (by us or by auto-accept): the contact connects."""
 
 
 class ContactRequestRejected(_RequestEvent, frozen=True): ...
 
 
-class ContactAlreadyExists(_ContactEvent, frozen=True):
-    """A contact request from someone we are connected to already."""
+# profiles
 
-    request: ContactRequestView
+
+class _Change(_Event, Generic[T], frozen=True):
+    """A profile changed: as it was, as it is."""
+
+    before: T
+    after: T
 
 
 class ContactUpdated(_Change[Contact], frozen=True):
     """A contact announced a new profile (x.info)."""
-
-
-class GroupMemberUpdated(_GroupEvent, frozen=True):
-    """A member announced a new profile in the group (x.info); its shown name stays
-    unique in the group."""
-
-    before: Member
-    after: Member
 
 
 class GroupUpdated(_Change[Group], frozen=True):
@@ -218,11 +202,19 @@ class GroupUpdated(_Change[Group], frozen=True):
 class UserProfileUpdated(_Change[User], frozen=True): ...
 
 
-class GroupLinkCreated(_Event, frozen=True):
-    link: GroupLinkView
+# groups
 
 
-class GroupLinkDeleted(_GroupEvent, frozen=True): ...
+class _GroupEvent(_Event, frozen=True):
+    group: Group
+
+
+class GroupMemberUpdated(_GroupEvent, frozen=True):
+    """A member announced a new profile in the group (x.info); its shown name stays
+    unique in the group."""
+
+    before: Member
+    after: Member
 
 
 class ReceivedGroupInvitation(_GroupEvent, frozen=True):
@@ -230,15 +222,31 @@ class ReceivedGroupInvitation(_GroupEvent, frozen=True):
     role: str
 
 
-class GroupInvitationRefused(_ContactEvent, frozen=True):
-    """A contact's invitation to a group that we did not take (the inviter's role does not
-    allow it, or we are in that group already): nothing was stored."""
-
-    group_name: str
-    reason: str
-
-
 class UserJoinedGroup(_GroupEvent, frozen=True): ...
+
+
+class GroupLinkCreated(_Event, frozen=True):
+    link: GroupLinkView
+
+
+class GroupLinkDeleted(_GroupEvent, frozen=True): ...
+
+
+class _GroupEndedBy(_GroupEvent, frozen=True):
+    by: Member | None  # None: we ended it
+
+
+class UserRemoved(_GroupEndedBy, frozen=True, tag="deletedMemberUser"): ...
+
+
+class GroupDeleted(_GroupEndedBy, frozen=True): ...
+
+
+# members
+
+
+class _MemberEvent(_GroupEvent, frozen=True):
+    member: Member
 
 
 class JoinedGroupMember(_MemberEvent, frozen=True):
@@ -264,6 +272,17 @@ class MemberRoleUpdated(_MemberEvent, frozen=True):
     by: Member | None
 
 
+class MemberLeft(_MemberEvent, frozen=True, tag="leftMember"): ...
+
+
+class MemberRemoved(_MemberEvent, frozen=True, tag="deletedMember"):
+    by: Member | None
+
+
+class _MemberRefused(_MemberEvent, frozen=True):
+    reason: str
+
+
 class GroupMessageRefused(_MemberRefused, frozen=True):
     """A member sent what its role does not allow: dropped (an observer's message, say)."""
 
@@ -272,26 +291,14 @@ class MemberFailed(_MemberRefused, frozen=True):
     """The connection to a member failed (`reason` says how)."""
 
 
-class MemberLeft(_MemberEvent, frozen=True, tag="leftMember"): ...
+# items
 
 
-class MemberRemoved(_MemberEvent, frozen=True, tag="deletedMember"):
-    by: Member | None
-
-
-class UserRemoved(_GroupEndedBy, frozen=True, tag="deletedMemberUser"): ...
-
-
-class GroupDeleted(_GroupEndedBy, frozen=True): ...
+class _ItemEvent(_Event, frozen=True):
+    item: ChatItem
 
 
 class NewChatItem(_ItemEvent, frozen=True): ...
-
-
-class ChatItemStatus(_Event, frozen=True):
-    item_id: int
-    status: str
-    reason: str = ""
 
 
 class ChatItemUpdated(_ItemEvent, frozen=True):
@@ -321,15 +328,10 @@ class MsgIntegrityError(_ItemEvent, frozen=True):
     error: str
 
 
-class RatchetSync(_Event, frozen=True):
-    """The encryption of a contact's or member's connection: "required" (messages cannot
-    be decrypted), "started", "agreed", "ok" (re-negotiated: messages flow again)."""
-
-    state: str
+class ChatItemStatus(_Event, frozen=True):
+    item_id: int
+    status: str
     reason: str = ""
-    contact: Contact | None = None
-    group: Group | None = None
-    member: Member | None = None
 
 
 class ItemRefused(_Event, frozen=True):
@@ -339,6 +341,25 @@ class ItemRefused(_Event, frozen=True):
     sender: str
     event: str
     reason: str
+
+
+# connections
+
+
+class InvitationReady(_Event, frozen=True):
+    connection_id: int
+    link: str
+
+
+class RatchetSync(_Event, frozen=True):
+    """The encryption of a contact's or member's connection: "required" (messages cannot
+    be decrypted), "started", "agreed", "ok" (re-negotiated: messages flow again)."""
+
+    state: str
+    reason: str = ""
+    contact: Contact | None = None
+    group: Group | None = None
+    member: Member | None = None
 
 
 class ConnectionFailed(_Event, frozen=True):

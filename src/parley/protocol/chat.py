@@ -201,8 +201,7 @@ class MemberIdRole(_ByMember, frozen=True):
     member_role: MemberRole
 
 
-class MemberInfo(_ByMember, frozen=True):
-    member_role: MemberRole
+class MemberInfo(MemberIdRole, frozen=True):
     profile: Profile
 
 
