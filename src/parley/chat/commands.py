@@ -35,16 +35,7 @@ class _Command(msgspec.Struct, frozen=True, tag=camel_case):
     """Base of every command: tagged with its class name, camelCase."""
 
 
-class _ContactCommand(_Command, frozen=True):
-    contact: str
-
-
-class _GroupCommand(_Command, frozen=True):
-    group: str
-
-
-class _NameCommand(_Command, frozen=True):
-    name: str
+# contacts and the address
 
 
 class NewInvitation(_Command, frozen=True):
@@ -61,6 +52,10 @@ class ListContacts(_Command, frozen=True):
     """`/cs`, `/contacts`."""
 
 
+class _ContactCommand(_Command, frozen=True):
+    contact: str
+
+
 class SendContactMessage(_ContactCommand, frozen=True):
     """`@name text`."""
 
@@ -69,6 +64,54 @@ class SendContactMessage(_ContactCommand, frozen=True):
 
 class DeleteContact(_ContactCommand, frozen=True):
     """`/d @name`."""
+
+
+class CreateAddress(_Command, frozen=True):
+    """`/ad`: make your long-term contact address."""
+
+
+class ShowAddress(_Command, frozen=True):
+    """`/sa`: show your address (with a QR code) and its auto-accept setting."""
+
+
+class DeleteAddress(_Command, frozen=True):
+    """`/da`: delete your address (contacts made through it stay)."""
+
+
+class AutoAccept(_Command, frozen=True):
+    """`/auto_accept on|off [welcome message]`."""
+
+    on: bool
+    welcome: str = ""
+
+
+class _NameCommand(_Command, frozen=True):
+    name: str
+
+
+class AcceptRequest(_NameCommand, frozen=True):
+    """`/ac name`: accept a contact request."""
+
+
+class RejectRequest(_NameCommand, frozen=True):
+    """`/rc name`: reject a contact request."""
+
+
+class Info(_NameCommand, frozen=True):
+    """`/i @contact` or `/i #group member`: profile and connection status."""
+
+    group: str | None = None
+
+
+# groups
+
+
+class ListGroups(_Command, frozen=True):
+    """`/gs`, `/groups`."""
+
+
+class _GroupCommand(_Command, frozen=True):
+    group: str
 
 
 class CreateGroup(_GroupCommand, frozen=True):
@@ -98,10 +141,6 @@ class ListMembers(_GroupCommand, frozen=True):
     """`/ms group`: the members and how their connections are doing."""
 
 
-class ListGroups(_Command, frozen=True):
-    """`/gs`, `/groups`."""
-
-
 class LeaveGroup(_GroupCommand, frozen=True):
     """`/l group`."""
 
@@ -114,63 +153,6 @@ class RemoveMember(_GroupCommand, frozen=True):
 
 class DeleteGroup(_GroupCommand, frozen=True):
     """`/d #group`."""
-
-
-class ShowStatus(_Command, frozen=True):
-    """`/status`: the work still pending (agent commands, deliveries, continuations)."""
-
-
-class Help(_Command, frozen=True):
-    """`/help [topic]`."""
-
-    topic: str | None = None
-
-
-class Quit(_Command, frozen=True):
-    """`/q`, `/quit`."""
-
-
-class ShowUser(_Command, frozen=True):
-    """`/u`, `/user`."""
-
-
-class Tail(_Command, frozen=True):
-    """`/tail [@contact|#group|name] [n]`: the last n messages (all chats if none given).
-
-    At most one of `contact`, `group` and `name` is set; `name` is a bare name that may
-    be a contact or a group, for the front end to resolve."""
-
-    count: int = DEFAULT_TAIL
-    contact: str | None = None
-    group: str | None = None
-    name: str | None = None
-
-
-class CreateAddress(_Command, frozen=True):
-    """`/ad`: make your long-term contact address."""
-
-
-class ShowAddress(_Command, frozen=True):
-    """`/sa`: show your address (with a QR code) and its auto-accept setting."""
-
-
-class DeleteAddress(_Command, frozen=True):
-    """`/da`: delete your address (contacts made through it stay)."""
-
-
-class AcceptRequest(_NameCommand, frozen=True):
-    """`/ac name`: accept a contact request."""
-
-
-class RejectRequest(_NameCommand, frozen=True):
-    """`/rc name`: reject a contact request."""
-
-
-class AutoAccept(_Command, frozen=True):
-    """`/auto_accept on|off [welcome message]`."""
-
-    on: bool
-    welcome: str = ""
 
 
 class CreateGroupLink(_GroupCommand, frozen=True):
@@ -200,14 +182,6 @@ class SetMemberRole(_GroupCommand, frozen=True):
     role: str
 
 
-class Profile(_Command, frozen=True):
-    """`/p [name [full name]]`: show your profile, or change it (announced to your
-    contacts and groups)."""
-
-    display_name: str | None = None
-    full_name: str = ""
-
-
 class GroupProfile(_GroupCommand, frozen=True):
     """`/gp #group name [full name]`: change a group's profile (owners)."""
 
@@ -215,10 +189,7 @@ class GroupProfile(_GroupCommand, frozen=True):
     full_name: str = ""
 
 
-class Info(_NameCommand, frozen=True):
-    """`/i @contact` or `/i #group member`: profile and connection status."""
-
-    group: str | None = None
+# messages
 
 
 class SendToLast(_Command, frozen=True):
@@ -226,6 +197,18 @@ class SendToLast(_Command, frozen=True):
     message from)."""
 
     text: str
+
+
+class Tail(_Command, frozen=True):
+    """`/tail [@contact|#group|name] [n]`: the last n messages (all chats if none given).
+
+    At most one of `contact`, `group` and `name` is set; `name` is a bare name that may
+    be a contact or a group, for the front end to resolve."""
+
+    count: int = DEFAULT_TAIL
+    contact: str | None = None
+    group: str | None = None
+    name: str | None = None
 
 
 class EditMessage(_Command, frozen=True):
@@ -298,6 +281,35 @@ class SetFullDelete(_Command, frozen=True):
     on: bool | None
     contact: str | None = None
     group: str | None = None
+
+
+# the rest
+
+
+class ShowStatus(_Command, frozen=True):
+    """`/status`: the work still pending (agent commands, deliveries, continuations)."""
+
+
+class Help(_Command, frozen=True):
+    """`/help [topic]`."""
+
+    topic: str | None = None
+
+
+class Quit(_Command, frozen=True):
+    """`/q`, `/quit`."""
+
+
+class ShowUser(_Command, frozen=True):
+    """`/u`, `/user`."""
+
+
+class Profile(_Command, frozen=True):
+    """`/p [name [full name]]`: show your profile, or change it (announced to your
+    contacts and groups)."""
+
+    display_name: str | None = None
+    full_name: str = ""
 
 
 Command = (
