@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol
 
 from rich.table import Table
@@ -42,6 +43,7 @@ class Printer(Protocol):
         """A QR code of `text`, if the output is a terminal (else nothing)."""
 
 
+@dataclass(eq=False)
 class ChatSession:
     """Parses and runs command lines; renders events.
 
@@ -50,27 +52,21 @@ class ChatSession:
     message reported sent) and confirm each message sent with a line.
     """
 
-    def __init__(
-        self,
-        chat: ChatController,
-        printer: Printer,
-        *,
-        sees_events: bool = True,
-        verbose: bool = False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.chat = chat
-        self.printer = printer
-        self.sees_events = sees_events
-        self.verbose = verbose
-        self.clock = clock
-        self._inviting = 0  # /c commands waiting for their link
-        self._links_shown: set[int] = set()  # invitations whose link /c printed
-        self._links_late: set[int] = set()  # invitations whose link comes as an event
-        self._making_links = 0  # /ad and /create link commands waiting for their link
-        self._links_printed: set[str] = set()  # address and group links a command printed
-        # the last chat written to or heard from ("@" or "#", name): where plain text goes
-        self.last_chat: tuple[str, str] | None = None
+    chat: ChatController
+    printer: Printer
+    _: KW_ONLY
+    sees_events: bool = True
+    verbose: bool = False
+    clock: Callable[[], float] = time.time
+    # the last chat written to or heard from ("@" or "#", name): where plain text goes
+    last_chat: tuple[str, str] | None = field(init=False, default=None)
+    _inviting: int = field(init=False, default=0)  # /c commands waiting for their link
+    # invitations whose link /c printed, and those whose link comes as an event
+    _links_shown: set[int] = field(init=False, default_factory=set)
+    _links_late: set[int] = field(init=False, default_factory=set)
+    # /ad and /create link commands waiting for their link, and the links they printed
+    _making_links: int = field(init=False, default=0)
+    _links_printed: set[str] = field(init=False, default_factory=set)
 
     # ------------------------------------------------------------ lines
 
