@@ -6,36 +6,39 @@ kept until `ack_command_event(corr_id)`; spontaneous events carry an empty corr 
 
 from __future__ import annotations
 
+from typing import dataclass_transform
+
 import msgspec
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Event(msgspec.Struct, frozen=True, tag=str.upper):
     """Base of every event: tagged with its class name in capitals (Inv: INV)."""
 
 
-class _MessageEvent(_Event, frozen=True):
+class _MessageEvent(_Event):
     msg_id: int
 
 
-class _RelayEvent(_Event, frozen=True):
+class _RelayEvent(_Event):
     relay: str
     conn_ids: list[str]
 
 
-class Inv(_Event, frozen=True):
+class Inv(_Event):
     """create_connection finished: the invitation link to give to the other side."""
 
     link: str
 
 
-class Conf(_Event, frozen=True):
+class Conf(_Event):
     """The joiner confirmed: decide, then call allow_connection with `conf_id`."""
 
     conf_id: str
     info: bytes
 
 
-class Req(_Event, frozen=True):
+class Req(_Event):
     """Someone joined our contact address: `info` is theirs; answer with
     `accept_contact_async(corr_id, inv_id, info)` or `reject_contact(inv_id)`."""
 
@@ -43,17 +46,17 @@ class Req(_Event, frozen=True):
     info: bytes
 
 
-class Info(_Event, frozen=True):
+class Info(_Event):
     """The initiator allowed the connection; its connection info."""
 
     info: bytes
 
 
-class Con(_Event, frozen=True):
+class Con(_Event):
     """Both queues of the connection are active: messages can flow both ways."""
 
 
-class Msg(_MessageEvent, frozen=True):
+class Msg(_MessageEvent):
     """A received message, shown until `ack_message(conn_id, msg_id)`.
 
     `integrity` is "ok", or says what is wrong: "skipped N" (N messages never arrived),
@@ -65,7 +68,7 @@ class Msg(_MessageEvent, frozen=True):
     integrity: str = "ok"
 
 
-class Rcvd(_MessageEvent, frozen=True):
+class Rcvd(_MessageEvent):
     """The peer's client stored our message `snd_msg_id` (a delivery receipt); `status`
     is "ok", or "badMsgHash" when the peer got it with another hash than we sent.
     Shown until `ack_message(conn_id, msg_id)`, like MSG."""
@@ -74,7 +77,7 @@ class Rcvd(_MessageEvent, frozen=True):
     status: str = "ok"
 
 
-class RSync(_Event, frozen=True):
+class RSync(_Event):
     """Ratchet re-synchronisation of the connection: `state` is "required" (a message
     could not be decrypted: call `synchronize_ratchet`), "started" (our new keys are on
     their way), "agreed" (new keys agreed, waiting for the peer's first message) or "ok"
@@ -88,33 +91,33 @@ class RSync(_Event, frozen=True):
     done: int = 0
 
 
-class Sent(_MessageEvent, frozen=True): ...
+class Sent(_MessageEvent): ...
 
 
-class MErr(_MessageEvent, frozen=True):
+class MErr(_MessageEvent):
     """A message could not be delivered (its time to live passed, or a permanent error)."""
 
     reason: str
 
 
-class Ok(_Event, frozen=True): ...
+class Ok(_Event): ...
 
 
-class Err(_Event, frozen=True):
+class Err(_Event):
     """A command failed permanently."""
 
     reason: str
     code: str = ""
 
 
-class End(_Event, frozen=True):
+class End(_Event):
     """Another client subscribed to this connection's queue: this agent gets no more."""
 
 
-class Down(_RelayEvent, frozen=True): ...
+class Down(_RelayEvent): ...
 
 
-class Up(_RelayEvent, frozen=True): ...
+class Up(_RelayEvent): ...
 
 
 Event = (

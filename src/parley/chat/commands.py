@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import dataclass_transform
 
 import msgspec
 
@@ -31,6 +32,7 @@ class ParseError(ValueError):
 # ---------------------------------------------------------------- commands
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Command(msgspec.Struct, frozen=True, tag=camel_case):
     """Base of every command: tagged with its class name, camelCase."""
 
@@ -38,66 +40,66 @@ class _Command(msgspec.Struct, frozen=True, tag=camel_case):
 # contacts and the address
 
 
-class NewInvitation(_Command, frozen=True):
+class NewInvitation(_Command):
     """`/c`: make a one-time invitation link for a new contact."""
 
 
-class Connect(_Command, frozen=True):
+class Connect(_Command):
     """`/c LINK`: connect to a contact through their invitation link."""
 
     link: str
 
 
-class ListContacts(_Command, frozen=True):
+class ListContacts(_Command):
     """`/cs`, `/contacts`."""
 
 
-class _ContactCommand(_Command, frozen=True):
+class _ContactCommand(_Command):
     contact: str
 
 
-class SendContactMessage(_ContactCommand, frozen=True):
+class SendContactMessage(_ContactCommand):
     """`@name text`."""
 
     text: str
 
 
-class DeleteContact(_ContactCommand, frozen=True):
+class DeleteContact(_ContactCommand):
     """`/d @name`."""
 
 
-class CreateAddress(_Command, frozen=True):
+class CreateAddress(_Command):
     """`/ad`: make your long-term contact address."""
 
 
-class ShowAddress(_Command, frozen=True):
+class ShowAddress(_Command):
     """`/sa`: show your address (with a QR code) and its auto-accept setting."""
 
 
-class DeleteAddress(_Command, frozen=True):
+class DeleteAddress(_Command):
     """`/da`: delete your address (contacts made through it stay)."""
 
 
-class AutoAccept(_Command, frozen=True):
+class AutoAccept(_Command):
     """`/auto_accept on|off [welcome message]`."""
 
     on: bool
     welcome: str = ""
 
 
-class _NameCommand(_Command, frozen=True):
+class _NameCommand(_Command):
     name: str
 
 
-class AcceptRequest(_NameCommand, frozen=True):
+class AcceptRequest(_NameCommand):
     """`/ac name`: accept a contact request."""
 
 
-class RejectRequest(_NameCommand, frozen=True):
+class RejectRequest(_NameCommand):
     """`/rc name`: reject a contact request."""
 
 
-class Info(_NameCommand, frozen=True):
+class Info(_NameCommand):
     """`/i @contact` or `/i #group member`: profile and connection status."""
 
     group: str | None = None
@@ -106,83 +108,83 @@ class Info(_NameCommand, frozen=True):
 # groups
 
 
-class ListGroups(_Command, frozen=True):
+class ListGroups(_Command):
     """`/gs`, `/groups`."""
 
 
-class _GroupCommand(_Command, frozen=True):
+class _GroupCommand(_Command):
     group: str
 
 
-class CreateGroup(_GroupCommand, frozen=True):
+class CreateGroup(_GroupCommand):
     """`/g name [full name]`."""
 
     full_name: str = ""
 
 
-class AddMember(_GroupCommand, frozen=True):
+class AddMember(_GroupCommand):
     """`/a group contact [role]`."""
 
     contact: str
     role: str = "member"
 
 
-class JoinGroup(_GroupCommand, frozen=True):
+class JoinGroup(_GroupCommand):
     """`/j group`."""
 
 
-class SendGroupMessage(_GroupCommand, frozen=True):
+class SendGroupMessage(_GroupCommand):
     """`#group text`."""
 
     text: str
 
 
-class ListMembers(_GroupCommand, frozen=True):
+class ListMembers(_GroupCommand):
     """`/ms group`: the members and how their connections are doing."""
 
 
-class LeaveGroup(_GroupCommand, frozen=True):
+class LeaveGroup(_GroupCommand):
     """`/l group`."""
 
 
-class RemoveMember(_GroupCommand, frozen=True):
+class RemoveMember(_GroupCommand):
     """`/rm group member`."""
 
     member: str
 
 
-class DeleteGroup(_GroupCommand, frozen=True):
+class DeleteGroup(_GroupCommand):
     """`/d #group`."""
 
 
-class CreateGroupLink(_GroupCommand, frozen=True):
+class CreateGroupLink(_GroupCommand):
     """`/create link #group [role]`."""
 
     role: str = "member"
 
 
-class ShowGroupLink(_GroupCommand, frozen=True):
+class ShowGroupLink(_GroupCommand):
     """`/show link #group`."""
 
 
-class DeleteGroupLink(_GroupCommand, frozen=True):
+class DeleteGroupLink(_GroupCommand):
     """`/delete link #group`."""
 
 
-class SetGroupLinkRole(_GroupCommand, frozen=True):
+class SetGroupLinkRole(_GroupCommand):
     """`/set link role #group role`."""
 
     role: str
 
 
-class SetMemberRole(_GroupCommand, frozen=True):
+class SetMemberRole(_GroupCommand):
     """`/mr #group member role`."""
 
     member: str
     role: str
 
 
-class GroupProfile(_GroupCommand, frozen=True):
+class GroupProfile(_GroupCommand):
     """`/gp #group name [full name]`: change a group's profile (owners)."""
 
     display_name: str
@@ -192,14 +194,14 @@ class GroupProfile(_GroupCommand, frozen=True):
 # messages
 
 
-class SendToLast(_Command, frozen=True):
+class SendToLast(_Command):
     """Plain text: sent to the last chat (the last contact or group you wrote to or got a
     message from)."""
 
     text: str
 
 
-class Tail(_Command, frozen=True):
+class Tail(_Command):
     """`/tail [@contact|#group|name] [n]`: the last n messages (all chats if none given).
 
     At most one of `contact`, `group` and `name` is set; `name` is a bare name that may
@@ -211,7 +213,7 @@ class Tail(_Command, frozen=True):
     name: str | None = None
 
 
-class EditMessage(_Command, frozen=True):
+class EditMessage(_Command):
     """`! @bob (old) new`, `! #team (old) new`: edit your latest message starting with
     `old` (the latest of yours if `old` is empty)."""
 
@@ -221,7 +223,7 @@ class EditMessage(_Command, frozen=True):
     group: str | None = None
 
 
-class DeleteMessage(_Command, frozen=True):
+class DeleteMessage(_Command):
     """`\\ @bob text`: delete your message starting with `text` for everyone;
     `\\\\ #team @bob text` (admin, owner): delete bob's message for everyone."""
 
@@ -231,7 +233,7 @@ class DeleteMessage(_Command, frozen=True):
     member: str | None = None
 
 
-class ReplyMessage(_Command, frozen=True):
+class ReplyMessage(_Command):
     """`> @bob (quoted) reply` quotes bob's message starting with `quoted`; `>> @bob
     (quoted) reply` one of yours; `> #team @bob (quoted) reply` bob's in the group."""
 
@@ -243,7 +245,7 @@ class ReplyMessage(_Command, frozen=True):
     own: bool = False
 
 
-class ReactMessage(_Command, frozen=True):
+class ReactMessage(_Command):
     """`+👍 @bob text` (or `-👍 ...` to remove it): react to the latest message starting
     with `text`; `+👍 #team @bob text` in a group."""
 
@@ -255,7 +257,7 @@ class ReactMessage(_Command, frozen=True):
     member: str | None = None
 
 
-class SyncRatchet(_Command, frozen=True):
+class SyncRatchet(_Command):
     """`/sync @bob [force]`, `/sync #team bob [force]`: re-negotiate the encryption."""
 
     contact: str | None = None
@@ -264,7 +266,7 @@ class SyncRatchet(_Command, frozen=True):
     force: bool = False
 
 
-class SetReceipts(_Command, frozen=True):
+class SetReceipts(_Command):
     """`/receipts @bob on|off|default`, `/receipts #team ...`, `/receipts contacts|groups
     on|off` (the default for all, clearing each chat's own)."""
 
@@ -274,7 +276,7 @@ class SetReceipts(_Command, frozen=True):
     everyone: str | None = None
 
 
-class SetFullDelete(_Command, frozen=True):
+class SetFullDelete(_Command):
     """`/full_delete @bob|#team|all on|off|default`: a deletion for everyone that others
     send removes the message here (on) instead of marking it (off, the default)."""
 
@@ -286,25 +288,25 @@ class SetFullDelete(_Command, frozen=True):
 # the rest
 
 
-class ShowStatus(_Command, frozen=True):
+class ShowStatus(_Command):
     """`/status`: the work still pending (agent commands, deliveries, continuations)."""
 
 
-class Help(_Command, frozen=True):
+class Help(_Command):
     """`/help [topic]`."""
 
     topic: str | None = None
 
 
-class Quit(_Command, frozen=True):
+class Quit(_Command):
     """`/q`, `/quit`."""
 
 
-class ShowUser(_Command, frozen=True):
+class ShowUser(_Command):
     """`/u`, `/user`."""
 
 
-class Profile(_Command, frozen=True):
+class Profile(_Command):
     """`/p [name [full name]]`: show your profile, or change it (announced to your
     contacts and groups)."""
 

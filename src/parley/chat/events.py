@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, dataclass_transform
 
 import msgspec
 
@@ -122,6 +122,7 @@ def camel_case(class_name: str) -> str:
     return class_name[0].lower() + class_name[1:]
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Event(msgspec.Struct, frozen=True, tag=camel_case):
     """Base of every event: tagged with its class name, camelCase."""
 
@@ -129,27 +130,27 @@ class _Event(msgspec.Struct, frozen=True, tag=camel_case):
 # contacts
 
 
-class _ContactEvent(_Event, frozen=True):
+class _ContactEvent(_Event):
     contact: Contact
 
 
-class ContactConnected(_ContactEvent, frozen=True): ...
+class ContactConnected(_ContactEvent): ...
 
 
-class ContactDeleted(_ContactEvent, frozen=True): ...
+class ContactDeleted(_ContactEvent): ...
 
 
-class AcceptingContactRequest(_ContactEvent, frozen=True):
+class AcceptingContactRequest(_ContactEvent):
     """A contact request was accepted (by us or by auto-accept): the contact connects."""
 
 
-class ContactAlreadyExists(_ContactEvent, frozen=True):
+class ContactAlreadyExists(_ContactEvent):
     """A contact request from someone we are connected to already."""
 
     request: ContactRequestView
 
 
-class GroupInvitationRefused(_ContactEvent, frozen=True):
+class GroupInvitationRefused(_ContactEvent):
     """A contact's invitation to a group that we did not take (the inviter's role does not
     allow it, or we are in that group already): nothing was stored."""
 
@@ -160,56 +161,56 @@ class GroupInvitationRefused(_ContactEvent, frozen=True):
 # the address and contact requests
 
 
-class UserContactLinkCreated(_Event, frozen=True):
+class UserContactLinkCreated(_Event):
     """Our long-term address is ready (the link stays the same until it is deleted)."""
 
     link: str
 
 
-class UserContactLinkDeleted(_Event, frozen=True): ...
+class UserContactLinkDeleted(_Event): ...
 
 
-class _RequestEvent(_Event, frozen=True):
+class _RequestEvent(_Event):
     request: ContactRequestView
 
 
-class ReceivedContactRequest(_RequestEvent, frozen=True): ...
+class ReceivedContactRequest(_RequestEvent): ...
 
 
-class ContactRequestRejected(_RequestEvent, frozen=True): ...
+class ContactRequestRejected(_RequestEvent): ...
 
 
 # profiles
 
 
-class _Change(_Event, Generic[T], frozen=True):
+class _Change(_Event, Generic[T]):
     """A profile changed: as it was, as it is."""
 
     before: T
     after: T
 
 
-class ContactUpdated(_Change[Contact], frozen=True):
+class ContactUpdated(_Change[Contact]):
     """A contact announced a new profile (x.info)."""
 
 
-class GroupUpdated(_Change[Group], frozen=True):
+class GroupUpdated(_Change[Group]):
     """The group's profile changed (x.grp.info from an owner; `by` None: we changed it)."""
 
     by: Member | None
 
 
-class UserProfileUpdated(_Change[User], frozen=True): ...
+class UserProfileUpdated(_Change[User]): ...
 
 
 # groups
 
 
-class _GroupEvent(_Event, frozen=True):
+class _GroupEvent(_Event):
     group: Group
 
 
-class GroupMemberUpdated(_GroupEvent, frozen=True):
+class GroupMemberUpdated(_GroupEvent):
     """A member announced a new profile in the group (x.info); its shown name stays
     unique in the group."""
 
@@ -217,54 +218,54 @@ class GroupMemberUpdated(_GroupEvent, frozen=True):
     after: Member
 
 
-class ReceivedGroupInvitation(_GroupEvent, frozen=True):
+class ReceivedGroupInvitation(_GroupEvent):
     contact: Contact
     role: str
 
 
-class UserJoinedGroup(_GroupEvent, frozen=True): ...
+class UserJoinedGroup(_GroupEvent): ...
 
 
-class GroupLinkCreated(_Event, frozen=True):
+class GroupLinkCreated(_Event):
     link: GroupLinkView
 
 
-class GroupLinkDeleted(_GroupEvent, frozen=True): ...
+class GroupLinkDeleted(_GroupEvent): ...
 
 
-class _GroupEndedBy(_GroupEvent, frozen=True):
+class _GroupEndedBy(_GroupEvent):
     by: Member | None  # None: we ended it
 
 
-class UserRemoved(_GroupEndedBy, frozen=True, tag="deletedMemberUser"): ...
+class UserRemoved(_GroupEndedBy, tag="deletedMemberUser"): ...
 
 
-class GroupDeleted(_GroupEndedBy, frozen=True): ...
+class GroupDeleted(_GroupEndedBy): ...
 
 
 # members
 
 
-class _MemberEvent(_GroupEvent, frozen=True):
+class _MemberEvent(_GroupEvent):
     member: Member
 
 
-class JoinedGroupMember(_MemberEvent, frozen=True):
+class JoinedGroupMember(_MemberEvent):
     """(host) the invited member connected to us and joined the group."""
 
 
-class MemberAnnounced(_MemberEvent, frozen=True):
+class MemberAnnounced(_MemberEvent):
     """The host added a new member; we will connect to it."""
 
 
-class ConnectedToGroupMember(_MemberEvent, frozen=True): ...
+class ConnectedToGroupMember(_MemberEvent): ...
 
 
-class MemberConnecting(_MemberEvent, frozen=True):
+class MemberConnecting(_MemberEvent):
     """Progress on a member connection (introduced, links sent, ...)."""
 
 
-class MemberRoleUpdated(_MemberEvent, frozen=True):
+class MemberRoleUpdated(_MemberEvent):
     """A member's role changed (`by` None: we changed it)."""
 
     from_role: str
@@ -272,40 +273,40 @@ class MemberRoleUpdated(_MemberEvent, frozen=True):
     by: Member | None
 
 
-class MemberLeft(_MemberEvent, frozen=True, tag="leftMember"): ...
+class MemberLeft(_MemberEvent, tag="leftMember"): ...
 
 
-class MemberRemoved(_MemberEvent, frozen=True, tag="deletedMember"):
+class MemberRemoved(_MemberEvent, tag="deletedMember"):
     by: Member | None
 
 
-class _MemberRefused(_MemberEvent, frozen=True):
+class _MemberRefused(_MemberEvent):
     reason: str
 
 
-class GroupMessageRefused(_MemberRefused, frozen=True):
+class GroupMessageRefused(_MemberRefused):
     """A member sent what its role does not allow: dropped (an observer's message, say)."""
 
 
-class MemberFailed(_MemberRefused, frozen=True):
+class MemberFailed(_MemberRefused):
     """The connection to a member failed (`reason` says how)."""
 
 
 # items
 
 
-class _ItemEvent(_Event, frozen=True):
+class _ItemEvent(_Event):
     item: ChatItem
 
 
-class NewChatItem(_ItemEvent, frozen=True): ...
+class NewChatItem(_ItemEvent): ...
 
 
-class ChatItemUpdated(_ItemEvent, frozen=True):
+class ChatItemUpdated(_ItemEvent):
     """An item's text was edited (by us, or by its author)."""
 
 
-class ChatItemDeleted(_ItemEvent, frozen=True):
+class ChatItemDeleted(_ItemEvent):
     """An item was deleted: `item` as it was; `removed` if it is gone (else marked);
     `by_user`: we deleted it; `moderated_by`: the admin or owner who did."""
 
@@ -314,7 +315,7 @@ class ChatItemDeleted(_ItemEvent, frozen=True):
     moderated_by: Member | None = None
 
 
-class ChatItemReaction(_ItemEvent, frozen=True):
+class ChatItemReaction(_ItemEvent):
     """A reaction was added or removed (`by`: who; None: we)."""
 
     emoji: str
@@ -322,19 +323,19 @@ class ChatItemReaction(_ItemEvent, frozen=True):
     by: str | None = None
 
 
-class MsgIntegrityError(_ItemEvent, frozen=True):
+class MsgIntegrityError(_ItemEvent):
     """Messages were skipped, or one came with a bad hash or id: shown as `item`."""
 
     error: str
 
 
-class ChatItemStatus(_Event, frozen=True):
+class ChatItemStatus(_Event):
     item_id: int
     status: str
     reason: str = ""
 
 
-class ItemRefused(_Event, frozen=True):
+class ItemRefused(_Event):
     """A received edit, deletion, reaction or quote that was not applied, and why."""
 
     chat: str
@@ -346,12 +347,12 @@ class ItemRefused(_Event, frozen=True):
 # connections
 
 
-class InvitationReady(_Event, frozen=True):
+class InvitationReady(_Event):
     connection_id: int
     link: str
 
 
-class RatchetSync(_Event, frozen=True):
+class RatchetSync(_Event):
     """The encryption of a contact's or member's connection: "required" (messages cannot
     be decrypted), "started", "agreed", "ok" (re-negotiated: messages flow again)."""
 
@@ -362,12 +363,12 @@ class RatchetSync(_Event, frozen=True):
     member: Member | None = None
 
 
-class ConnectionFailed(_Event, frozen=True):
+class ConnectionFailed(_Event):
     connection_id: int
     reason: str
 
 
-class RelayStatus(_Event, frozen=True):
+class RelayStatus(_Event):
     relay: str
     up: bool
     connections: int

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from typing import TypeVar
+from typing import TypeVar, dataclass_transform
 
 import msgspec
 
@@ -56,11 +56,12 @@ class EnvelopeError(ValueError):
     """A queue message, agent message or link that cannot be parsed."""
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Packed(msgspec.Struct, frozen=True, array_like=True):
     """Base of every struct here: msgpack arrays, so the order of the fields is the format."""
 
 
-class QueueAddress(_Packed, frozen=True):
+class QueueAddress(_Packed):
     """Where to send: a relay, the queue's sender id, and its recipient's box key."""
 
     relay: str
@@ -68,7 +69,7 @@ class QueueAddress(_Packed, frozen=True):
     box_public: bytes
 
 
-class _Link(_Packed, frozen=True):
+class _Link(_Packed):
     """What a link carries first: the agent versions it speaks, the queue to send to."""
 
     min_version: int
@@ -76,27 +77,27 @@ class _Link(_Packed, frozen=True):
     queue: QueueAddress
 
 
-class Invitation(_Link, frozen=True):
+class Invitation(_Link):
     """What a one-time invitation link carries."""
 
     x3dh: bytes  # the initiator's two X3DH public keys (64 bytes)
 
 
-class ContactAddress(_Link, frozen=True):
+class ContactAddress(_Link):
     """What a contact address link carries: the address queue (many may send to it)."""
 
 
 L = TypeVar("L", bound=_Link)
 
 
-class InvitationRequest(_Packed, frozen=True):
+class InvitationRequest(_Packed):
     """Sent to a contact address: the requester's own invitation link and its info."""
 
     invitation: str
     info: bytes
 
 
-class ConfirmationBody(_Packed, frozen=True):
+class ConfirmationBody(_Packed):
     sender_key: bytes  # X25519 key the recipient secures its queue with (KEY)
     x3dh: bytes | None  # the joiner's X3DH public keys; None in the initiator's reply
     ratchet_message: bytes
@@ -105,27 +106,27 @@ class ConfirmationBody(_Packed, frozen=True):
 # ---------------------------------------------------------------- ratchet plaintexts
 
 
-class JoinConfirmation(_Packed, frozen=True, tag="join"):
+class JoinConfirmation(_Packed, tag="join"):
     """The joiner's confirmation: its reply queue and its connection info."""
 
     reply_queue: QueueAddress
     info: bytes
 
 
-class AllowConfirmation(_Packed, frozen=True, tag="allow"):
+class AllowConfirmation(_Packed, tag="allow"):
     """The initiator's confirmation, sent to the reply queue once it allowed the joiner."""
 
     info: bytes
 
 
-class Hello(_Packed, frozen=True, tag="hello"): ...
+class Hello(_Packed, tag="hello"): ...
 
 
-class UserMessage(_Packed, frozen=True, tag="msg"):
+class UserMessage(_Packed, tag="msg"):
     body: bytes
 
 
-class Receipt(_Packed, frozen=True, tag="rcpt"):
+class Receipt(_Packed, tag="rcpt"):
     """A delivery receipt: the peer's client stored our message `msg_id`, whose agent
     message hashed to `msg_hash` (sha256 of the encoded `Sequenced`) on arrival."""
 
@@ -133,7 +134,7 @@ class Receipt(_Packed, frozen=True, tag="rcpt"):
     msg_hash: bytes
 
 
-class Sequenced(_Packed, frozen=True, tag="seq"):
+class Sequenced(_Packed, tag="seq"):
     """A message after the confirmations: numbered, chained to the previous one by hash."""
 
     msg_id: int
@@ -217,7 +218,7 @@ def encode_message(box_ciphertext: bytes) -> bytes:
     return _HEADER.pack(AGENT_VERSION, KIND_MESSAGE) + box_ciphertext
 
 
-class RatchetKey(_Packed, frozen=True):
+class RatchetKey(_Packed):
     """Ratchet re-synchronisation (queue message kind `K`, outside the broken ratchet):
     the sender's fresh X3DH public keys (64 bytes); `reply` when it answers the peer's;
     the id its next `Sequenced` will have (the receiver continues from there)."""

@@ -20,7 +20,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, Literal, TypeAlias, get_args
+from typing import Any, ClassVar, Final, Literal, TypeAlias, dataclass_transform, get_args
 
 import msgspec
 
@@ -164,11 +164,12 @@ def _check_full_name(value: str, what: str) -> None:
 # ---------------------------------------------------------------- parts
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Wire(msgspec.Struct, frozen=True, rename="camel"):
     """Base of every struct below: immutable, camelCase on the wire."""
 
 
-class _ByMember(_Wire, frozen=True):
+class _ByMember(_Wire):
     """Base of the structs that name a member by `member_id` (first on the wire)."""
 
     member_id: str
@@ -177,7 +178,7 @@ class _ByMember(_Wire, frozen=True):
         _check_id(self.member_id, "memberId")
 
 
-class _Names(_Wire, frozen=True):
+class _Names(_Wire):
     """A display name and a full name, checked on creation (`whose` begins the error)."""
 
     whose: ClassVar[str]
@@ -189,23 +190,23 @@ class _Names(_Wire, frozen=True):
         _check_full_name(self.full_name, f"{self.whose}fullName")
 
 
-class Profile(_Names, frozen=True):
+class Profile(_Names):
     whose = ""
 
 
-class GroupProfile(_Names, frozen=True):
+class GroupProfile(_Names):
     whose = "group "
 
 
-class MemberIdRole(_ByMember, frozen=True):
+class MemberIdRole(_ByMember):
     member_role: MemberRole
 
 
-class MemberInfo(MemberIdRole, frozen=True):
+class MemberInfo(MemberIdRole):
     profile: Profile
 
 
-class IntroInvitation(_Wire, frozen=True):
+class IntroInvitation(_Wire):
     """The two invitation links a newcomer makes for one introduced member."""
 
     group_conn_req: str
@@ -216,7 +217,7 @@ class IntroInvitation(_Wire, frozen=True):
             raise ChatMessageError("empty invitation link in memberIntro")
 
 
-class TextContent(_Wire, frozen=True, tag_field="type", tag="text"):
+class TextContent(_Wire, tag_field="type", tag="text"):
     """`{"type": "text", "text": ...}`; the text may be empty and may hold newlines."""
 
     text: str
@@ -226,7 +227,7 @@ class TextContent(_Wire, frozen=True, tag_field="type", tag="text"):
 MsgContent: TypeAlias = TextContent
 
 
-class MsgRef(_Wire, frozen=True, omit_defaults=True):
+class MsgRef(_Wire, omit_defaults=True):
     """Which message a quote names: its msgId, whether the quoting side sent it, and (in
     groups) its author's memberId."""
 
@@ -238,7 +239,7 @@ class MsgRef(_Wire, frozen=True, omit_defaults=True):
         _check_msg_ref(self.msg_id, self.member_id, "quoted ")
 
 
-class QuotedMsg(_Wire, frozen=True):
+class QuotedMsg(_Wire):
     """A quote in x.msg.new: the reference and the quoted text (shown as is when the
     receiver does not have the quoted message)."""
 
@@ -259,7 +260,7 @@ def is_valid_emoji(value: object) -> bool:
     return any(cat == "So" for cat in cats)
 
 
-class Reaction(_Wire, frozen=True, tag_field="type", tag="emoji"):
+class Reaction(_Wire, tag_field="type", tag="emoji"):
     """`{"type": "emoji", "emoji": "👍"}`."""
 
     emoji: str
@@ -272,27 +273,27 @@ class Reaction(_Wire, frozen=True, tag_field="type", tag="emoji"):
 # ---------------------------------------------------------------- params, one per event
 
 
-class _WithProfile(_Wire, frozen=True):
+class _WithProfile(_Wire):
     profile: Profile
 
 
-class _WithMemberInfo(_Wire, frozen=True):
+class _WithMemberInfo(_Wire):
     member_info: MemberInfo
 
 
-class XInfo(_WithProfile, frozen=True):
+class XInfo(_WithProfile):
     """A contact's profile: the joiner's connection info on a contact connection."""
 
     event: ClassVar[str] = X_INFO
 
 
-class XOk(_WithProfile, frozen=True):
+class XOk(_WithProfile):
     """The inviter's profile: its connection info when it allows a connection."""
 
     event: ClassVar[str] = X_OK
 
 
-class XContact(_WithProfile, frozen=True):
+class XContact(_WithProfile):
     """The requester's info in a request to a contact address: its profile, and an id it
     keeps for that address (the same in a repeated request, so the owner knows it)."""
 
@@ -303,13 +304,13 @@ class XContact(_WithProfile, frozen=True):
         _check_id(self.x_contact_id, "xContactId")
 
 
-class XMsgNew(_Wire, frozen=True, omit_defaults=True):
+class XMsgNew(_Wire, omit_defaults=True):
     event: ClassVar[str] = X_MSG_NEW
     content: MsgContent
     quote: QuotedMsg | None = None
 
 
-class XMsgUpdate(_Wire, frozen=True):
+class XMsgUpdate(_Wire):
     """The author edits its message `msg_id`: `edit` counts the author's edits of it (1,
     2, ...), so that a late or repeated edit is applied once and never over a newer one."""
 
@@ -324,7 +325,7 @@ class XMsgUpdate(_Wire, frozen=True):
             raise ChatMessageError("edit must be 1 or more")
 
 
-class XMsgDel(_Wire, frozen=True, omit_defaults=True):
+class XMsgDel(_Wire, omit_defaults=True):
     """Delete message `msg_id` for everyone: the author's own, or (moderation, in groups)
     the message of member `member_id` by an admin or owner."""
 
@@ -336,7 +337,7 @@ class XMsgDel(_Wire, frozen=True, omit_defaults=True):
         _check_msg_ref(self.msg_id, self.member_id)
 
 
-class XMsgReact(_Wire, frozen=True, omit_defaults=True):
+class XMsgReact(_Wire, omit_defaults=True):
     """Add (or remove) a reaction to message `msg_id` (in groups, by member `member_id`)."""
 
     event: ClassVar[str] = X_MSG_REACT
@@ -349,7 +350,7 @@ class XMsgReact(_Wire, frozen=True, omit_defaults=True):
         _check_msg_ref(self.msg_id, self.member_id)
 
 
-class XGrpInv(_Wire, frozen=True):
+class XGrpInv(_Wire):
     """The host invites a contact to a group (on the contact connection)."""
 
     event: ClassVar[str] = X_GRP_INV
@@ -365,54 +366,54 @@ class XGrpInv(_Wire, frozen=True):
             raise ChatMessageError("fromMember and invitedMember have the same memberId")
 
 
-class XGrpAcpt(_ByMember, frozen=True):
+class XGrpAcpt(_ByMember):
     """The invitee's connection info when it joins the group link; its own member id."""
 
     event: ClassVar[str] = X_GRP_ACPT
 
 
-class XGrpMemNew(_WithMemberInfo, frozen=True):
+class XGrpMemNew(_WithMemberInfo):
     event: ClassVar[str] = X_GRP_MEM_NEW
 
 
-class XGrpMemIntro(_WithMemberInfo, frozen=True):
+class XGrpMemIntro(_WithMemberInfo):
     event: ClassVar[str] = X_GRP_MEM_INTRO
 
 
-class XGrpMemInv(_ByMember, frozen=True):
+class XGrpMemInv(_ByMember):
     """The newcomer's two links for the introduced member `member_id`, sent to the host."""
 
     event: ClassVar[str] = X_GRP_MEM_INV
     member_intro: IntroInvitation
 
 
-class XGrpMemFwd(_WithMemberInfo, frozen=True):
+class XGrpMemFwd(_WithMemberInfo):
     """The host forwards the newcomer's info and links to an existing member."""
 
     event: ClassVar[str] = X_GRP_MEM_FWD
     member_intro: IntroInvitation
 
 
-class XGrpMemInfo(_ByMember, frozen=True):
+class XGrpMemInfo(_ByMember):
     """Connection info on both member connections; `member_id` is the sender's own id."""
 
     event: ClassVar[str] = X_GRP_MEM_INFO
     profile: Profile
 
 
-class XGrpMemCon(_ByMember, frozen=True):
+class XGrpMemCon(_ByMember):
     """To the host: the sender is now connected to `member_id`."""
 
     event: ClassVar[str] = X_GRP_MEM_CON
 
 
-class XGrpMemConAll(_ByMember, frozen=True):
+class XGrpMemConAll(_ByMember):
     """To the host: the sender (`member_id`, its own id) is connected to everyone."""
 
     event: ClassVar[str] = X_GRP_MEM_CON_ALL
 
 
-class XGrpMsgForward(_ByMember, frozen=True):
+class XGrpMsgForward(_ByMember):
     """The host forwards `msg`, written by member `member_id`, to a member not yet
     connected to that author. `msg` keeps its own msgId; it cannot be a forward itself."""
 
@@ -425,26 +426,26 @@ class XGrpMsgForward(_ByMember, frozen=True):
             raise ChatMessageError("x.grp.msg.forward cannot be forwarded")
 
 
-class XGrpLeave(_Wire, frozen=True):
+class XGrpLeave(_Wire):
     event: ClassVar[str] = X_GRP_LEAVE
 
 
-class XGrpMemDel(_ByMember, frozen=True):
+class XGrpMemDel(_ByMember):
     event: ClassVar[str] = X_GRP_MEM_DEL
 
 
-class XGrpDel(_Wire, frozen=True):
+class XGrpDel(_Wire):
     event: ClassVar[str] = X_GRP_DEL
 
 
-class XGrpMemRole(_ByMember, frozen=True):
+class XGrpMemRole(_ByMember):
     """A member's new role, announced by an owner or admin to the group."""
 
     event: ClassVar[str] = X_GRP_MEM_ROLE
     role: MemberRole
 
 
-class XGrpLinkMem(_Wire, frozen=True):
+class XGrpLinkMem(_Wire):
     """(the host, to a member who joined through the group link) the host's own member
     profile in the group, and the member's id and role; sent first on the connection."""
 
@@ -454,7 +455,7 @@ class XGrpLinkMem(_Wire, frozen=True):
     invited_member: MemberIdRole
 
 
-class XGrpInfo(_Wire, frozen=True):
+class XGrpInfo(_Wire):
     """The group's new profile, announced by an owner to the group."""
 
     event: ClassVar[str] = X_GRP_INFO
@@ -655,5 +656,5 @@ def _params_from_object(
         raise invalid(str(e)) from None
 
 
-class _ForwardHead(_ByMember, frozen=True):
+class _ForwardHead(_ByMember):
     """The forward's author, read before its message."""
