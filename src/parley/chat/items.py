@@ -61,21 +61,23 @@ def receipts_on(
     c: sqlite3.Connection,
     group_limit: int,
     user_id: int,
-    *,
-    contact_id: int | None = None,
-    group_id: int | None = None,
+    contact_id: int | None,
+    group_id: int | None,
 ) -> bool:
-    """Whether we send delivery receipts in this chat: its own setting, else the user's;
-    in groups only up to `group_limit` members (`ChatConfig.receipts_group_limit`)."""
-    for_contacts, for_groups = store.receipt_settings(c, user_id)
-    if contact_id is not None:
+    """Whether we send delivery receipts in a group's chat (`group_id`), else a contact's:
+    its own setting, else the user's; in groups only up to `group_limit` members
+    (`ChatConfig.receipts_group_limit`); never in a chat that is neither."""
+    if group_id is not None:
+        if store.active_member_count(c, group_id) > group_limit:
+            return False
+        own = store.chat_receipts(c, group_id=group_id)
+    elif contact_id is not None:
         own = store.chat_receipts(c, contact_id=contact_id)
-        return for_contacts if own is None else own
-    assert group_id is not None
-    if store.active_member_count(c, group_id) > group_limit:
+    else:
         return False
-    own = store.chat_receipts(c, group_id=group_id)
-    return for_groups if own is None else own
+    for_contacts, for_groups = store.receipt_settings(c, user_id)
+    default = for_groups if group_id is not None else for_contacts
+    return default if own is None else own
 
 
 RECEIPTS = "receipts"
