@@ -11,6 +11,7 @@ from typing import dataclass_transform
 import msgspec
 
 
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
 @dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Event(msgspec.Struct, frozen=True, tag=str.upper):
     """Base of every event: tagged with its class name in capitals (Inv: INV)."""

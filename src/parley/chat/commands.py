@@ -32,6 +32,7 @@ class ParseError(ValueError):
 # ---------------------------------------------------------------- commands
 
 
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
 @dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Command(msgspec.Struct, frozen=True, tag=camel_case):
     """Base of every command: tagged with its class name, camelCase."""

@@ -122,6 +122,7 @@ def camel_case(class_name: str) -> str:
     return class_name[0].lower() + class_name[1:]
 
 
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
 @dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Event(msgspec.Struct, frozen=True, tag=camel_case):
     """Base of every event: tagged with its class name, camelCase."""

@@ -56,6 +56,7 @@ class EnvelopeError(ValueError):
     """A queue message, agent message or link that cannot be parsed."""
 
 
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
 @dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Packed(msgspec.Struct, frozen=True, array_like=True):
     """Base of every struct here: msgpack arrays, so the order of the fields is the format."""

@@ -164,6 +164,7 @@ def _check_full_name(value: str, what: str) -> None:
 # ---------------------------------------------------------------- parts
 
 
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
 @dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Wire(msgspec.Struct, frozen=True, rename="camel"):
     """Base of every struct below: immutable, camelCase on the wire."""
