@@ -6,23 +6,40 @@ kept until `ack_command_event(corr_id)`; spontaneous events carry an empty corr 
 
 from __future__ import annotations
 
+from typing import dataclass_transform
+
 import msgspec
 
 
-class Inv(msgspec.Struct, frozen=True, tag="INV"):
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
+class _Event(msgspec.Struct, frozen=True, tag=str.upper):
+    """Base of every event: tagged with its class name in capitals (Inv: INV)."""
+
+
+class _MessageEvent(_Event):
+    msg_id: int
+
+
+class _RelayEvent(_Event):
+    relay: str
+    conn_ids: list[str]
+
+
+class Inv(_Event):
     """create_connection finished: the invitation link to give to the other side."""
 
     link: str
 
 
-class Conf(msgspec.Struct, frozen=True, tag="CONF"):
+class Conf(_Event):
     """The joiner confirmed: decide, then call allow_connection with `conf_id`."""
 
     conf_id: str
     info: bytes
 
 
-class Req(msgspec.Struct, frozen=True, tag="REQ"):
+class Req(_Event):
     """Someone joined our contact address: `info` is theirs; answer with
     `accept_contact_async(corr_id, inv_id, info)` or `reject_contact(inv_id)`."""
 
@@ -30,40 +47,38 @@ class Req(msgspec.Struct, frozen=True, tag="REQ"):
     info: bytes
 
 
-class Info(msgspec.Struct, frozen=True, tag="INFO"):
+class Info(_Event):
     """The initiator allowed the connection; its connection info."""
 
     info: bytes
 
 
-class Con(msgspec.Struct, frozen=True, tag="CON"):
+class Con(_Event):
     """Both queues of the connection are active: messages can flow both ways."""
 
 
-class Msg(msgspec.Struct, frozen=True, tag="MSG"):
+class Msg(_MessageEvent):
     """A received message, shown until `ack_message(conn_id, msg_id)`.
 
     `integrity` is "ok", or says what is wrong: "skipped N" (N messages never arrived),
     "bad hash" (the chain of message hashes is broken).
     """
 
-    msg_id: int
     sender_msg_id: int
     body: bytes
     integrity: str = "ok"
 
 
-class Rcvd(msgspec.Struct, frozen=True, tag="RCVD"):
+class Rcvd(_MessageEvent):
     """The peer's client stored our message `snd_msg_id` (a delivery receipt); `status`
     is "ok", or "badMsgHash" when the peer got it with another hash than we sent.
     Shown until `ack_message(conn_id, msg_id)`, like MSG."""
 
-    msg_id: int
     snd_msg_id: int
     status: str = "ok"
 
 
-class RSync(msgspec.Struct, frozen=True, tag="RSYNC"):
+class RSync(_Event):
     """Ratchet re-synchronisation of the connection: `state` is "required" (a message
     could not be decrypted: call `synchronize_ratchet`), "started" (our new keys are on
     their way), "agreed" (new keys agreed, waiting for the peer's first message) or "ok"
@@ -77,40 +92,33 @@ class RSync(msgspec.Struct, frozen=True, tag="RSYNC"):
     done: int = 0
 
 
-class Sent(msgspec.Struct, frozen=True, tag="SENT"):
-    msg_id: int
+class Sent(_MessageEvent): ...
 
 
-class MErr(msgspec.Struct, frozen=True, tag="MERR"):
+class MErr(_MessageEvent):
     """A message could not be delivered (its time to live passed, or a permanent error)."""
 
-    msg_id: int
     reason: str
 
 
-class Ok(msgspec.Struct, frozen=True, tag="OK"):
-    pass
+class Ok(_Event): ...
 
 
-class Err(msgspec.Struct, frozen=True, tag="ERR"):
+class Err(_Event):
     """A command failed permanently."""
 
     reason: str
     code: str = ""
 
 
-class End(msgspec.Struct, frozen=True, tag="END"):
+class End(_Event):
     """Another client subscribed to this connection's queue: this agent gets no more."""
 
 
-class Down(msgspec.Struct, frozen=True, tag="DOWN"):
-    relay: str
-    conn_ids: list[str]
+class Down(_RelayEvent): ...
 
 
-class Up(msgspec.Struct, frozen=True, tag="UP"):
-    relay: str
-    conn_ids: list[str]
+class Up(_RelayEvent): ...
 
 
 Event = (

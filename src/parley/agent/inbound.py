@@ -25,6 +25,7 @@ from parley.agent.relays import RelayPool
 from parley.agent.store import RcvQueueRow, now
 from parley.agent.subscriptions import Finding, SafetyNet
 from parley.agent.tasks import Tasks
+from parley.loops import failure_logged
 from parley.protocol.relay import Msg as RelayMsg
 from parley.protocol.relay_auth import AuthKey
 from parley.relay.client import MessageReceived, RelayDown, RelayUp, SubscriptionEnded
@@ -100,7 +101,7 @@ class Inbound:
     async def _read_relay_events(self) -> None:
         while True:
             event = await self._relays.events.get()
-            try:
+            with failure_logged(log, "handling relay event %r failed", event):
                 match event:
                     case MessageReceived(relay, rid, msg):
                         # its transaction is queued now; the next message need not wait
@@ -126,10 +127,6 @@ class Inbound:
                                 error or "another client subscribed",
                             )
                             self._book.emit("", conn_id, ev.End())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("handling relay event %r failed", event)
 
     async def _finish_received(self) -> None:
         """Finish the received messages in the order they arrived, once committed."""
@@ -237,12 +234,8 @@ class Inbound:
     async def net_loop(self) -> None:
         while True:
             await asyncio.sleep(self._config.net.interval * self._rng.uniform(0.75, 1.25))
-            try:
+            with failure_logged(log, "checking subscriptions failed"):
                 await self.check_subscriptions()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("checking subscriptions failed")
 
     async def check_subscriptions(self, everything: bool = False) -> int:
         """One pass of the safety net (see `Agent.check_subscriptions`)."""

@@ -15,6 +15,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from parley.agent import events as ev
 from parley.agent import store
@@ -29,25 +30,20 @@ from parley.relay.errors import PermanentRelayError, TemporaryRelayError
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Scheduler:
-    def __init__(
-        self,
-        book: CommandBook,
-        config: AgentConfig,
-        rng: random.Random,
-        tasks: Tasks,
-        run_step: Callable[[CommandRow], Awaitable[None]],
-    ) -> None:
-        self._book = book
-        self._config = config
-        self._rng = rng
-        self._tasks = tasks
-        self._run_step = run_step
-        self._running_per_worker: dict[str, int] = defaultdict(int)
+    book: CommandBook
+    config: AgentConfig
+    rng: random.Random
+    tasks: Tasks
+    run_step: Callable[[CommandRow], Awaitable[None]]
+    _running_per_worker: dict[str, int] = field(
+        init=False, default_factory=lambda: defaultdict(int)
+    )
 
     async def run(self) -> None:
         """Start every due command whose connection and worker are free; sleep until the next."""
-        book = self._book
+        book = self.book
         while True:
             t = now()
             wait: float | None = None
@@ -62,11 +58,11 @@ class Scheduler:
                     wait = delay if wait is None else min(wait, delay)
                     continue
                 worker = cmd.relay or CHOOSE_RELAY
-                if self._running_per_worker[worker] >= self._config.commands_per_relay:
+                if self._running_per_worker[worker] >= self.config.commands_per_relay:
                     continue
                 book.running.add(cmd.corr_id)
                 self._running_per_worker[worker] += 1
-                self._tasks.spawn(self._run(cmd, worker))
+                self.tasks.spawn(self._run(cmd, worker))
             book.wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -74,7 +70,7 @@ class Scheduler:
 
     async def _run(self, cmd: CommandRow, worker: str) -> None:
         try:
-            await self._run_step(cmd)
+            await self.run_step(cmd)
         except TemporaryRelayError as e:
             await self._retry_later(cmd, str(e))
         except (PermanentRelayError, AgentError, CryptoError, ap.EnvelopeError) as e:
@@ -86,9 +82,9 @@ class Scheduler:
             log.exception("command %s %s failed", cmd.kind, cmd.corr_id)
             await self._fail(cmd, f"internal error: {e!r}", "INTERNAL")
         finally:
-            self._book.running.discard(cmd.corr_id)
+            self.book.running.discard(cmd.corr_id)
             self._running_per_worker[worker] -= 1
-            self._book.wake.set()
+            self.book.wake.set()
 
     async def _retry_later(self, cmd: CommandRow, error: str) -> None:
         if cmd.args.once:
@@ -96,9 +92,9 @@ class Scheduler:
             return
         cmd.attempts += 1
         cmd.last_error = error
-        cmd.next_try = now() + self._config.retry.delay(cmd.attempts, self._rng)
-        await self._book.db.run(lambda c: store.save_command_retry(c, cmd))
+        cmd.next_try = now() + self.config.retry.delay(cmd.attempts, self.rng)
+        await self.book.db.run(lambda c: store.save_command_retry(c, cmd))
 
     async def _fail(self, cmd: CommandRow, reason: str, code: str) -> None:
         log.info("command %s %s failed: %s", cmd.kind, cmd.corr_id, reason)
-        await self._book.complete(cmd, ev.Err(reason, code))
+        await self.book.complete(cmd, ev.Err(reason, code))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, dataclass_transform
 
 ChatType = Literal["direct", "group"]
 Role = Literal["owner", "admin", "member", "observer"]
@@ -27,17 +27,25 @@ ROLES: tuple[Role, ...] = ("owner", "admin", "member", "observer")
 MAX_ID = 2**63 - 1
 MAX_COUNT = 10_000  # the most chat items one /_get chat returns
 
+T = TypeVar("T")
+
+
+@dataclass_transform(frozen_default=True)
+def _value(cls: type[T]) -> type[T]:
+    """What the parser returns: an immutable value (a frozen dataclass with slots)."""
+    return dataclass(frozen=True, slots=True)(cls)
+
 
 # ---------------------------------------------------------------- the envelope
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class Request:
     corr_id: str | int | None
     cmd: str
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class RequestError:
     """The frame is not a usable request; `corr_id` is echoed if it could be read."""
 
@@ -69,7 +77,7 @@ def parse_request(frame: str | bytes) -> Request | RequestError:
 # ---------------------------------------------------------------- commands
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class ChatRef:
     """``@<contactId>`` or ``#<groupId>``."""
 
@@ -77,7 +85,7 @@ class ChatRef:
     chat_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class NamedChatRef:
     """``@name`` or ``#name`` (the CLI's text forms)."""
 
@@ -85,115 +93,36 @@ class NamedChatRef:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class ShowActiveUser:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class CreateActiveUser:
+@_value
+class _Names:
     display_name: str
     full_name: str
 
 
-@dataclass(frozen=True, slots=True)
-class StartChat:
+# the user and the chat
+
+
+@_value
+class ShowActiveUser:
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class GetChats:
-    count: int | None = None  # the current API's count=N: the N most recent chats
+@_value
+class CreateActiveUser(_Names):
+    pass
 
 
-@dataclass(frozen=True, slots=True)
-class GetChat:
-    chat: ChatRef
-    count: int
-    before: int | None = None
-    after: int | None = None
-    search: str | None = None
+@_value
+class UpdateProfile:
+    """``/_profile <userId> {Profile}`` (parley keeps displayName and fullName), or
+    ``/p NAME [FULL NAME]`` (the user id None)."""
+
+    user_id: int | None
+    display_name: str
+    full_name: str
 
 
-@dataclass(frozen=True, slots=True)
-class SendMessages:
-    chat: ChatRef | NamedChatRef
-    texts: tuple[str, ...]
-    quotes: tuple[int | None, ...] = ()  # quotedItemId of each message (a reply), if any
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateItem:
-    """``/_update item @3 5 [live=off] json {"msgContent": {...}}`` (or the bare content)."""
-
-    chat: ChatRef
-    item_id: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteItems:
-    """``/_delete item @3 5[,6] broadcast|internal``."""
-
-    chat: ChatRef
-    item_ids: tuple[int, ...]
-    broadcast: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteMemberItems:
-    """``/_delete member item #1 5[,6]``: moderation by an admin or owner."""
-
-    group_id: int
-    item_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class GetItemInfo:
-    """``/_get item info @3 5``: an item's versions and (a sent group item) its delivery
-    to each member."""
-
-    chat: ChatRef
-    item_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class SetReaction:
-    """``/_reaction @3 5 on|off json {"type": "emoji", "emoji": "👍"}``."""
-
-    chat: ChatRef
-    item_id: int
-    add: bool
-    emoji: str
-
-
-@dataclass(frozen=True, slots=True)
-class SyncRatchet:
-    """``/_sync @<contactId> [force=on]`` or ``/_sync #<groupId> <groupMemberId> [force=on]``."""
-
-    chat: ChatRef
-    member_id: int | None
-    force: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SetChatSettings:
-    """``/_settings @3 {"sendRcpts": true, ...}``: parley keeps sendRcpts (null: default)."""
-
-    chat: ChatRef
-    send_receipts: bool | None
-
-
-@dataclass(frozen=True, slots=True)
-class SetContactPrefs:
-    """``/_set prefs @3 {"fullDelete": {"allow": "yes"}}``: parley keeps fullDelete as the
-    contact's full deletion setting ("yes"/"always": on, "no": off, absent: default)."""
-
-    contact_id: int
-    full_delete: bool | None
-
-
-@dataclass(frozen=True, slots=True)
+@_value
 class SetUserReceipts:
     """``/_set receipts contacts|groups <userId> on|off [clear_overrides=on|off]``."""
 
@@ -202,96 +131,164 @@ class SetUserReceipts:
     on: bool
 
 
-@dataclass(frozen=True, slots=True)
+@_value
+class StartChat:
+    pass
+
+
+@_value
+class StopChat:
+    """``/_stop``: refused over WebSocket; the Python library backend answers it."""
+
+
+# chats and their items
+
+
+@_value
+class GetChats:
+    count: int | None = None  # the current API's count=N: the N most recent chats
+
+
+@_value
+class _OfChat:
+    chat: ChatRef
+
+
+@_value
+class GetChat(_OfChat):
+    count: int
+    before: int | None = None
+    after: int | None = None
+    search: str | None = None
+
+
+@_value
+class DeleteChat(_OfChat):
+    pass
+
+
+@_value
+class ChatRead(_OfChat):
+    pass
+
+
+@_value
+class SetChatSettings(_OfChat):
+    """``/_settings @3 {"sendRcpts": true, ...}``: parley keeps sendRcpts (null: default)."""
+
+    send_receipts: bool | None
+
+
+@_value
+class SyncRatchet(_OfChat):
+    """``/_sync @<contactId> [force=on]`` or ``/_sync #<groupId> <groupMemberId> [force=on]``."""
+
+    member_id: int | None
+    force: bool
+
+
+@_value
+class SendMessages:
+    chat: ChatRef | NamedChatRef
+    texts: tuple[str, ...]
+    quotes: tuple[int | None, ...] = ()  # quotedItemId of each message (a reply), if any
+
+
+@_value
+class DeleteItems(_OfChat):
+    """``/_delete item @3 5[,6] broadcast|internal``."""
+
+    item_ids: tuple[int, ...]
+    broadcast: bool
+
+
+@_value
+class _OfItem(_OfChat):
+    item_id: int
+
+
+@_value
+class UpdateItem(_OfItem):
+    """``/_update item @3 5 [live=off] json {"msgContent": {...}}`` (or the bare content)."""
+
+    text: str
+
+
+@_value
+class GetItemInfo(_OfItem):
+    """``/_get item info @3 5``: an item's versions and (a sent group item) its delivery
+    to each member."""
+
+
+@_value
+class SetReaction(_OfItem):
+    """``/_reaction @3 5 on|off json {"type": "emoji", "emoji": "👍"}``."""
+
+    add: bool
+    emoji: str
+
+
+# contacts and the address
+
+
+@_value
 class AddContact:
     """``/connect`` without a link: make a one-time invitation."""
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class Connect:
     link: str
 
 
-@dataclass(frozen=True, slots=True)
-class NewGroup:
-    display_name: str
-    full_name: str
+@_value
+class ConnectPlan:
+    """``/_connect plan <userId> <link>``: what kind of link it is, and if it is known."""
+
+    user_id: int
+    link: str
 
 
-@dataclass(frozen=True, slots=True)
-class AddMember:
-    group_id: int
-    contact_id: int
-    role: Role
+@_value
+class ListContacts:
+    user_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class JoinGroup:
-    group_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ListMembers:
-    group_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class LeaveGroup:
-    group_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class RemoveMember:
-    group_id: int
-    member_id: int  # groupMemberId
-    # the current API's /_remove #1 2,3 (any number of members; userDeletedMembers)
-    more: tuple[int, ...] = ()
-    listed: bool = False  # given as a list (with a comma): the current API's reply
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteChat:
-    chat: ChatRef
-
-
-@dataclass(frozen=True, slots=True)
+@_value
 class ContactInfo:
     contact_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class GroupMemberInfo:
-    group_id: int
-    member_id: int
+@_value
+class SetContactPrefs:
+    """``/_set prefs @3 {"fullDelete": {"allow": "yes"}}``: parley keeps fullDelete as the
+    contact's full deletion setting ("yes"/"always": on, "no": off, absent: default)."""
+
+    contact_id: int
+    full_delete: bool | None
 
 
-@dataclass(frozen=True, slots=True)
-class ChatRead:
-    chat: ChatRef
+@_value
+class _OfAddress:
+    user_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ShowMyAddress:
+@_value
+class ShowMyAddress(_OfAddress):
     """``/show_address``, ``/_show_address <userId>``."""
 
-    user_id: int | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class CreateMyAddress:
+@_value
+class CreateMyAddress(_OfAddress):
     """``/address``, ``/_address <userId>``."""
 
-    user_id: int | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class DeleteMyAddress:
+@_value
+class DeleteMyAddress(_OfAddress):
     """``/delete_address``, ``/_delete_address <userId>``."""
 
-    user_id: int | None = None
 
-
-@dataclass(frozen=True, slots=True)
+@_value
 class SetAutoAccept:
     """``/auto_accept on|off [json {msgContent}]`` (0.2.x) and ``/_address_settings <userId>
     {AddressSettings}`` (current): accept contact requests automatically, with a welcome."""
@@ -302,7 +299,7 @@ class SetAutoAccept:
     current: bool = False  # the current API's /_address_settings
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class SetProfileAddress:
     """``/profile_address on|off``, ``/_profile_address <userId> on|off``."""
 
@@ -310,90 +307,120 @@ class SetProfileAddress:
     user_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptContact:
+@_value
+class _OfRequest:
     request_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class RejectContact:
-    request_id: int
+@_value
+class AcceptContact(_OfRequest):
+    pass
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateProfile:
-    """``/_profile <userId> {Profile}`` (parley keeps displayName and fullName), or
-    ``/p NAME [FULL NAME]`` (the user id None)."""
-
-    user_id: int | None
-    display_name: str
-    full_name: str
+@_value
+class RejectContact(_OfRequest):
+    pass
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateGroupProfile:
-    """``/_group_profile #<groupId> {GroupProfile}``: displayName and fullName."""
-
-    group_id: int
-    display_name: str
-    full_name: str
+# groups
 
 
-@dataclass(frozen=True, slots=True)
-class CreateGroupLink:
-    group_id: int
-    role: Role
+@_value
+class NewGroup(_Names):
+    pass
 
 
-@dataclass(frozen=True, slots=True)
-class SetGroupLinkRole:
-    group_id: int
-    role: Role
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteGroupLink:
-    group_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class GetGroupLink:
-    group_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ListContacts:
-    user_id: int
-
-
-@dataclass(frozen=True, slots=True)
+@_value
 class ListGroups:
     user_id: int
     contact_id: int | None = None
     search: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SetMembersRole:
+@_value
+class _OfGroup:
     group_id: int
+
+
+@_value
+class AddMember(_OfGroup):
+    contact_id: int
+    role: Role
+
+
+@_value
+class JoinGroup(_OfGroup):
+    pass
+
+
+@_value
+class ListMembers(_OfGroup):
+    pass
+
+
+@_value
+class LeaveGroup(_OfGroup):
+    pass
+
+
+@_value
+class RemoveMember(_OfGroup):
+    member_id: int  # groupMemberId
+    # the current API's /_remove #1 2,3 (any number of members; userDeletedMembers)
+    more: tuple[int, ...] = ()
+    listed: bool = False  # given as a list (with a comma): the current API's reply
+
+
+@_value
+class GroupMemberInfo(_OfGroup):
+    member_id: int
+
+
+@_value
+class SetMembersRole(_OfGroup):
     member_ids: tuple[int, ...]
     role: Role
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectPlan:
-    """``/_connect plan <userId> <link>``: what kind of link it is, and if it is known."""
+@_value
+class DeleteMemberItems(_OfGroup):
+    """``/_delete member item #1 5[,6]``: moderation by an admin or owner."""
 
-    user_id: int
-    link: str
-
-
-@dataclass(frozen=True, slots=True)
-class StopChat:
-    """``/_stop``: refused over WebSocket; the Python library backend answers it."""
+    item_ids: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@_value
+class UpdateGroupProfile(_OfGroup):
+    """``/_group_profile #<groupId> {GroupProfile}``: displayName and fullName."""
+
+    display_name: str
+    full_name: str
+
+
+@_value
+class CreateGroupLink(_OfGroup):
+    role: Role
+
+
+@_value
+class SetGroupLinkRole(_OfGroup):
+    role: Role
+
+
+@_value
+class DeleteGroupLink(_OfGroup):
+    pass
+
+
+@_value
+class GetGroupLink(_OfGroup):
+    pass
+
+
+# what cannot be done
+
+
+@_value
 class Unsupported:
     """A simplex-chat command parley does not do; `reason` says why or what to use."""
 
@@ -401,7 +428,7 @@ class Unsupported:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@_value
 class ParseError:
     message: str
 
@@ -601,8 +628,7 @@ def _parse(text: str) -> Command:
         case "/_accept" if rest.split(" ", 1)[0] != "member":
             words = rest.split()
             if words and words[0].startswith("incognito="):
-                if _flags(words[0], {"incognito"})["incognito"]:
-                    raise _Bad("incognito profiles are not supported")
+                _refuse_incognito(words[0])
                 words = words[1:]
             if len(words) != 1:
                 raise _Bad("usage: /_accept <contactRequestId>")
@@ -696,6 +722,20 @@ def _flags(rest: str, known: set[str]) -> dict[str, bool]:
             raise _Bad(f"unexpected {token!r} (expected {'/'.join(sorted(known))}=on|off)")
         out[key] = value == "on"
     return out
+
+
+def _refuse_incognito(flag: str) -> None:
+    """An ``incognito=on|off`` flag: only off (parley has no incognito profiles)."""
+    if _flags(flag, {"incognito"})["incognito"]:
+        raise _Bad("incognito profiles are not supported")
+
+
+def _after_incognito(text: str) -> str:
+    """`text` after its ``incognito=off`` flag, if it starts with one."""
+    if text.startswith("incognito="):
+        flag, _, text = text.partition(" ")
+        _refuse_incognito(flag)
+    return text.strip()
 
 
 def parse_id(token: str, what: str) -> int:
@@ -971,8 +1011,7 @@ def _api_connect(rest: str) -> AddContact | Connect:
         raise _Bad("usage: /_connect <userId> [link]")
     words = words[1:]
     if words and words[0].startswith("incognito="):
-        if _flags(words[0], {"incognito"})["incognito"]:
-            raise _Bad("incognito profiles are not supported")
+        _refuse_incognito(words[0])
         words = words[1:]
     if len(words) > 2:
         raise _Bad("a link has no spaces")
@@ -985,12 +1024,7 @@ def _new_group(rest: str) -> NewGroup:
     body = rest
     if body[:1].isdigit():
         _, _, body = body.partition(" ")
-        body = body.lstrip()
-    if body.startswith("incognito="):
-        flag, _, body = body.partition(" ")
-        if _flags(flag, {"incognito"})["incognito"]:
-            raise _Bad("incognito profiles are not supported")
-        body = body.lstrip()
+    body = _after_incognito(body.lstrip())
     if not body:
         raise _Bad('usage: /_group {"displayName": ..., "fullName": ...}')
     return NewGroup(*_profile(_json_object(body, "the group profile"), "the group profile"))
@@ -1082,12 +1116,7 @@ def _auto_accept(rest: str, user_id: int | None) -> SetAutoAccept:
         return SetAutoAccept(False, None, user_id)
     if head != "on":
         raise _Bad("usage: /auto_accept on [json {msgContent}] | /auto_accept off")
-    more = more.strip()
-    if more.startswith("incognito="):
-        flag, _, more = more.partition(" ")
-        if _flags(flag, {"incognito"})["incognito"]:
-            raise _Bad("incognito profiles are not supported")
-        more = more.strip()
+    more = _after_incognito(more.strip())
     if not more:
         return SetAutoAccept(True, None, user_id)
     kind, _, body = more.partition(" ")

@@ -20,6 +20,7 @@ sends what it returns.
 from __future__ import annotations
 
 import logging
+from dataclasses import KW_ONLY, dataclass, field
 
 from parley.api import chats, contacts, groups, items, users
 from parley.api import commands as c
@@ -98,6 +99,7 @@ WITH_USER: dict[type, Handler] = {
 }
 
 
+@dataclass(eq=False)
 class ApiHandler:
     """Executes commands (`run`) and turns chat events into simplex-chat events (`event`).
 
@@ -108,23 +110,16 @@ class ApiHandler:
     ``chatStopped`` (the owner closes the chat) instead of being refused.
     """
 
-    def __init__(
-        self,
-        chat: ChatController,
-        invitation_timeout: float = 30.0,
-        *,
-        current: bool = False,
-        stoppable: bool = False,
-    ) -> None:
-        self.chat = chat
-        self.invitation_timeout = invitation_timeout
-        self.current = current
-        self.stoppable = stoppable
-        self._invitations = Invitations()
-        self._handlers: dict[type, Handler] = {
-            **WITH_USER,
-            c.AddContact: self._invitations.add_contact,
-        }
+    chat: ChatController
+    invitation_timeout: float = 30.0
+    _: KW_ONLY
+    current: bool = False
+    stoppable: bool = False
+    _invitations: Invitations = field(init=False, default_factory=Invitations)
+    _handlers: dict[type, Handler] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._handlers = {**WITH_USER, c.AddContact: self._invitations.add_contact}
 
     # ------------------------------------------------------------ commands
 

@@ -579,10 +579,11 @@ def event_response(
                 toContact=contact_json(after),
             )
         case cev.GroupMemberUpdated(group, before, after):
-            return response(
+            return _group_event(
                 "groupMemberUpdated",
                 user,
-                groupInfo=group_info_json(group, members),
+                group,
+                members,
                 fromMember=member_json(before),
                 toMember=member_json(after),
             )
@@ -595,10 +596,11 @@ def event_response(
                 member_=member_json(by),
             )
         case cev.MemberRoleUpdated(group, member, old, new, by) if by is not None:
-            return response(
+            return _group_event(
                 "memberRole",
                 user,
-                groupInfo=group_info_json(group, members),
+                group,
+                members,
                 byMember=member_json(by),
                 member=member_json(member),
                 fromRole=old,
@@ -607,16 +609,16 @@ def event_response(
         case cev.ContactConnected(contact):
             return response("contactConnected", user, contact=contact_json(contact))
         case cev.ReceivedGroupInvitation(group, contact, role):
-            return response(
+            return _group_event(
                 "receivedGroupInvitation",
                 user,
-                groupInfo=group_info_json(group, members),
+                group,
+                members,
                 contact=contact_json(contact),
                 memberRole=role,
             )
         case cev.UserJoinedGroup(group):
-            out = response("userJoinedGroup", user, groupInfo=group_info_json(group, members))
-            return _with_host(out, members)
+            return _with_host(_group_event("userJoinedGroup", user, group, members), members)
         case cev.JoinedGroupMember(group, member):
             return _member_event("joinedGroupMember", user, group, members, member)
         case cev.MemberAnnounced(group, member):
@@ -631,15 +633,16 @@ def event_response(
         case cev.MemberLeft(group, member):
             return _member_event("leftMember", user, group, members, member)
         case cev.MemberRemoved(group, member, by) if by is not None:
-            return response(
+            return _group_event(
                 "deletedMember",
                 user,
-                groupInfo=group_info_json(group, members),
+                group,
+                members,
                 byMember=member_json(by),
                 deletedMember=member_json(member),
             )
         case cev.UserRemoved(group, by):
-            out = response("deletedMemberUser", user, groupInfo=group_info_json(group, members))
+            out = _group_event("deletedMemberUser", user, group, members)
             remover = by if by is not None else host_member(members)
             if remover is not None:
                 out["member"] = member_json(remover)
@@ -719,13 +722,14 @@ def _member_event(
     **fields: Any,
 ) -> JsonObject:
     """An event about one member of a group: its groupInfo and member, and `fields`."""
-    return response(
-        kind,
-        user,
-        groupInfo=group_info_json(group, members),
-        member=member_json(member),
-        **fields,
-    )
+    return _group_event(kind, user, group, members, member=member_json(member), **fields)
+
+
+def _group_event(
+    kind: str, user: cev.User | None, group: cev.Group, members: Sequence[cev.Member], **fields: Any
+) -> JsonObject:
+    """An event about a group: its groupInfo, and `fields`."""
+    return response(kind, user, groupInfo=group_info_json(group, members), **fields)
 
 
 def _with_host(out: JsonObject, members: Sequence[cev.Member]) -> JsonObject:
@@ -790,35 +794,33 @@ def reaction_response(
     )
 
 
+# the events whose responses show a group with its members
+_ITEM_EVENTS = (cev.NewChatItem, cev.ChatItemUpdated, cev.ChatItemDeleted, cev.ChatItemReaction)
+_GROUP_EVENTS = (
+    cev.ReceivedGroupInvitation,
+    cev.UserJoinedGroup,
+    cev.JoinedGroupMember,
+    cev.MemberAnnounced,
+    cev.ConnectedToGroupMember,
+    cev.MemberFailed,
+    cev.MemberLeft,
+    cev.MemberRemoved,
+    cev.UserRemoved,
+    cev.GroupDeleted,
+    cev.MemberRoleUpdated,
+    cev.GroupMemberUpdated,
+)
+
+
 def event_group(event: cev.ChatEvent) -> cev.Group | None:
     """The group whose members `event_response` needs for this event, if any."""
-    match event:
-        case (
-            cev.NewChatItem(item)
-            | cev.ChatItemUpdated(item)
-            | cev.ChatItemDeleted(item=item)
-            | cev.ChatItemReaction(item=item)
-        ):
-            return item.group
-        case (
-            cev.ReceivedGroupInvitation(group=group)
-            | cev.UserJoinedGroup(group=group)
-            | cev.JoinedGroupMember(group=group)
-            | cev.MemberAnnounced(group=group)
-            | cev.ConnectedToGroupMember(group=group)
-            | cev.MemberFailed(group=group)
-            | cev.MemberLeft(group=group)
-            | cev.MemberRemoved(group=group)
-            | cev.UserRemoved(group=group)
-            | cev.GroupDeleted(group=group)
-            | cev.MemberRoleUpdated(group=group)
-            | cev.GroupMemberUpdated(group=group)
-            | cev.GroupUpdated(after=group)
-        ):
-            return group
-        case cev.RatchetSync(group=group):
-            return group
-    return None
+    if isinstance(event, _ITEM_EVENTS):
+        return event.item.group
+    if isinstance(event, _GROUP_EVENTS):
+        return event.group
+    if isinstance(event, cev.GroupUpdated):
+        return event.after
+    return event.group if isinstance(event, cev.RatchetSync) else None
 
 
 def pending_connection(connection_id: int, *, via_address: bool) -> JsonObject:

@@ -35,6 +35,7 @@ from parley.api import commands
 from parley.api import responses as r
 from parley.api.handlers import ApiHandler
 from parley.chat.controller import ChatController
+from parley.loops import failure_logged
 
 log = logging.getLogger(__name__)
 
@@ -227,12 +228,8 @@ class ApiServer:
     async def _pump_events(self) -> None:
         while True:
             event = await self.chat.events.get()
-            try:
+            with failure_logged(log, "could not send chat event %r to bot API clients", event):
                 self._broadcast(await self.handler.event(event))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not send chat event %r to bot API clients", event)
 
 
 async def serve_api(

@@ -30,6 +30,7 @@ from parley.api import commands
 from parley.api.handlers import ApiHandler
 from parley.chat.controller import ChatController
 from parley.chat.model import ChatConfig
+from parley.loops import failure_logged
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +178,9 @@ class LibraryBackend:
         """The chat's events, as the current API's events, for chat_recv_msg_wait."""
         while True:
             event = await core.chat.events.get()
-            try:
+            with failure_logged(log, "could not pass chat event %r to the bot", event):
                 for resp in await core.handler.event(event):
                     core.events.put_nowait(resp)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not pass chat event %r to the bot", event)
 
 
 def _no_native_library(backend: str) -> Any:

@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import dataclass_transform
 
 import msgspec
+
+from parley.chat.events import camel_case
 
 ROLES = ("admin", "member", "observer")
 DEFAULT_TAIL = 10
@@ -29,109 +32,177 @@ class ParseError(ValueError):
 # ---------------------------------------------------------------- commands
 
 
-class NewInvitation(msgspec.Struct, frozen=True, tag="newInvitation"):
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
+class _Command(msgspec.Struct, frozen=True, tag=camel_case):
+    """Base of every command: tagged with its class name, camelCase."""
+
+
+# contacts and the address
+
+
+class NewInvitation(_Command):
     """`/c`: make a one-time invitation link for a new contact."""
 
 
-class Connect(msgspec.Struct, frozen=True, tag="connect"):
+class Connect(_Command):
     """`/c LINK`: connect to a contact through their invitation link."""
 
     link: str
 
 
-class ListContacts(msgspec.Struct, frozen=True, tag="listContacts"):
+class ListContacts(_Command):
     """`/cs`, `/contacts`."""
 
 
-class SendContactMessage(msgspec.Struct, frozen=True, tag="sendContactMessage"):
+class _ContactCommand(_Command):
+    contact: str
+
+
+class SendContactMessage(_ContactCommand):
     """`@name text`."""
 
-    contact: str
     text: str
 
 
-class DeleteContact(msgspec.Struct, frozen=True, tag="deleteContact"):
+class DeleteContact(_ContactCommand):
     """`/d @name`."""
 
-    contact: str
+
+class CreateAddress(_Command):
+    """`/ad`: make your long-term contact address."""
 
 
-class CreateGroup(msgspec.Struct, frozen=True, tag="createGroup"):
+class ShowAddress(_Command):
+    """`/sa`: show your address (with a QR code) and its auto-accept setting."""
+
+
+class DeleteAddress(_Command):
+    """`/da`: delete your address (contacts made through it stay)."""
+
+
+class AutoAccept(_Command):
+    """`/auto_accept on|off [welcome message]`."""
+
+    on: bool
+    welcome: str = ""
+
+
+class _NameCommand(_Command):
+    name: str
+
+
+class AcceptRequest(_NameCommand):
+    """`/ac name`: accept a contact request."""
+
+
+class RejectRequest(_NameCommand):
+    """`/rc name`: reject a contact request."""
+
+
+class Info(_NameCommand):
+    """`/i @contact` or `/i #group member`: profile and connection status."""
+
+    group: str | None = None
+
+
+# groups
+
+
+class ListGroups(_Command):
+    """`/gs`, `/groups`."""
+
+
+class _GroupCommand(_Command):
+    group: str
+
+
+class CreateGroup(_GroupCommand):
     """`/g name [full name]`."""
 
-    group: str
     full_name: str = ""
 
 
-class AddMember(msgspec.Struct, frozen=True, tag="addMember"):
+class AddMember(_GroupCommand):
     """`/a group contact [role]`."""
 
-    group: str
     contact: str
     role: str = "member"
 
 
-class JoinGroup(msgspec.Struct, frozen=True, tag="joinGroup"):
+class JoinGroup(_GroupCommand):
     """`/j group`."""
 
-    group: str
 
-
-class SendGroupMessage(msgspec.Struct, frozen=True, tag="sendGroupMessage"):
+class SendGroupMessage(_GroupCommand):
     """`#group text`."""
 
-    group: str
     text: str
 
 
-class ListMembers(msgspec.Struct, frozen=True, tag="listMembers"):
+class ListMembers(_GroupCommand):
     """`/ms group`: the members and how their connections are doing."""
 
-    group: str
 
-
-class ListGroups(msgspec.Struct, frozen=True, tag="listGroups"):
-    """`/gs`, `/groups`."""
-
-
-class LeaveGroup(msgspec.Struct, frozen=True, tag="leaveGroup"):
+class LeaveGroup(_GroupCommand):
     """`/l group`."""
 
-    group: str
 
-
-class RemoveMember(msgspec.Struct, frozen=True, tag="removeMember"):
+class RemoveMember(_GroupCommand):
     """`/rm group member`."""
 
-    group: str
     member: str
 
 
-class DeleteGroup(msgspec.Struct, frozen=True, tag="deleteGroup"):
+class DeleteGroup(_GroupCommand):
     """`/d #group`."""
 
-    group: str
+
+class CreateGroupLink(_GroupCommand):
+    """`/create link #group [role]`."""
+
+    role: str = "member"
 
 
-class ShowStatus(msgspec.Struct, frozen=True, tag="showStatus"):
-    """`/status`: the work still pending (agent commands, deliveries, continuations)."""
+class ShowGroupLink(_GroupCommand):
+    """`/show link #group`."""
 
 
-class Help(msgspec.Struct, frozen=True, tag="help"):
-    """`/help [topic]`."""
-
-    topic: str | None = None
+class DeleteGroupLink(_GroupCommand):
+    """`/delete link #group`."""
 
 
-class Quit(msgspec.Struct, frozen=True, tag="quit"):
-    """`/q`, `/quit`."""
+class SetGroupLinkRole(_GroupCommand):
+    """`/set link role #group role`."""
+
+    role: str
 
 
-class ShowUser(msgspec.Struct, frozen=True, tag="showUser"):
-    """`/u`, `/user`."""
+class SetMemberRole(_GroupCommand):
+    """`/mr #group member role`."""
+
+    member: str
+    role: str
 
 
-class Tail(msgspec.Struct, frozen=True, tag="tail"):
+class GroupProfile(_GroupCommand):
+    """`/gp #group name [full name]`: change a group's profile (owners)."""
+
+    display_name: str
+    full_name: str = ""
+
+
+# messages
+
+
+class SendToLast(_Command):
+    """Plain text: sent to the last chat (the last contact or group you wrote to or got a
+    message from)."""
+
+    text: str
+
+
+class Tail(_Command):
     """`/tail [@contact|#group|name] [n]`: the last n messages (all chats if none given).
 
     At most one of `contact`, `group` and `name` is set; `name` is a bare name that may
@@ -143,102 +214,7 @@ class Tail(msgspec.Struct, frozen=True, tag="tail"):
     name: str | None = None
 
 
-class CreateAddress(msgspec.Struct, frozen=True, tag="createAddress"):
-    """`/ad`: make your long-term contact address."""
-
-
-class ShowAddress(msgspec.Struct, frozen=True, tag="showAddress"):
-    """`/sa`: show your address (with a QR code) and its auto-accept setting."""
-
-
-class DeleteAddress(msgspec.Struct, frozen=True, tag="deleteAddress"):
-    """`/da`: delete your address (contacts made through it stay)."""
-
-
-class AcceptRequest(msgspec.Struct, frozen=True, tag="acceptRequest"):
-    """`/ac name`: accept a contact request."""
-
-    name: str
-
-
-class RejectRequest(msgspec.Struct, frozen=True, tag="rejectRequest"):
-    """`/rc name`: reject a contact request."""
-
-    name: str
-
-
-class AutoAccept(msgspec.Struct, frozen=True, tag="autoAccept"):
-    """`/auto_accept on|off [welcome message]`."""
-
-    on: bool
-    welcome: str = ""
-
-
-class CreateGroupLink(msgspec.Struct, frozen=True, tag="createGroupLink"):
-    """`/create link #group [role]`."""
-
-    group: str
-    role: str = "member"
-
-
-class ShowGroupLink(msgspec.Struct, frozen=True, tag="showGroupLink"):
-    """`/show link #group`."""
-
-    group: str
-
-
-class DeleteGroupLink(msgspec.Struct, frozen=True, tag="deleteGroupLink"):
-    """`/delete link #group`."""
-
-    group: str
-
-
-class SetGroupLinkRole(msgspec.Struct, frozen=True, tag="setGroupLinkRole"):
-    """`/set link role #group role`."""
-
-    group: str
-    role: str
-
-
-class SetMemberRole(msgspec.Struct, frozen=True, tag="setMemberRole"):
-    """`/mr #group member role`."""
-
-    group: str
-    member: str
-    role: str
-
-
-class Profile(msgspec.Struct, frozen=True, tag="profile"):
-    """`/p [name [full name]]`: show your profile, or change it (announced to your
-    contacts and groups)."""
-
-    display_name: str | None = None
-    full_name: str = ""
-
-
-class GroupProfile(msgspec.Struct, frozen=True, tag="groupProfile"):
-    """`/gp #group name [full name]`: change a group's profile (owners)."""
-
-    group: str
-    display_name: str
-    full_name: str = ""
-
-
-class Info(msgspec.Struct, frozen=True, tag="info"):
-    """`/i @contact` or `/i #group member`: profile and connection status."""
-
-    name: str
-    group: str | None = None
-
-
-class SendToLast(msgspec.Struct, frozen=True, tag="sendToLast"):
-    """Plain text: sent to the last chat (the last contact or group you wrote to or got a
-    message from)."""
-
-    text: str
-
-
-class EditMessage(msgspec.Struct, frozen=True, tag="editMessage"):
+class EditMessage(_Command):
     """`! @bob (old) new`, `! #team (old) new`: edit your latest message starting with
     `old` (the latest of yours if `old` is empty)."""
 
@@ -248,7 +224,7 @@ class EditMessage(msgspec.Struct, frozen=True, tag="editMessage"):
     group: str | None = None
 
 
-class DeleteMessage(msgspec.Struct, frozen=True, tag="deleteMessage"):
+class DeleteMessage(_Command):
     """`\\ @bob text`: delete your message starting with `text` for everyone;
     `\\\\ #team @bob text` (admin, owner): delete bob's message for everyone."""
 
@@ -258,7 +234,7 @@ class DeleteMessage(msgspec.Struct, frozen=True, tag="deleteMessage"):
     member: str | None = None
 
 
-class ReplyMessage(msgspec.Struct, frozen=True, tag="replyMessage"):
+class ReplyMessage(_Command):
     """`> @bob (quoted) reply` quotes bob's message starting with `quoted`; `>> @bob
     (quoted) reply` one of yours; `> #team @bob (quoted) reply` bob's in the group."""
 
@@ -270,7 +246,7 @@ class ReplyMessage(msgspec.Struct, frozen=True, tag="replyMessage"):
     own: bool = False
 
 
-class ReactMessage(msgspec.Struct, frozen=True, tag="reactMessage"):
+class ReactMessage(_Command):
     """`+👍 @bob text` (or `-👍 ...` to remove it): react to the latest message starting
     with `text`; `+👍 #team @bob text` in a group."""
 
@@ -282,7 +258,7 @@ class ReactMessage(msgspec.Struct, frozen=True, tag="reactMessage"):
     member: str | None = None
 
 
-class SyncRatchet(msgspec.Struct, frozen=True, tag="syncRatchet"):
+class SyncRatchet(_Command):
     """`/sync @bob [force]`, `/sync #team bob [force]`: re-negotiate the encryption."""
 
     contact: str | None = None
@@ -291,7 +267,7 @@ class SyncRatchet(msgspec.Struct, frozen=True, tag="syncRatchet"):
     force: bool = False
 
 
-class SetReceipts(msgspec.Struct, frozen=True, tag="setReceipts"):
+class SetReceipts(_Command):
     """`/receipts @bob on|off|default`, `/receipts #team ...`, `/receipts contacts|groups
     on|off` (the default for all, clearing each chat's own)."""
 
@@ -301,13 +277,42 @@ class SetReceipts(msgspec.Struct, frozen=True, tag="setReceipts"):
     everyone: str | None = None
 
 
-class SetFullDelete(msgspec.Struct, frozen=True, tag="setFullDelete"):
+class SetFullDelete(_Command):
     """`/full_delete @bob|#team|all on|off|default`: a deletion for everyone that others
     send removes the message here (on) instead of marking it (off, the default)."""
 
     on: bool | None
     contact: str | None = None
     group: str | None = None
+
+
+# the rest
+
+
+class ShowStatus(_Command):
+    """`/status`: the work still pending (agent commands, deliveries, continuations)."""
+
+
+class Help(_Command):
+    """`/help [topic]`."""
+
+    topic: str | None = None
+
+
+class Quit(_Command):
+    """`/q`, `/quit`."""
+
+
+class ShowUser(_Command):
+    """`/u`, `/user`."""
+
+
+class Profile(_Command):
+    """`/p [name [full name]]`: show your profile, or change it (announced to your
+    contacts and groups)."""
+
+    display_name: str | None = None
+    full_name: str = ""
 
 
 Command = (
@@ -563,11 +568,12 @@ class _Words:
         self._skip_space()
         return self.pos >= len(self.text)
 
-    def word(self, what: str) -> str:
-        """The next word (quotes allowed); ParseError naming `what` if there is none."""
+    def word(self, what: str, usage: str = "") -> str:
+        """The next word (quotes allowed); ParseError naming `what` (and showing `usage`)
+        if there is none."""
         self._skip_space()
         if self.pos >= len(self.text):
-            raise ParseError(f"missing {what}")
+            raise ParseError(f"missing {what}: {usage}" if usage else f"missing {what}")
         start = self.text[self.pos]
         if start in "'\"":
             end = self.text.find(start, self.pos + 1)
@@ -587,7 +593,7 @@ class _Words:
         self.pos = end
         return value
 
-    def name(self, what: str, prefix: str) -> str:
+    def name(self, what: str, prefix: str, usage: str = "") -> str:
         """A name that may carry its prefix (`@` or `#`), which is dropped."""
         self._skip_space()
         if self.text.startswith(prefix, self.pos):
@@ -595,7 +601,7 @@ class _Words:
             if self.pos >= len(self.text) or self.text[self.pos].isspace():
                 raise ParseError(f"missing {what} after {prefix}")
         quoted = self.peek() in ("'", '"')
-        value = self.word(what)
+        value = self.word(what, usage)
         if not quoted and value.startswith(("@", "#")) and value[0] != prefix:
             raise ParseError(f"{what} {value}: expected {prefix}name or a bare name")
         return value
@@ -669,7 +675,7 @@ def _no_args(command: Command, usage: str) -> _Handler:
 
 def _delete(w: _Words) -> Command:
     if _keyword(w, "link"):
-        return DeleteGroupLink(_group_only(w, "/delete link #group"))
+        return DeleteGroupLink(_only_name(w, "group", "#", "/delete link #group"))
     if w.peek() == "@":
         contact = w.name("contact", "@")
         w.done("/d @contact")
@@ -694,12 +700,8 @@ def _create_group(w: _Words) -> Command:
 
 def _add_member(w: _Words) -> Command:
     usage = "/a group contact [admin|member|observer]"
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
-    if w.at_end():
-        raise ParseError(f"missing contact: {usage}")
-    contact = w.name("contact", "@")
+    group = w.name("group", "#", usage)
+    contact = w.name("contact", "@", usage)
     role = "member"
     if not w.at_end():
         role = w.word("role").lower()
@@ -709,25 +711,19 @@ def _add_member(w: _Words) -> Command:
     return AddMember(group, contact, role)
 
 
-def _one_group(make: type[JoinGroup | ListMembers | LeaveGroup], usage: str) -> _Handler:
+def _one_name(make: Callable[[str], Command], what: str, prefix: str, usage: str) -> _Handler:
+    """A command of one name and nothing more: `/j group`, `/ac name`."""
+
     def handler(w: _Words) -> Command:
-        if w.at_end():
-            raise ParseError(f"missing group: {usage}")
-        group = w.name("group", "#")
-        w.done(usage)
-        return make(group)
+        return make(_only_name(w, what, prefix, usage))
 
     return handler
 
 
 def _remove_member(w: _Words) -> Command:
     usage = "/rm group member"
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
-    if w.at_end():
-        raise ParseError(f"missing member: {usage}")
-    member = w.name("member", "@")
+    group = w.name("group", "#", usage)
+    member = w.name("member", "@", usage)
     w.done(usage)
     return RemoveMember(group, member)
 
@@ -743,12 +739,10 @@ def _keyword(w: _Words, word: str) -> bool:
     return False
 
 
-def _group_only(w: _Words, usage: str) -> str:
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
+def _only_name(w: _Words, what: str, prefix: str, usage: str) -> str:
+    name = w.name(what, prefix, usage)
     w.done(usage)
-    return group
+    return name
 
 
 def _role(word: str, roles: tuple[str, ...]) -> str:
@@ -765,9 +759,7 @@ def _create(w: _Words) -> Command:
     usage = "/create link #group [role]"
     if not _keyword(w, "link"):
         raise ParseError(f"usage: {usage}")
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
+    group = w.name("group", "#", usage)
     role = "member"
     if not w.at_end():
         role = _role(w.word("role"), ROLES)
@@ -778,54 +770,31 @@ def _create(w: _Words) -> Command:
 def _show(w: _Words) -> Command:
     if not _keyword(w, "link"):
         raise ParseError("usage: /show link #group (/sa shows your address)")
-    return ShowGroupLink(_group_only(w, "/show link #group"))
+    return ShowGroupLink(_only_name(w, "group", "#", "/show link #group"))
 
 
 def _set(w: _Words) -> Command:
     usage = "/set link role #group role"
     if not (_keyword(w, "link") and _keyword(w, "role")):
         raise ParseError(f"usage: {usage}")
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
-    if w.at_end():
-        raise ParseError(f"missing role: {usage}")
-    role = _role(w.word("role"), ROLES)
+    group = w.name("group", "#", usage)
+    role = _role(w.word("role", usage), ROLES)
     w.done(usage)
     return SetGroupLinkRole(group, role)
 
 
 def _member_role(w: _Words) -> Command:
     usage = "/mr #group member role"
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
-    if w.at_end():
-        raise ParseError(f"missing member: {usage}")
-    member = w.name("member", "@")
-    if w.at_end():
-        raise ParseError(f"missing role: {usage}")
-    role = _role(w.word("role"), MEMBER_ROLES)
+    group = w.name("group", "#", usage)
+    member = w.name("member", "@", usage)
+    role = _role(w.word("role", usage), MEMBER_ROLES)
     w.done(usage)
     return SetMemberRole(group, member, role)
 
 
-def _request(make: type[AcceptRequest | RejectRequest], usage: str) -> _Handler:
-    def handler(w: _Words) -> Command:
-        if w.at_end():
-            raise ParseError(f"missing name: {usage}")
-        name = w.name("name", "@")
-        w.done(usage)
-        return make(name)
-
-    return handler
-
-
 def _auto_accept(w: _Words) -> Command:
     usage = "/auto_accept on|off [welcome message]"
-    if w.at_end():
-        raise ParseError(f"missing on or off: {usage}")
-    word = w.word("on or off").lower()
+    word = w.word("on or off", usage).lower()
     if word not in ("on", "off"):
         raise ParseError(f"say on or off, not {word!r}: {usage}")
     welcome = w.rest()
@@ -843,9 +812,7 @@ def _profile(w: _Words) -> Command:
 
 def _group_profile(w: _Words) -> Command:
     usage = "/gp #group name [full name]"
-    if w.at_end():
-        raise ParseError(f"missing group: {usage}")
-    group = w.name("group", "#")
+    group = w.name("group", "#", usage)
     if w.at_end():
         raise ParseError(f"missing the new name: {usage}")
     name = w.name("group name", "#")
@@ -858,14 +825,8 @@ def _info(w: _Words) -> Command:
         raise ParseError(f"missing name: {usage}")
     if w.peek() == "#":
         group = w.name("group", "#")
-        if w.at_end():
-            raise ParseError(f"missing member: {usage}")
-        member = w.name("member", "@")
-        w.done(usage)
-        return Info(member, group)
-    name = w.name("contact", "@")
-    w.done(usage)
-    return Info(name)
+        return Info(_only_name(w, "member", "@", usage), group)
+    return Info(_only_name(w, "contact", "@", usage))
 
 
 def _help(w: _Words) -> Command:
@@ -889,13 +850,9 @@ def _tail(w: _Words) -> Command:
     usage = "/tail [@contact|#group] [n]"
     if w.at_end():
         return Tail()
-    first = w.peek()
-    contact = group = name = None
-    if first == "@":
-        contact = w.name("contact", "@")
-    elif first == "#":
-        group = w.name("group", "#")
-    else:
+    contact, group = _contact_or_group(w)
+    name = None
+    if contact is None and group is None:
         word = w.word("chat")
         if word.isascii() and word.isdigit():
             w.done(usage)
@@ -908,16 +865,23 @@ def _tail(w: _Words) -> Command:
     return Tail(count, contact, group, name)
 
 
-def _chat(w: _Words, usage: str) -> tuple[str | None, str | None, str | None]:
-    """`@name` or `#group [@member]`: (contact, group, member)."""
+def _contact_or_group(w: _Words) -> tuple[str | None, str | None]:
+    """`@name` or `#group`, if one comes next: (contact, group); else (None, None)."""
     first = w.peek()
     if first == "@":
-        return w.name("contact", "@"), None, None
-    if first != "#":
+        return w.name("contact", "@"), None
+    if first == "#":
+        return None, w.name("group", "#")
+    return None, None
+
+
+def _chat(w: _Words, usage: str) -> tuple[str | None, str | None, str | None]:
+    """`@name` or `#group [@member]`: (contact, group, member)."""
+    contact, group = _contact_or_group(w)
+    if contact is None and group is None:
         raise ParseError(f"name the chat with @contact or #group: {usage}")
-    group = w.name("group", "#")
-    member = w.name("member", "@") if w.peek() == "@" else None
-    return None, group, member
+    member = w.name("member", "@") if group is not None and w.peek() == "@" else None
+    return contact, group, member
 
 
 def _parenthesized(w: _Words) -> str:
@@ -982,15 +946,10 @@ def _item_command(text: str) -> Command:
 
 def _sync(w: _Words) -> Command:
     usage = "/sync @name [force] or /sync #group member [force]"
-    first = w.peek()
-    contact = group = member = None
-    if first == "@":
-        contact = w.name("contact", "@")
-    elif first == "#":
-        group = w.name("group", "#")
-        member = w.name("member", "@")
-    else:
+    contact, group = _contact_or_group(w)
+    if contact is None and group is None:
         raise ParseError(f"usage: {usage}")
+    member = w.name("member", "@") if group is not None else None
     force = False
     if not w.at_end():
         if w.word("force") != "force":
@@ -1002,13 +961,9 @@ def _sync(w: _Words) -> Command:
 
 def _receipts(w: _Words) -> Command:
     usage = "/receipts @name|#group|contacts|groups on|off|default"
-    first = w.peek()
-    contact = group = everyone = None
-    if first == "@":
-        contact = w.name("contact", "@")
-    elif first == "#":
-        group = w.name("group", "#")
-    else:
+    contact, group = _contact_or_group(w)
+    everyone = None
+    if contact is None and group is None:
         everyone = w.word("chat")
         if everyone not in ("contacts", "groups"):
             raise ParseError(f"usage: {usage}")
@@ -1022,13 +977,8 @@ def _receipts(w: _Words) -> Command:
 
 def _full_delete(w: _Words) -> Command:
     usage = "/full_delete @name|#group|all on|off|default"
-    first = w.peek()
-    contact = group = None
-    if first == "@":
-        contact = w.name("contact", "@")
-    elif first == "#":
-        group = w.name("group", "#")
-    elif w.word("chat") != "all":
+    contact, group = _contact_or_group(w)
+    if contact is None and group is None and w.word("chat") != "all":
         raise ParseError(f"usage: {usage}")
     value = w.word("on, off or default")
     w.done(usage)
@@ -1048,14 +998,14 @@ _HANDLERS: dict[str, _Handler] = {
     "group": _create_group,
     "a": _add_member,
     "add": _add_member,
-    "j": _one_group(JoinGroup, "/j group"),
-    "join": _one_group(JoinGroup, "/j group"),
-    "ms": _one_group(ListMembers, "/ms group"),
-    "members": _one_group(ListMembers, "/ms group"),
+    "j": _one_name(JoinGroup, "group", "#", "/j group"),
+    "join": _one_name(JoinGroup, "group", "#", "/j group"),
+    "ms": _one_name(ListMembers, "group", "#", "/ms group"),
+    "members": _one_name(ListMembers, "group", "#", "/ms group"),
     "gs": _no_args(ListGroups(), "/gs"),
     "groups": _no_args(ListGroups(), "/gs"),
-    "l": _one_group(LeaveGroup, "/l group"),
-    "leave": _one_group(LeaveGroup, "/l group"),
+    "l": _one_name(LeaveGroup, "group", "#", "/l group"),
+    "leave": _one_name(LeaveGroup, "group", "#", "/l group"),
     "rm": _remove_member,
     "remove": _remove_member,
     "status": _no_args(ShowStatus(), "/status"),
@@ -1073,10 +1023,10 @@ _HANDLERS: dict[str, _Handler] = {
     "show_address": _no_args(ShowAddress(), "/sa"),
     "da": _no_args(DeleteAddress(), "/da"),
     "delete_address": _no_args(DeleteAddress(), "/da"),
-    "ac": _request(AcceptRequest, "/ac name"),
-    "accept": _request(AcceptRequest, "/ac name"),
-    "rc": _request(RejectRequest, "/rc name"),
-    "reject": _request(RejectRequest, "/rc name"),
+    "ac": _one_name(AcceptRequest, "name", "@", "/ac name"),
+    "accept": _one_name(AcceptRequest, "name", "@", "/ac name"),
+    "rc": _one_name(RejectRequest, "name", "@", "/rc name"),
+    "reject": _one_name(RejectRequest, "name", "@", "/rc name"),
     "auto_accept": _auto_accept,
     "create": _create,
     "show": _show,

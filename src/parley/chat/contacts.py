@@ -151,7 +151,7 @@ def send_message(
     name: str,
     msg: cp.ChatMessage,
     text: str,
-    quote: tuple[int | None, str, str, bool] | None = None,
+    quote: store.ItemQuote | None = None,
 ) -> tuple[cev.ChatItem, Effects]:
     contact = named(c, user, name)
     conn = store.contact_connection(c, contact.contact_id)
@@ -198,7 +198,7 @@ def received_quote(
     *,
     contact_id: int | None = None,
     group_id: int | None = None,
-) -> tuple[int | None, str, str, bool] | None:
+) -> store.ItemQuote | None:
     """How a received reply keeps its quote: linked to our item when we have it (`sent`
     is from the sender's side: a message it sent is one we received)."""
     if quote is None:

@@ -50,7 +50,7 @@ from parley.chat.model import (
     text_message,
 )
 from parley.chat.subscriber import Subscriber
-from parley.protocol import chat as cp
+from parley.loops import failure_logged
 from parley.store import Database
 
 __all__ = ["ChatConfig", "ChatController", "ChatError", "intro_delay"]
@@ -186,17 +186,7 @@ class ChatController:
     ) -> cev.ChatItem:
         """Send `text` to a contact; `quote`: the id of an item of that chat it replies to."""
         user = await self._user()
-
-        def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, Effects]:
-            q = None
-            quoted: cp.QuotedMsg | None = None
-            if quote is not None:
-                contact = contacts.named(c, user, name)
-                quoted, q = items.quote_of(c, user, quote, contact_id=contact.contact_id)
-            msg = text_message(text, quoted)
-            return contacts.send_message(c, user, name, msg, text, q)
-
-        return await self._change(tx)
+        return await self._change(lambda c: items.send_text(c, user, text, quote, contact=name))
 
     async def delete_contact(self, name: str) -> None:
         user = await self._user()
@@ -312,17 +302,7 @@ class ChatController:
     ) -> cev.ChatItem:
         """Send `text` to a group; `quote`: the id of an item of that group it replies to."""
         user = await self._user()
-
-        def tx(c: sqlite3.Connection) -> tuple[cev.ChatItem, Effects]:
-            q = None
-            quoted: cp.QuotedMsg | None = None
-            if quote is not None:
-                group = groups.named(c, user, group_name)
-                quoted, q = items.quote_of(c, user, quote, group_id=group.group_id)
-            msg = text_message(text, quoted)
-            return groups.send_message(c, user, group_name, msg, text, q)
-
-        return await self._change(tx)
+        return await self._change(lambda c: items.send_text(c, user, text, quote, group=group_name))
 
     # ------------------------------------------------------------ items
 
@@ -525,26 +505,18 @@ class ChatController:
 
     async def _listen(self) -> None:
         async for e in self.agent.events():
-            try:
+            with failure_logged(log, "handling agent event %r failed", e):
                 async with self._lock:
                     await self._subscriber.handle(e)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("handling agent event %r failed", e)
 
     # ------------------------------------------------------------ re-introductions
 
     async def _reintroduce_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.intro_check_interval)
-            try:
+            with failure_logged(log, "re-introduction check failed"):
                 async with self._lock:
                     await self.reintroduce_stale()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("re-introduction check failed")
 
     async def reintroduce_stale(self, older_than: float | None = None) -> int:
         """Host: introduce again every pair that made no progress in time (each

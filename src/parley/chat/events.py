@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar, dataclass_transform
+
 import msgspec
+
+T = TypeVar("T")
 
 
 class User(msgspec.Struct, frozen=True):
@@ -113,220 +117,243 @@ class GroupLinkView(msgspec.Struct, frozen=True):
 # ---------------------------------------------------------------- events
 
 
-class InvitationReady(msgspec.Struct, frozen=True, tag="invitationReady"):
-    connection_id: int
-    link: str
+def camel_case(class_name: str) -> str:
+    """A struct's tag (its "type" on the wire): the class name, camelCase."""
+    return class_name[0].lower() + class_name[1:]
 
 
-class ContactConnected(msgspec.Struct, frozen=True, tag="contactConnected"):
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
+class _Event(msgspec.Struct, frozen=True, tag=camel_case):
+    """Base of every event: tagged with its class name, camelCase."""
+
+
+# contacts
+
+
+class _ContactEvent(_Event):
     contact: Contact
 
 
-class ContactDeleted(msgspec.Struct, frozen=True, tag="contactDeleted"):
-    contact: Contact
+class ContactConnected(_ContactEvent): ...
 
 
-class UserContactLinkCreated(msgspec.Struct, frozen=True, tag="userContactLinkCreated"):
+class ContactDeleted(_ContactEvent): ...
+
+
+class AcceptingContactRequest(_ContactEvent):
+    """A contact request was accepted (by us or by auto-accept): the contact connects."""
+
+
+class ContactAlreadyExists(_ContactEvent):
+    """A contact request from someone we are connected to already."""
+
+    request: ContactRequestView
+
+
+class GroupInvitationRefused(_ContactEvent):
+    """A contact's invitation to a group that we did not take (the inviter's role does not
+    allow it, or we are in that group already): nothing was stored."""
+
+    group_name: str
+    reason: str
+
+
+# the address and contact requests
+
+
+class UserContactLinkCreated(_Event):
     """Our long-term address is ready (the link stays the same until it is deleted)."""
 
     link: str
 
 
-class UserContactLinkDeleted(msgspec.Struct, frozen=True, tag="userContactLinkDeleted"):
-    pass
+class UserContactLinkDeleted(_Event): ...
 
 
-class ReceivedContactRequest(msgspec.Struct, frozen=True, tag="receivedContactRequest"):
+class _RequestEvent(_Event):
     request: ContactRequestView
 
 
-class AcceptingContactRequest(msgspec.Struct, frozen=True, tag="acceptingContactRequest"):
-    """A contact request was accepted (by us or by auto-accept): the contact connects."""
-
-    contact: Contact
+class ReceivedContactRequest(_RequestEvent): ...
 
 
-class ContactRequestRejected(msgspec.Struct, frozen=True, tag="contactRequestRejected"):
-    request: ContactRequestView
+class ContactRequestRejected(_RequestEvent): ...
 
 
-class ContactAlreadyExists(msgspec.Struct, frozen=True, tag="contactAlreadyExists"):
-    """A contact request from someone we are connected to already."""
-
-    contact: Contact
-    request: ContactRequestView
+# profiles
 
 
-class ContactUpdated(msgspec.Struct, frozen=True, tag="contactUpdated"):
+class _Change(_Event, Generic[T]):
+    """A profile changed: as it was, as it is."""
+
+    before: T
+    after: T
+
+
+class ContactUpdated(_Change[Contact]):
     """A contact announced a new profile (x.info)."""
 
-    before: Contact
-    after: Contact
+
+class GroupUpdated(_Change[Group]):
+    """The group's profile changed (x.grp.info from an owner; `by` None: we changed it)."""
+
+    by: Member | None
 
 
-class GroupMemberUpdated(msgspec.Struct, frozen=True, tag="groupMemberUpdated"):
+class UserProfileUpdated(_Change[User]): ...
+
+
+# groups
+
+
+class _GroupEvent(_Event):
+    group: Group
+
+
+class GroupMemberUpdated(_GroupEvent):
     """A member announced a new profile in the group (x.info); its shown name stays
     unique in the group."""
 
-    group: Group
     before: Member
     after: Member
 
 
-class GroupUpdated(msgspec.Struct, frozen=True, tag="groupUpdated"):
-    """The group's profile changed (x.grp.info from an owner; `by` None: we changed it)."""
-
-    before: Group
-    after: Group
-    by: Member | None
-
-
-class UserProfileUpdated(msgspec.Struct, frozen=True, tag="userProfileUpdated"):
-    before: User
-    after: User
-
-
-class GroupLinkCreated(msgspec.Struct, frozen=True, tag="groupLinkCreated"):
-    link: GroupLinkView
-
-
-class GroupLinkDeleted(msgspec.Struct, frozen=True, tag="groupLinkDeleted"):
-    group: Group
-
-
-class ReceivedGroupInvitation(msgspec.Struct, frozen=True, tag="receivedGroupInvitation"):
-    group: Group
+class ReceivedGroupInvitation(_GroupEvent):
     contact: Contact
     role: str
 
 
-class GroupInvitationRefused(msgspec.Struct, frozen=True, tag="groupInvitationRefused"):
-    """A contact's invitation to a group that we did not take (the inviter's role does not
-    allow it, or we are in that group already): nothing was stored."""
-
-    contact: Contact
-    group_name: str
-    reason: str
+class UserJoinedGroup(_GroupEvent): ...
 
 
-class UserJoinedGroup(msgspec.Struct, frozen=True, tag="userJoinedGroup"):
-    group: Group
+class GroupLinkCreated(_Event):
+    link: GroupLinkView
 
 
-class JoinedGroupMember(msgspec.Struct, frozen=True, tag="joinedGroupMember"):
+class GroupLinkDeleted(_GroupEvent): ...
+
+
+class _GroupEndedBy(_GroupEvent):
+    by: Member | None  # None: we ended it
+
+
+class UserRemoved(_GroupEndedBy, tag="deletedMemberUser"): ...
+
+
+class GroupDeleted(_GroupEndedBy): ...
+
+
+# members
+
+
+class _MemberEvent(_GroupEvent):
+    member: Member
+
+
+class JoinedGroupMember(_MemberEvent):
     """(host) the invited member connected to us and joined the group."""
 
-    group: Group
-    member: Member
 
-
-class MemberAnnounced(msgspec.Struct, frozen=True, tag="memberAnnounced"):
+class MemberAnnounced(_MemberEvent):
     """The host added a new member; we will connect to it."""
 
-    group: Group
-    member: Member
+
+class ConnectedToGroupMember(_MemberEvent): ...
 
 
-class ConnectedToGroupMember(msgspec.Struct, frozen=True, tag="connectedToGroupMember"):
-    group: Group
-    member: Member
-
-
-class MemberConnecting(msgspec.Struct, frozen=True, tag="memberConnecting"):
+class MemberConnecting(_MemberEvent):
     """Progress on a member connection (introduced, links sent, ...)."""
 
-    group: Group
-    member: Member
 
-
-class MemberRoleUpdated(msgspec.Struct, frozen=True, tag="memberRoleUpdated"):
+class MemberRoleUpdated(_MemberEvent):
     """A member's role changed (`by` None: we changed it)."""
 
-    group: Group
-    member: Member
     from_role: str
     to_role: str
     by: Member | None
 
 
-class GroupMessageRefused(msgspec.Struct, frozen=True, tag="groupMessageRefused"):
+class MemberLeft(_MemberEvent, tag="leftMember"): ...
+
+
+class MemberRemoved(_MemberEvent, tag="deletedMember"):
+    by: Member | None
+
+
+class _MemberRefused(_MemberEvent):
+    reason: str
+
+
+class GroupMessageRefused(_MemberRefused):
     """A member sent what its role does not allow: dropped (an observer's message, say)."""
 
-    group: Group
-    member: Member
-    reason: str
+
+class MemberFailed(_MemberRefused):
+    """The connection to a member failed (`reason` says how)."""
 
 
-class MemberFailed(msgspec.Struct, frozen=True, tag="memberFailed"):
-    group: Group
-    member: Member
-    reason: str
+# items
 
 
-class MemberLeft(msgspec.Struct, frozen=True, tag="leftMember"):
-    group: Group
-    member: Member
-
-
-class MemberRemoved(msgspec.Struct, frozen=True, tag="deletedMember"):
-    group: Group
-    member: Member
-    by: Member | None
-
-
-class UserRemoved(msgspec.Struct, frozen=True, tag="deletedMemberUser"):
-    group: Group
-    by: Member | None
-
-
-class GroupDeleted(msgspec.Struct, frozen=True, tag="groupDeleted"):
-    group: Group
-    by: Member | None
-
-
-class NewChatItem(msgspec.Struct, frozen=True, tag="newChatItem"):
+class _ItemEvent(_Event):
     item: ChatItem
 
 
-class ChatItemStatus(msgspec.Struct, frozen=True, tag="chatItemStatus"):
-    item_id: int
-    status: str
-    reason: str = ""
+class NewChatItem(_ItemEvent): ...
 
 
-class ChatItemUpdated(msgspec.Struct, frozen=True, tag="chatItemUpdated"):
+class ChatItemUpdated(_ItemEvent):
     """An item's text was edited (by us, or by its author)."""
 
-    item: ChatItem
 
-
-class ChatItemDeleted(msgspec.Struct, frozen=True, tag="chatItemDeleted"):
+class ChatItemDeleted(_ItemEvent):
     """An item was deleted: `item` as it was; `removed` if it is gone (else marked);
     `by_user`: we deleted it; `moderated_by`: the admin or owner who did."""
 
-    item: ChatItem
     removed: bool
     by_user: bool
     moderated_by: Member | None = None
 
 
-class ChatItemReaction(msgspec.Struct, frozen=True, tag="chatItemReaction"):
+class ChatItemReaction(_ItemEvent):
     """A reaction was added or removed (`by`: who; None: we)."""
 
-    item: ChatItem
     emoji: str
     added: bool
     by: str | None = None
 
 
-class MsgIntegrityError(msgspec.Struct, frozen=True, tag="msgIntegrityError"):
+class MsgIntegrityError(_ItemEvent):
     """Messages were skipped, or one came with a bad hash or id: shown as `item`."""
 
-    item: ChatItem
     error: str
 
 
-class RatchetSync(msgspec.Struct, frozen=True, tag="ratchetSync"):
+class ChatItemStatus(_Event):
+    item_id: int
+    status: str
+    reason: str = ""
+
+
+class ItemRefused(_Event):
+    """A received edit, deletion, reaction or quote that was not applied, and why."""
+
+    chat: str
+    sender: str
+    event: str
+    reason: str
+
+
+# connections
+
+
+class InvitationReady(_Event):
+    connection_id: int
+    link: str
+
+
+class RatchetSync(_Event):
     """The encryption of a contact's or member's connection: "required" (messages cannot
     be decrypted), "started", "agreed", "ok" (re-negotiated: messages flow again)."""
 
@@ -337,21 +364,12 @@ class RatchetSync(msgspec.Struct, frozen=True, tag="ratchetSync"):
     member: Member | None = None
 
 
-class ItemRefused(msgspec.Struct, frozen=True, tag="itemRefused"):
-    """A received edit, deletion, reaction or quote that was not applied, and why."""
-
-    chat: str
-    sender: str
-    event: str
-    reason: str
-
-
-class ConnectionFailed(msgspec.Struct, frozen=True, tag="connectionFailed"):
+class ConnectionFailed(_Event):
     connection_id: int
     reason: str
 
 
-class RelayStatus(msgspec.Struct, frozen=True, tag="relayStatus"):
+class RelayStatus(_Event):
     relay: str
     up: bool
     connections: int

@@ -338,7 +338,7 @@ def send_message(
     group_name: str,
     msg: cp.ChatMessage,
     text: str,
-    quote: tuple[int | None, str, str, bool] | None = None,
+    quote: store.ItemQuote | None = None,
 ) -> tuple[cev.ChatItem, Effects]:
     group = named(c, user, group_name)
     if group.status != G_ACTIVE:

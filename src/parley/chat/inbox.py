@@ -47,9 +47,9 @@ class Sender(Enum):
 
 CONTACT_EVENTS: dict[type[cp.Params], ContactHandler] = {
     cp.XMsgNew: contacts.received_text,
-    cp.XMsgUpdate: items.contact_update,
-    cp.XMsgDel: items.contact_delete,
-    cp.XMsgReact: items.contact_react,
+    cp.XMsgUpdate: items.contact_change,
+    cp.XMsgDel: items.contact_change,
+    cp.XMsgReact: items.contact_change,
     cp.XGrpInv: groups.invitation_received,
     cp.XInfo: profiles.contact_updated,
 }
@@ -147,11 +147,7 @@ def _receipts_on(
     group_id: int | None,
 ) -> bool:
     limit = config.receipts_group_limit if config else RECEIPTS_GROUP_LIMIT
-    if group_id is not None:
-        return items.receipts_on(c, limit, user.user_id, group_id=group_id)
-    if conn.contact_id is None:
-        return False
-    return items.receipts_on(c, limit, user.user_id, contact_id=conn.contact_id)
+    return items.receipts_on(c, limit, user.user_id, conn.contact_id, group_id)
 
 
 def _receipt_again(

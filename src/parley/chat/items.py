@@ -40,6 +40,7 @@ from parley.chat.model import (
     ITEM_SENT,
     K_MEMBER_GROUP,
     ChatError,
+    text_message,
 )
 from parley.protocol import chat as cp
 
@@ -60,25 +61,36 @@ def receipts_on(
     c: sqlite3.Connection,
     group_limit: int,
     user_id: int,
-    *,
-    contact_id: int | None = None,
-    group_id: int | None = None,
+    contact_id: int | None,
+    group_id: int | None,
 ) -> bool:
-    """Whether we send delivery receipts in this chat: its own setting, else the user's;
-    in groups only up to `group_limit` members (`ChatConfig.receipts_group_limit`)."""
-    for_contacts, for_groups = store.receipt_settings(c, user_id)
-    if contact_id is not None:
+    """Whether we send delivery receipts in a group's chat (`group_id`), else a contact's:
+    its own setting, else the user's; in groups only up to `group_limit` members
+    (`ChatConfig.receipts_group_limit`); never in a chat that is neither."""
+    if group_id is not None:
+        if store.active_member_count(c, group_id) > group_limit:
+            return False
+        own = store.chat_receipts(c, group_id=group_id)
+    elif contact_id is not None:
         own = store.chat_receipts(c, contact_id=contact_id)
-        return for_contacts if own is None else own
-    assert group_id is not None
-    if store.active_member_count(c, group_id) > group_limit:
+    else:
         return False
-    own = store.chat_receipts(c, group_id=group_id)
-    return for_groups if own is None else own
+    for_contacts, for_groups = store.receipt_settings(c, user_id)
+    default = for_groups if group_id is not None else for_contacts
+    return default if own is None else own
 
 
 RECEIPTS = "receipts"
 FULL_DELETE = "full_delete"
+
+
+def _chat_ids(
+    c: sqlite3.Connection, user: store.UserRow, contact: str | None, group: str | None
+) -> tuple[int | None, int | None]:
+    """The ids of the contact and the group with these names (None where no name)."""
+    contact_id = contacts.named(c, user, contact).contact_id if contact is not None else None
+    group_id = groups.named(c, user, group).group_id if group is not None else None
+    return contact_id, group_id
 
 
 def set_chat_setting(
@@ -94,8 +106,7 @@ def set_chat_setting(
     or group (`on` None: follow the user's default), or the user's default: for receipts
     `everyone` = "contacts" or "groups" (clearing the chats' own settings), for full
     deletion "all" (the chats' own settings stay)."""
-    contact_id = contacts.named(c, user, contact).contact_id if contact is not None else None
-    group_id = groups.named(c, user, group).group_id if group is not None else None
+    contact_id, group_id = _chat_ids(c, user, contact, group)
     if kind == RECEIPTS and (contact_id or group_id):
         store.set_chat_receipts(c, on, contact_id=contact_id, group_id=group_id)
     elif kind == RECEIPTS and everyone in ("contacts", "groups"):
@@ -453,6 +464,28 @@ def react(
     return view, fx
 
 
+def send_text(
+    c: sqlite3.Connection,
+    user: store.UserRow,
+    text: str,
+    quote: int | None,
+    *,
+    contact: str | None = None,
+    group: str | None = None,
+) -> tuple[cev.ChatItem, Effects]:
+    """Send `text` to the contact or the group of that name; `quote`: the id of an item of
+    that chat it replies to."""
+    quoted, kept = None, None
+    if quote is not None:
+        contact_id, group_id = _chat_ids(c, user, contact, group)
+        quoted, kept = quote_of(c, user, quote, contact_id=contact_id, group_id=group_id)
+    msg = text_message(text, quoted)
+    if group is not None:
+        return groups.send_message(c, user, group, msg, text, kept)
+    assert contact is not None
+    return contacts.send_message(c, user, contact, msg, text, kept)
+
+
 def quote_of(
     c: sqlite3.Connection,
     user: store.UserRow,
@@ -460,7 +493,7 @@ def quote_of(
     *,
     contact_id: int | None = None,
     group_id: int | None = None,
-) -> tuple[cp.QuotedMsg, tuple[int | None, str, str, bool]]:
+) -> tuple[cp.QuotedMsg, store.ItemQuote]:
     """The quote of item `item_id` for a reply in the given chat, and how our own item
     keeps it; ChatError if the item is not a message of that chat."""
     i = store.item(c, item_id)
@@ -542,40 +575,27 @@ def _apply_reaction(
     return Effects(events=[cev.ChatItemReaction(view, emoji, p.add, who)])
 
 
-def contact_update(
+def contact_change(
     c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
 ) -> Effects:
-    """`x.msg.update` from a contact: only its own messages."""
-    assert isinstance(msg.params, cp.XMsgUpdate)
-    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=True)
-    return i if isinstance(i, Effects) else _apply_update(c, i, msg.params)
-
-
-def contact_delete(
-    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
-) -> Effects:
-    """`x.msg.del` from a contact: only its own messages."""
-    assert isinstance(msg.params, cp.XMsgDel)
-    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=True)
+    """From a contact: `x.msg.update` or `x.msg.del` of one of its own messages, or
+    `x.msg.react` to any message of the chat."""
+    p = msg.params
+    assert isinstance(p, cp.XMsgUpdate | cp.XMsgDel | cp.XMsgReact)
+    i = _contacts_own(c, contact, msg, p.msg_id, own=not isinstance(p, cp.XMsgReact))
     if isinstance(i, Effects):
         return i
-    if msg.params.member_id is not None:  # moderation is for groups only
-        chat = f"@{contact.local_name}"
-        return _refused(chat, contact.local_name, msg, "not the contact's own message")
-    return _apply_author_delete(c, i)
-
-
-def contact_react(
-    c: sqlite3.Connection, user: store.UserRow, contact: store.ContactRow, msg: cp.ChatMessage
-) -> Effects:
-    """`x.msg.react` from a contact, to any message of the chat."""
-    assert isinstance(msg.params, cp.XMsgReact)
-    i = _contacts_own(c, contact, msg, msg.params.msg_id, own=False)
-    if isinstance(i, Effects):
-        return i
-    out = _apply_reaction(c, i, CONTACT, contact.local_name, msg.params)
-    chat = f"@{contact.local_name}"
-    return _refused(chat, contact.local_name, msg, out) if isinstance(out, str) else out
+    if isinstance(p, cp.XMsgUpdate):
+        return _apply_update(c, i, p)
+    if isinstance(p, cp.XMsgReact):
+        out = _apply_reaction(c, i, CONTACT, contact.local_name, p)
+    elif p.member_id is None:
+        return _apply_author_delete(c, i)
+    else:  # moderation is for groups only
+        out = "not the contact's own message"
+    if isinstance(out, str):
+        return _refused(f"@{contact.local_name}", contact.local_name, msg, out)
+    return out
 
 
 def _contacts_own(

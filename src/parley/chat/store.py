@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from typing import TypeAlias
 
 import msgspec
 
@@ -52,6 +53,10 @@ from parley.chat.model import (
     SIDE_INVITEE,
     safe_name,
 )
+
+# How an item keeps what it quotes: the quoted item if we have it, its msgId, its text,
+# whether the quoting side sent it.
+ItemQuote: TypeAlias = tuple[int | None, str, str, bool]
 
 MIGRATIONS = [
     """
@@ -1420,10 +1425,9 @@ def insert_item(
     group_id: int | None = None,
     author: int | None = None,
     content_type: str = "text",
-    quote: tuple[int | None, str, str, bool] | None = None,
+    quote: ItemQuote | None = None,
 ) -> int:
-    """A message sent (`D_SND`: sending) or received (`D_RCV`); `quote` is (the quoted
-    item if we have it, its msgId, its text, whether the quoting side sent it)."""
+    """A message sent (`D_SND`: sending) or received (`D_RCV`), with its quote if any."""
     status = ITEM_SENDING if direction == D_SND else ITEM_RECEIVED
     q_item, q_msg, q_text, q_sent = quote if quote else (None, None, None, None)
     cur = c.execute(

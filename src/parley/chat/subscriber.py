@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from parley.agent import Agent, AgentError
@@ -28,27 +29,20 @@ from parley.store import Database, DatabaseClosed
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class Subscriber:
-    def __init__(
-        self,
-        db: Database,
-        agent: Agent,
-        engine: Engine,
-        config: ChatConfig,
-        publish: Callable[[cev.ChatEvent], None],
-    ) -> None:
-        self._db = db
-        self._agent = agent
-        self._engine = engine
-        self._config = config
-        self._publish = publish
-        self._acks: set[asyncio.Task[None]] = set()
+    db: Database
+    agent: Agent
+    engine: Engine
+    config: ChatConfig
+    publish: Callable[[cev.ChatEvent], None]
+    _acks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
 
     async def handle(self, e: aev.AgentEvent) -> None:
         if e.corr_id:
             if not e.corr_id.startswith((ACK_PREFIX, DEL_PREFIX)):  # those have no continuation
-                await self._engine.run_continuation(e.corr_id, e.conn_id, e.event)
-            self._in_background(self._agent.ack_command_event(e.corr_id))
+                await self.engine.run_continuation(e.corr_id, e.conn_id, e.event)
+            self._in_background(self.agent.ack_command_event(e.corr_id))
             return
         conn = e.conn_id
         match e.event:
@@ -76,37 +70,37 @@ class Subscriber:
             case aev.MErr(msg_id, reason):
                 await self.apply(lambda c: inbox.on_sent(c, conn, msg_id, ITEM_ERROR, reason))
             case aev.Up(relay, conns):
-                self._publish(cev.RelayStatus(relay, True, len(conns)))
+                self.publish(cev.RelayStatus(relay, True, len(conns)))
             case aev.Down(relay, conns):
-                self._publish(cev.RelayStatus(relay, False, len(conns)))
+                self.publish(cev.RelayStatus(relay, False, len(conns)))
             case _:
                 pass
 
     async def apply(self, tx: Callable[[sqlite3.Connection], Effects]) -> None:
         """Run a state change (the lock is held), then carry out its effects."""
-        await self._engine.perform(await self._db.run(tx))
+        await self.engine.perform(await self.db.run(tx))
 
     async def on_info(self, agent_conn: str, info: bytes) -> None:
         await self.apply(lambda c: handshake.on_info(c, agent_conn, info))
 
     async def on_con(self, agent_conn: str) -> None:
         peer_info: bytes | None = None
-        if await self._db.run(lambda c: handshake.needs_peer_info(c, agent_conn)):
+        if await self.db.run(lambda c: handshake.needs_peer_info(c, agent_conn)):
             # no contact yet: the agent has the peer's connection info
-            status = await self._agent.connection_status(agent_conn)
+            status = await self.agent.connection_status(agent_conn)
             peer_info = status.peer_info if status is not None else None
-        await self.apply(lambda c: handshake.on_con(c, self._config, agent_conn, peer_info))
+        await self.apply(lambda c: handshake.on_con(c, self.config, agent_conn, peer_info))
 
     async def on_msg(self, agent_conn: str, msg: aev.Msg) -> None:
         receipt = False
         try:
-            fx = await self._db.run(
+            fx = await self.db.run(
                 lambda c: inbox.on_msg(
-                    c, agent_conn, msg.body, msg.msg_id, msg.integrity, self._config
+                    c, agent_conn, msg.body, msg.msg_id, msg.integrity, self.config
                 )
             )
             receipt = fx.receipt
-            await self._engine.perform(fx)
+            await self.engine.perform(fx)
         finally:  # a message that cannot be handled must not block the ones after it
             self._ack(agent_conn, msg.msg_id, receipt)
 
@@ -118,15 +112,15 @@ class Subscriber:
 
     async def _after_rsync(self, agent_conn: str, state: str) -> None:
         if state in ("agreed", "ok"):  # messages that waited for the new keys
-            waiting = await self._db.run(lambda c: store.outbox_ids(c, agent_conn))
-            await self._engine.perform(Effects(outbox=waiting))
-        if state == "required" and self._config.ratchet_auto_sync:
+            waiting = await self.db.run(lambda c: store.outbox_ids(c, agent_conn))
+            await self.engine.perform(Effects(outbox=waiting))
+        if state == "required" and self.config.ratchet_auto_sync:
             with contextlib.suppress(AgentError):
-                await self._agent.synchronize_ratchet(agent_conn)
+                await self.agent.synchronize_ratchet(agent_conn)
 
     def _ack(self, agent_conn: str, msg_id: int, receipt: bool = False) -> None:
         self._in_background(
-            self._agent.ack_message_async(
+            self.agent.ack_message_async(
                 f"{ACK_PREFIX}{agent_conn}:{msg_id}", agent_conn, msg_id, receipt, event=False
             )
         )

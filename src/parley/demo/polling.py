@@ -11,7 +11,7 @@ from typing import Any
 
 from parley.demo.clients import Member, try_call
 from parley.demo.config import CONNECTED, GROUP, JOINED
-from parley.demo.progress import Progress
+from parley.demo.progress import Pending, Progress
 from parley.testing.proxy import FaultProxy
 
 
@@ -66,10 +66,10 @@ class Poller:
             if status is not None:
                 report, continuations = status
                 commands = report["commands"]
-                p.commands = len(commands)
-                p.retrying = sum(1 for c in commands if c["attempts"] > 0)
-                p.deliveries = len(report["deliveries"])
-                p.continuations = len(continuations)
+                retrying = sum(1 for c in commands if c["attempts"] > 0)
+                p.pending = Pending(
+                    len(commands), retrying, len(report["deliveries"]), len(continuations)
+                )
                 errors = [c["last_error"] for c in commands if c["last_error"]]
                 errors += [d["last_error"] for d in report["deliveries"] if d["last_error"]]
                 p.last_error = errors[-1] if errors else None
@@ -92,10 +92,7 @@ class Poller:
                     pairs += 1
         pr.pairs_connected = pairs
         pr.joined = sum(1 for m in pr.members if m.joined)
-        pr.commands = sum(m.commands for m in pr.members)
-        pr.retrying = sum(m.retrying for m in pr.members)
-        pr.deliveries = sum(m.deliveries for m in pr.members)
-        pr.continuations = sum(m.continuations for m in pr.members)
+        pr.pending = sum((m.pending for m in pr.members), Pending())
         f = pr.faults
         f.links_cut = sum(p.stats.links_cut for p in self.proxies) - self.cleanup_cuts()
         f.random_cuts = sum(p.stats.random_cuts for p in self.proxies)

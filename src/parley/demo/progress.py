@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 from parley.demo.config import Phase, ScenarioConfig
@@ -43,16 +43,26 @@ class RelayCounts:
 
 
 @dataclass
+class Pending:
+    """The work pending at a client, or (added up) at several."""
+
+    commands: int = 0  # agent commands
+    retrying: int = 0  # ... of which attempts > 0
+    deliveries: int = 0  # agent deliveries
+    continuations: int = 0  # chat continuations
+
+    def __add__(self, other: Pending) -> Pending:
+        return Pending(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass
 class MemberProgress:
     name: str
     up: bool = False
     kills: int = 0
     joined: bool = False
     peers: int = 0  # members this one sees connected
-    commands: int = 0  # pending agent commands
-    retrying: int = 0  # ... of which attempts > 0
-    deliveries: int = 0  # pending agent deliveries
-    continuations: int = 0  # pending chat continuations
+    pending: Pending = field(default_factory=Pending)
     received: int = 0  # distinct group messages received
     last_error: str | None = None
 
@@ -65,10 +75,7 @@ class Progress:
     joined: int = 0  # members (host included) in the group
     pairs_connected: int = 0
     pairs_total: int = 0
-    commands: int = 0
-    retrying: int = 0
-    deliveries: int = 0
-    continuations: int = 0
+    pending: Pending = field(default_factory=Pending)  # at all members
     faults: FaultCounts = field(default_factory=FaultCounts)
     faults_planned: int = 0
     messages_sent: int = 0

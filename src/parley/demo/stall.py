@@ -32,7 +32,7 @@ class StallWatch:
         idle = (
             faults_done
             and all(m.up for m in pr.members)
-            and not (pr.commands or pr.deliveries or pr.continuations)
+            and not (pr.pending.commands or pr.pending.deliveries or pr.pending.continuations)
             and views == self._views
         )
         if not idle:

@@ -15,6 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from parley.demo.progress import Pending
 from parley.demo.scenario import FaultCounts, Progress, Scenario, ScenarioResult
 
 REFRESH_PER_SECOND = 4
@@ -77,8 +78,9 @@ def status_line(p: Progress, elapsed: float) -> str:
     """One plain line of progress."""
     return (
         f"[{elapsed:6.1f} s] {p.phase}: joined {p.joined}/{len(p.members)}, "
-        f"pairs {p.pairs_connected}/{p.pairs_total}, commands pending {p.commands} "
-        f"(retrying {p.retrying}), deliveries {p.deliveries}, faults {p.faults.total}, "
+        f"pairs {p.pairs_connected}/{p.pairs_total}, commands pending {p.pending.commands} "
+        f"(retrying {p.pending.retrying}), deliveries {p.pending.deliveries}, "
+        f"faults {p.faults.total}, "
         f"messages {p.messages_received}/{p.messages_expected}"
     )
 
@@ -111,8 +113,8 @@ def render(scenario: Scenario, height: int = 50) -> RenderableType:
     head.add_row("pairs connected", _bar(p.pairs_connected, p.pairs_total))
     head.add_row(
         "commands pending",
-        f"{p.commands} (retrying {p.retrying}); deliveries {p.deliveries}; "
-        f"continuations {p.continuations}",
+        f"{p.pending.commands} (retrying {p.pending.retrying}); "
+        f"deliveries {p.pending.deliveries}; continuations {p.pending.continuations}",
     )
     head.add_row("faults injected", faults_text(p) + f"  [{p.faults_planned} planned actions]")
     head.add_row("client timers", timers_short(scenario.config.default_timers))
@@ -150,23 +152,24 @@ def render(scenario: Scenario, height: int = 50) -> RenderableType:
             _process(m.up, p.phase),
             "✓" if m.joined else "…",
             f"{m.peers}/{others}",
-            str(m.commands),
-            Text(str(m.retrying), style="yellow" if m.retrying else ""),
-            str(m.deliveries),
+            str(m.pending.commands),
+            Text(str(m.pending.retrying), style="yellow" if m.pending.retrying else ""),
+            str(m.pending.deliveries),
             str(m.kills),
             str(m.received),
             Text((m.last_error or "")[:40], style="dim"),
         )
     if len(shown) < len(p.members):
         rest = p.members[len(shown) :]
+        pending = sum((m.pending for m in rest), Pending())
         members.add_row(
             f"… {len(rest)} more",
             f"{sum(m.up for m in rest)} up",
             f"{sum(m.joined for m in rest)}",
             "",
-            str(sum(m.commands for m in rest)),
-            str(sum(m.retrying for m in rest)),
-            str(sum(m.deliveries for m in rest)),
+            str(pending.commands),
+            str(pending.retrying),
+            str(pending.deliveries),
             str(sum(m.kills for m in rest)),
             str(sum(m.received for m in rest)),
             "",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from typing import TypeVar, dataclass_transform
 
 import msgspec
 
@@ -48,11 +49,20 @@ LINK_PREFIX = "parley:/invite#"
 CONTACT_PREFIX = "parley:/contact#"
 
 
+T = TypeVar("T")
+
+
 class EnvelopeError(ValueError):
     """A queue message, agent message or link that cannot be parsed."""
 
 
-class QueueAddress(msgspec.Struct, frozen=True, array_like=True):
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
+class _Packed(msgspec.Struct, frozen=True, array_like=True):
+    """Base of every struct here: msgpack arrays, so the order of the fields is the format."""
+
+
+class QueueAddress(_Packed):
     """Where to send: a relay, the queue's sender id, and its recipient's box key."""
 
     relay: str
@@ -60,31 +70,35 @@ class QueueAddress(msgspec.Struct, frozen=True, array_like=True):
     box_public: bytes
 
 
-class Invitation(msgspec.Struct, frozen=True, array_like=True):
-    """What a one-time invitation link carries."""
+class _Link(_Packed):
+    """What a link carries first: the agent versions it speaks, the queue to send to."""
 
     min_version: int
     max_version: int
     queue: QueueAddress
+
+
+class Invitation(_Link):
+    """What a one-time invitation link carries."""
+
     x3dh: bytes  # the initiator's two X3DH public keys (64 bytes)
 
 
-class ContactAddress(msgspec.Struct, frozen=True, array_like=True):
+class ContactAddress(_Link):
     """What a contact address link carries: the address queue (many may send to it)."""
 
-    min_version: int
-    max_version: int
-    queue: QueueAddress
+
+L = TypeVar("L", bound=_Link)
 
 
-class InvitationRequest(msgspec.Struct, frozen=True, array_like=True):
+class InvitationRequest(_Packed):
     """Sent to a contact address: the requester's own invitation link and its info."""
 
     invitation: str
     info: bytes
 
 
-class ConfirmationBody(msgspec.Struct, frozen=True, array_like=True):
+class ConfirmationBody(_Packed):
     sender_key: bytes  # X25519 key the recipient secures its queue with (KEY)
     x3dh: bytes | None  # the joiner's X3DH public keys; None in the initiator's reply
     ratchet_message: bytes
@@ -93,28 +107,27 @@ class ConfirmationBody(msgspec.Struct, frozen=True, array_like=True):
 # ---------------------------------------------------------------- ratchet plaintexts
 
 
-class JoinConfirmation(msgspec.Struct, frozen=True, tag="join", array_like=True):
+class JoinConfirmation(_Packed, tag="join"):
     """The joiner's confirmation: its reply queue and its connection info."""
 
     reply_queue: QueueAddress
     info: bytes
 
 
-class AllowConfirmation(msgspec.Struct, frozen=True, tag="allow", array_like=True):
+class AllowConfirmation(_Packed, tag="allow"):
     """The initiator's confirmation, sent to the reply queue once it allowed the joiner."""
 
     info: bytes
 
 
-class Hello(msgspec.Struct, frozen=True, tag="hello", array_like=True):
-    pass
+class Hello(_Packed, tag="hello"): ...
 
 
-class UserMessage(msgspec.Struct, frozen=True, tag="msg", array_like=True):
+class UserMessage(_Packed, tag="msg"):
     body: bytes
 
 
-class Receipt(msgspec.Struct, frozen=True, tag="rcpt", array_like=True):
+class Receipt(_Packed, tag="rcpt"):
     """A delivery receipt: the peer's client stored our message `msg_id`, whose agent
     message hashed to `msg_hash` (sha256 of the encoded `Sequenced`) on arrival."""
 
@@ -122,7 +135,7 @@ class Receipt(msgspec.Struct, frozen=True, tag="rcpt", array_like=True):
     msg_hash: bytes
 
 
-class Sequenced(msgspec.Struct, frozen=True, tag="seq", array_like=True):
+class Sequenced(_Packed, tag="seq"):
     """A message after the confirmations: numbered, chained to the previous one by hash."""
 
     msg_id: int
@@ -145,12 +158,16 @@ def encode_agent_message(msg: AgentMessage) -> bytes:
     return _agent_encoder.encode(msg)
 
 
-def decode_agent_message(data: bytes) -> AgentMessage:
+def _decode(decoder: msgspec.msgpack.Decoder[T], data: bytes, what: str) -> T:
     try:
-        message: AgentMessage = _agent_decoder.decode(data)
-        return message
+        return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError(f"bad agent message: {e}") from e
+        raise EnvelopeError(f"bad {what}: {e}") from e
+
+
+def decode_agent_message(data: bytes) -> AgentMessage:
+    message: AgentMessage = _decode(_agent_decoder, data, "agent message")
+    return message
 
 
 def message_hash(encoded: bytes) -> bytes:
@@ -163,10 +180,7 @@ def encode_confirmation_body(body: ConfirmationBody) -> bytes:
 
 
 def decode_confirmation_body(data: bytes) -> ConfirmationBody:
-    try:
-        body = _conf_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError(f"bad confirmation: {e}") from e
+    body = _decode(_conf_decoder, data, "confirmation")
     if len(body.sender_key) != 32 or (body.x3dh is not None and len(body.x3dh) != 64):
         raise EnvelopeError("bad key sizes in confirmation")
     return body
@@ -177,10 +191,7 @@ def encode_queue_address(q: QueueAddress) -> bytes:
 
 
 def decode_queue_address(data: bytes) -> QueueAddress:
-    try:
-        return _queue_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError(f"bad queue address: {e}") from e
+    return _decode(_queue_decoder, data, "queue address")
 
 
 def encode_invitation_request(req: InvitationRequest) -> bytes:
@@ -188,10 +199,7 @@ def encode_invitation_request(req: InvitationRequest) -> bytes:
 
 
 def decode_invitation_request(data: bytes) -> InvitationRequest:
-    try:
-        req = _request_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError(f"bad invitation request: {e}") from e
+    req = _decode(_request_decoder, data, "invitation request")
     decode_invitation_link(req.invitation)
     return req
 
@@ -211,7 +219,7 @@ def encode_message(box_ciphertext: bytes) -> bytes:
     return _HEADER.pack(AGENT_VERSION, KIND_MESSAGE) + box_ciphertext
 
 
-class RatchetKey(msgspec.Struct, frozen=True, array_like=True):
+class RatchetKey(_Packed):
     """Ratchet re-synchronisation (queue message kind `K`, outside the broken ratchet):
     the sender's fresh X3DH public keys (64 bytes); `reply` when it answers the peer's;
     the id its next `Sequenced` will have (the receiver continues from there)."""
@@ -229,10 +237,7 @@ def encode_ratchet_key(key: RatchetKey) -> bytes:
 
 
 def decode_ratchet_key(data: bytes) -> RatchetKey:
-    try:
-        key = _ratchet_key_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError(f"bad ratchet key: {e}") from e
+    key = _decode(_ratchet_key_decoder, data, "ratchet key")
     if len(key.x3dh) != 64:
         raise EnvelopeError("bad key size in ratchet key")
     return key
@@ -268,30 +273,51 @@ def decode_queue_message(data: bytes) -> QueueMessage:
 # ---------------------------------------------------------------- links
 
 
+def _encode_link(prefix: str, payload: _Link) -> str:
+    return prefix + base64.urlsafe_b64encode(_agent_encoder.encode(payload)).rstrip(b"=").decode()
+
+
 def encode_invitation_link(inv: Invitation) -> str:
-    payload = base64.urlsafe_b64encode(_agent_encoder.encode(inv)).rstrip(b"=").decode()
-    return LINK_PREFIX + payload
+    return _encode_link(LINK_PREFIX, inv)
 
 
-def _foreign(text: str, what: str) -> EnvelopeError:
+def _foreign(text: str, what: str, prefix: str) -> EnvelopeError:
     if text.lower().startswith(("simplex:", "https://simplex.chat", "https://smp")):
         return EnvelopeError(
             "this is a SimpleX link: parley connects only through parley links "
             f"({LINK_PREFIX}... or {CONTACT_PREFIX}...)"
         )
-    return EnvelopeError(f"not a parley {what} (it starts with {_expected(what)})")
+    return EnvelopeError(f"not a parley {what} (it starts with {prefix})")
 
 
-def _expected(what: str) -> str:
-    return CONTACT_PREFIX if what == "contact address" else LINK_PREFIX
+def _link_text(link: str, prefix: str, what: str, mistaken: tuple[str, str]) -> str:
+    """The link, stripped, if it starts with `prefix`; else an error that says what it is:
+    the other kind of parley link (`mistaken`: its prefix, and the error), or a foreign one."""
+    text = link.strip()
+    if text.startswith(prefix):
+        return text
+    other_prefix, error = mistaken
+    if text.startswith(other_prefix):
+        raise EnvelopeError(error)
+    raise _foreign(text, what, prefix)
 
 
-def _payload(text: str, prefix: str, what: str) -> bytes:
+def _decode_link(text: str, prefix: str, decoder: msgspec.msgpack.Decoder[L], what: str) -> L:
+    """The link's payload (`text` starts with `prefix`); `what` names the link in errors."""
     payload = text[len(prefix) :]
     try:
-        return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    except ValueError as e:
+        return decoder.decode(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as e:
         raise EnvelopeError(f"corrupt {what} link (damaged or truncated)") from e
+
+
+def _checked_link(link: L, what: str) -> L:
+    """The link if its versions are ours and its queue is sound (its relay address spelled
+    as agents compare it)."""
+    if link.min_version > AGENT_VERSION or link.max_version < MIN_AGENT_VERSION:
+        raise EnvelopeError(f"{what} link from an incompatible version")
+    queue = _check_queue(link.queue, what)
+    return link if queue is link.queue else msgspec.structs.replace(link, queue=queue)
 
 
 def _check_queue(queue: QueueAddress, what: str) -> QueueAddress:
@@ -307,47 +333,24 @@ def _check_queue(queue: QueueAddress, what: str) -> QueueAddress:
 
 def decode_invitation_link(link: str) -> Invitation:
     """Parse a link; EnvelopeError with a plain reason if it is not a valid invitation."""
-    text = link.strip()
-    if not text.startswith(LINK_PREFIX):
-        if text.startswith(CONTACT_PREFIX):
-            raise EnvelopeError("a contact address, not a one-time invitation link")
-        raise _foreign(text, "invitation link")
-    try:
-        inv = _invitation_decoder.decode(_payload(text, LINK_PREFIX, "invitation"))
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError("corrupt invitation link (damaged or truncated)") from e
+    mistaken = (CONTACT_PREFIX, "a contact address, not a one-time invitation link")
+    text = _link_text(link, LINK_PREFIX, "invitation link", mistaken)
+    inv = _decode_link(text, LINK_PREFIX, _invitation_decoder, "invitation")
     if len(inv.x3dh) != 64:
         raise EnvelopeError("corrupt invitation link (bad key sizes)")
-    if inv.min_version > AGENT_VERSION or inv.max_version < MIN_AGENT_VERSION:
-        raise EnvelopeError("invitation link from an incompatible version")
-    queue = _check_queue(inv.queue, "invitation")
-    if queue is not inv.queue:
-        inv = Invitation(inv.min_version, inv.max_version, queue, inv.x3dh)
-    return inv
+    return _checked_link(inv, "invitation")
 
 
 def encode_contact_link(address: ContactAddress) -> str:
-    payload = base64.urlsafe_b64encode(_agent_encoder.encode(address)).rstrip(b"=").decode()
-    return CONTACT_PREFIX + payload
+    return _encode_link(CONTACT_PREFIX, address)
 
 
 def decode_contact_link(link: str) -> ContactAddress:
     """Parse a contact address link; EnvelopeError with a plain reason if it is not one."""
-    text = link.strip()
-    if not text.startswith(CONTACT_PREFIX):
-        if text.startswith(LINK_PREFIX):
-            raise EnvelopeError("a one-time invitation link, not a contact address")
-        raise _foreign(text, "contact address")
-    try:
-        address = _contact_decoder.decode(_payload(text, CONTACT_PREFIX, "contact address"))
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-        raise EnvelopeError("corrupt contact address link (damaged or truncated)") from e
-    if address.min_version > AGENT_VERSION or address.max_version < MIN_AGENT_VERSION:
-        raise EnvelopeError("contact address link from an incompatible version")
-    queue = _check_queue(address.queue, "contact address")
-    if queue is not address.queue:
-        address = ContactAddress(address.min_version, address.max_version, queue)
-    return address
+    mistaken = (LINK_PREFIX, "a one-time invitation link, not a contact address")
+    text = _link_text(link, CONTACT_PREFIX, "contact address", mistaken)
+    address = _decode_link(text, CONTACT_PREFIX, _contact_decoder, "contact address")
+    return _checked_link(address, "contact address")
 
 
 def is_contact_link(link: str) -> bool:

@@ -20,7 +20,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Final, Literal, TypeAlias
+from typing import Any, ClassVar, Final, Literal, TypeAlias, dataclass_transform, get_args
 
 import msgspec
 
@@ -147,6 +147,13 @@ def _check_display_name(value: str, what: str) -> None:
         raise ChatMessageError(f"{what} contains a control character")
 
 
+def _check_msg_ref(msg_id: str, member_id: str | None, what: str = "") -> None:
+    """A message's id and (in groups) its author's member id, if given."""
+    _check_id(msg_id, f"{what}msgId")
+    if member_id is not None:
+        _check_id(member_id, f"{what}memberId")
+
+
 def _check_full_name(value: str, what: str) -> None:
     if len(value) > MAX_FULL_NAME_LENGTH:
         raise ChatMessageError(f"{what} is longer than {MAX_FULL_NAME_LENGTH} characters")
@@ -157,11 +164,13 @@ def _check_full_name(value: str, what: str) -> None:
 # ---------------------------------------------------------------- parts
 
 
+# (for type checkers, as at run time, its subclasses are frozen without saying so)
+@dataclass_transform(frozen_default=True, field_specifiers=(msgspec.field,))
 class _Wire(msgspec.Struct, frozen=True, rename="camel"):
     """Base of every struct below: immutable, camelCase on the wire."""
 
 
-class _ByMember(_Wire, frozen=True):
+class _ByMember(_Wire):
     """Base of the structs that name a member by `member_id` (first on the wire)."""
 
     member_id: str
@@ -170,34 +179,35 @@ class _ByMember(_Wire, frozen=True):
         _check_id(self.member_id, "memberId")
 
 
-class Profile(_Wire, frozen=True):
+class _Names(_Wire):
+    """A display name and a full name, checked on creation (`whose` begins the error)."""
+
+    whose: ClassVar[str]
     display_name: str
     full_name: str = ""
 
     def __post_init__(self) -> None:
-        _check_display_name(self.display_name, "displayName")
-        _check_full_name(self.full_name, "fullName")
+        _check_display_name(self.display_name, f"{self.whose}displayName")
+        _check_full_name(self.full_name, f"{self.whose}fullName")
 
 
-class GroupProfile(_Wire, frozen=True):
-    display_name: str
-    full_name: str = ""
-
-    def __post_init__(self) -> None:
-        _check_display_name(self.display_name, "group displayName")
-        _check_full_name(self.full_name, "group fullName")
+class Profile(_Names):
+    whose = ""
 
 
-class MemberIdRole(_ByMember, frozen=True):
+class GroupProfile(_Names):
+    whose = "group "
+
+
+class MemberIdRole(_ByMember):
     member_role: MemberRole
 
 
-class MemberInfo(_ByMember, frozen=True):
-    member_role: MemberRole
+class MemberInfo(MemberIdRole):
     profile: Profile
 
 
-class IntroInvitation(_Wire, frozen=True):
+class IntroInvitation(_Wire):
     """The two invitation links a newcomer makes for one introduced member."""
 
     group_conn_req: str
@@ -208,7 +218,7 @@ class IntroInvitation(_Wire, frozen=True):
             raise ChatMessageError("empty invitation link in memberIntro")
 
 
-class TextContent(_Wire, frozen=True, tag_field="type", tag="text"):
+class TextContent(_Wire, tag_field="type", tag="text"):
     """`{"type": "text", "text": ...}`; the text may be empty and may hold newlines."""
 
     text: str
@@ -218,7 +228,7 @@ class TextContent(_Wire, frozen=True, tag_field="type", tag="text"):
 MsgContent: TypeAlias = TextContent
 
 
-class MsgRef(_Wire, frozen=True, omit_defaults=True):
+class MsgRef(_Wire, omit_defaults=True):
     """Which message a quote names: its msgId, whether the quoting side sent it, and (in
     groups) its author's memberId."""
 
@@ -227,12 +237,10 @@ class MsgRef(_Wire, frozen=True, omit_defaults=True):
     member_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.msg_id, "quoted msgId")
-        if self.member_id is not None:
-            _check_id(self.member_id, "quoted memberId")
+        _check_msg_ref(self.msg_id, self.member_id, "quoted ")
 
 
-class QuotedMsg(_Wire, frozen=True):
+class QuotedMsg(_Wire):
     """A quote in x.msg.new: the reference and the quoted text (shown as is when the
     receiver does not have the quoted message)."""
 
@@ -253,7 +261,7 @@ def is_valid_emoji(value: object) -> bool:
     return any(cat == "So" for cat in cats)
 
 
-class Reaction(_Wire, frozen=True, tag_field="type", tag="emoji"):
+class Reaction(_Wire, tag_field="type", tag="emoji"):
     """`{"type": "emoji", "emoji": "👍"}`."""
 
     emoji: str
@@ -266,39 +274,44 @@ class Reaction(_Wire, frozen=True, tag_field="type", tag="emoji"):
 # ---------------------------------------------------------------- params, one per event
 
 
-class XInfo(_Wire, frozen=True):
+class _WithProfile(_Wire):
+    profile: Profile
+
+
+class _WithMemberInfo(_Wire):
+    member_info: MemberInfo
+
+
+class XInfo(_WithProfile):
     """A contact's profile: the joiner's connection info on a contact connection."""
 
     event: ClassVar[str] = X_INFO
-    profile: Profile
 
 
-class XOk(_Wire, frozen=True):
+class XOk(_WithProfile):
     """The inviter's profile: its connection info when it allows a connection."""
 
     event: ClassVar[str] = X_OK
-    profile: Profile
 
 
-class XContact(_Wire, frozen=True):
+class XContact(_WithProfile):
     """The requester's info in a request to a contact address: its profile, and an id it
     keeps for that address (the same in a repeated request, so the owner knows it)."""
 
     event: ClassVar[str] = X_CONTACT
-    profile: Profile
     x_contact_id: str
 
     def __post_init__(self) -> None:
         _check_id(self.x_contact_id, "xContactId")
 
 
-class XMsgNew(_Wire, frozen=True, omit_defaults=True):
+class XMsgNew(_Wire, omit_defaults=True):
     event: ClassVar[str] = X_MSG_NEW
     content: MsgContent
     quote: QuotedMsg | None = None
 
 
-class XMsgUpdate(_Wire, frozen=True):
+class XMsgUpdate(_Wire):
     """The author edits its message `msg_id`: `edit` counts the author's edits of it (1,
     2, ...), so that a late or repeated edit is applied once and never over a newer one."""
 
@@ -313,7 +326,7 @@ class XMsgUpdate(_Wire, frozen=True):
             raise ChatMessageError("edit must be 1 or more")
 
 
-class XMsgDel(_Wire, frozen=True, omit_defaults=True):
+class XMsgDel(_Wire, omit_defaults=True):
     """Delete message `msg_id` for everyone: the author's own, or (moderation, in groups)
     the message of member `member_id` by an admin or owner."""
 
@@ -322,12 +335,10 @@ class XMsgDel(_Wire, frozen=True, omit_defaults=True):
     member_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.msg_id, "msgId")
-        if self.member_id is not None:
-            _check_id(self.member_id, "memberId")
+        _check_msg_ref(self.msg_id, self.member_id)
 
 
-class XMsgReact(_Wire, frozen=True, omit_defaults=True):
+class XMsgReact(_Wire, omit_defaults=True):
     """Add (or remove) a reaction to message `msg_id` (in groups, by member `member_id`)."""
 
     event: ClassVar[str] = X_MSG_REACT
@@ -337,12 +348,10 @@ class XMsgReact(_Wire, frozen=True, omit_defaults=True):
     member_id: str | None = None
 
     def __post_init__(self) -> None:
-        _check_id(self.msg_id, "msgId")
-        if self.member_id is not None:
-            _check_id(self.member_id, "memberId")
+        _check_msg_ref(self.msg_id, self.member_id)
 
 
-class XGrpInv(_Wire, frozen=True):
+class XGrpInv(_Wire):
     """The host invites a contact to a group (on the contact connection)."""
 
     event: ClassVar[str] = X_GRP_INV
@@ -358,57 +367,54 @@ class XGrpInv(_Wire, frozen=True):
             raise ChatMessageError("fromMember and invitedMember have the same memberId")
 
 
-class XGrpAcpt(_ByMember, frozen=True):
+class XGrpAcpt(_ByMember):
     """The invitee's connection info when it joins the group link; its own member id."""
 
     event: ClassVar[str] = X_GRP_ACPT
 
 
-class XGrpMemNew(_Wire, frozen=True):
+class XGrpMemNew(_WithMemberInfo):
     event: ClassVar[str] = X_GRP_MEM_NEW
-    member_info: MemberInfo
 
 
-class XGrpMemIntro(_Wire, frozen=True):
+class XGrpMemIntro(_WithMemberInfo):
     event: ClassVar[str] = X_GRP_MEM_INTRO
-    member_info: MemberInfo
 
 
-class XGrpMemInv(_ByMember, frozen=True):
+class XGrpMemInv(_ByMember):
     """The newcomer's two links for the introduced member `member_id`, sent to the host."""
 
     event: ClassVar[str] = X_GRP_MEM_INV
     member_intro: IntroInvitation
 
 
-class XGrpMemFwd(_Wire, frozen=True):
+class XGrpMemFwd(_WithMemberInfo):
     """The host forwards the newcomer's info and links to an existing member."""
 
     event: ClassVar[str] = X_GRP_MEM_FWD
-    member_info: MemberInfo
     member_intro: IntroInvitation
 
 
-class XGrpMemInfo(_ByMember, frozen=True):
+class XGrpMemInfo(_ByMember):
     """Connection info on both member connections; `member_id` is the sender's own id."""
 
     event: ClassVar[str] = X_GRP_MEM_INFO
     profile: Profile
 
 
-class XGrpMemCon(_ByMember, frozen=True):
+class XGrpMemCon(_ByMember):
     """To the host: the sender is now connected to `member_id`."""
 
     event: ClassVar[str] = X_GRP_MEM_CON
 
 
-class XGrpMemConAll(_ByMember, frozen=True):
+class XGrpMemConAll(_ByMember):
     """To the host: the sender (`member_id`, its own id) is connected to everyone."""
 
     event: ClassVar[str] = X_GRP_MEM_CON_ALL
 
 
-class XGrpMsgForward(_ByMember, frozen=True):
+class XGrpMsgForward(_ByMember):
     """The host forwards `msg`, written by member `member_id`, to a member not yet
     connected to that author. `msg` keeps its own msgId; it cannot be a forward itself."""
 
@@ -421,26 +427,26 @@ class XGrpMsgForward(_ByMember, frozen=True):
             raise ChatMessageError("x.grp.msg.forward cannot be forwarded")
 
 
-class XGrpLeave(_Wire, frozen=True):
+class XGrpLeave(_Wire):
     event: ClassVar[str] = X_GRP_LEAVE
 
 
-class XGrpMemDel(_ByMember, frozen=True):
+class XGrpMemDel(_ByMember):
     event: ClassVar[str] = X_GRP_MEM_DEL
 
 
-class XGrpDel(_Wire, frozen=True):
+class XGrpDel(_Wire):
     event: ClassVar[str] = X_GRP_DEL
 
 
-class XGrpMemRole(_ByMember, frozen=True):
+class XGrpMemRole(_ByMember):
     """A member's new role, announced by an owner or admin to the group."""
 
     event: ClassVar[str] = X_GRP_MEM_ROLE
     role: MemberRole
 
 
-class XGrpLinkMem(_Wire, frozen=True):
+class XGrpLinkMem(_Wire):
     """(the host, to a member who joined through the group link) the host's own member
     profile in the group, and the member's id and role; sent first on the connection."""
 
@@ -450,7 +456,7 @@ class XGrpLinkMem(_Wire, frozen=True):
     invited_member: MemberIdRole
 
 
-class XGrpInfo(_Wire, frozen=True):
+class XGrpInfo(_Wire):
     """The group's new profile, announced by an owner to the group."""
 
     event: ClassVar[str] = X_GRP_INFO
@@ -483,35 +489,9 @@ Params: TypeAlias = (
     | XGrpInfo
 )
 
-_PARAMS_CLASSES: Final[tuple[type[Params], ...]] = (
-    XInfo,
-    XOk,
-    XContact,
-    XMsgNew,
-    XMsgUpdate,
-    XMsgDel,
-    XMsgReact,
-    XGrpInv,
-    XGrpAcpt,
-    XGrpMemNew,
-    XGrpMemIntro,
-    XGrpMemInv,
-    XGrpMemFwd,
-    XGrpMemInfo,
-    XGrpMemCon,
-    XGrpMemConAll,
-    XGrpMsgForward,
-    XGrpLeave,
-    XGrpMemDel,
-    XGrpDel,
-    XGrpMemRole,
-    XGrpLinkMem,
-    XGrpInfo,
-)
-
 # event name -> params type
 PARAMS_TYPES: Final[Mapping[str, type[Params]]] = MappingProxyType(
-    {cls.event: cls for cls in _PARAMS_CLASSES}
+    {cls.event: cls for cls in get_args(Params)}
 )
 EVENTS: Final = frozenset(PARAMS_TYPES)
 
@@ -565,8 +545,15 @@ def _to_wire(msg: ChatMessage) -> _Envelope:
     return _Envelope(CHAT_VERSION, msg.msg_id, msg.event, params)
 
 
-def _size_limit(event: object) -> int:
-    return MAX_CHAT_MESSAGE if event == X_GRP_MSG_FORWARD else MAX_ORIGINAL_MESSAGE
+def _check_size(data: bytes, msg: ChatMessage) -> None:
+    """Only a forward may take the room kept for its envelope."""
+    limit = MAX_CHAT_MESSAGE if msg.event == X_GRP_MSG_FORWARD else MAX_ORIGINAL_MESSAGE
+    if len(data) > limit:
+        raise ChatMessageError(
+            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
+            event=msg.event,
+            msg_id=msg.msg_id,
+        )
 
 
 def encode_chat_message(msg: ChatMessage) -> bytes:
@@ -577,13 +564,7 @@ def encode_chat_message(msg: ChatMessage) -> bytes:
         data = _encoder.encode(_to_wire(msg))
     except (TypeError, ValueError, OverflowError) as e:  # e.g. a lone surrogate in a str
         raise ChatMessageError(f"cannot encode {msg.event}: {e}", event=msg.event) from None
-    limit = _size_limit(msg.event)
-    if len(data) > limit:
-        raise ChatMessageError(
-            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
-            event=msg.event,
-            msg_id=msg.msg_id,
-        )
+    _check_size(data, msg)
     if decode_chat_message(data) != msg:  # e.g. bytes where a str belongs
         raise ChatMessageError(
             f"cannot encode {msg.event}: a field has the wrong type", event=msg.event
@@ -609,13 +590,7 @@ def decode_chat_message(data: bytes) -> ChatMessage:
     except (msgspec.MsgspecError, ValueError, RecursionError) as e:
         raise ChatMessageError(f"invalid JSON: {e}") from None
     msg = _from_object(obj, forwarded=False)
-    limit = _size_limit(msg.event)
-    if len(data) > limit:
-        raise ChatMessageError(
-            f"message too large: {len(data)} bytes (limit {limit} for {msg.event})",
-            event=msg.event,
-            msg_id=msg.msg_id,
-        )
+    _check_size(data, msg)
     return msg
 
 
@@ -631,8 +606,7 @@ def _from_object(obj: object, *, forwarded: bool) -> ChatMessage:
     if "msgId" not in obj:
         raise ChatMessageError(f"{what} has no msgId")
     msg_id = obj["msgId"]
-    if not is_valid_id(msg_id):
-        raise ChatMessageError("bad msgId: expected 16 base64url characters (12 bytes)")
+    _check_id(msg_id, "msgId")
     event = obj.get("event")
     if not isinstance(event, str):
         raise ChatMessageError(f"{what} has no event name", msg_id=msg_id)
@@ -683,5 +657,5 @@ def _params_from_object(
         raise invalid(str(e)) from None
 
 
-class _ForwardHead(_ByMember, frozen=True):
+class _ForwardHead(_ByMember):
     """The forward's author, read before its message."""

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol
 
 from rich.table import Table
@@ -20,6 +21,7 @@ from parley.agent.agent import AgentError
 from parley.chat import commands as cmd
 from parley.chat import events as cev
 from parley.chat.controller import ChatController, ChatError
+from parley.loops import failure_logged
 from parley.terminal import render
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class Printer(Protocol):
         """A QR code of `text`, if the output is a terminal (else nothing)."""
 
 
+@dataclass(eq=False)
 class ChatSession:
     """Parses and runs command lines; renders events.
 
@@ -49,27 +52,21 @@ class ChatSession:
     message reported sent) and confirm each message sent with a line.
     """
 
-    def __init__(
-        self,
-        chat: ChatController,
-        printer: Printer,
-        *,
-        sees_events: bool = True,
-        verbose: bool = False,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.chat = chat
-        self.printer = printer
-        self.sees_events = sees_events
-        self.verbose = verbose
-        self.clock = clock
-        self._inviting = 0  # /c commands waiting for their link
-        self._links_shown: set[int] = set()  # invitations whose link /c printed
-        self._links_late: set[int] = set()  # invitations whose link comes as an event
-        self._making_links = 0  # /ad and /create link commands waiting for their link
-        self._links_printed: set[str] = set()  # address and group links a command printed
-        # the last chat written to or heard from ("@" or "#", name): where plain text goes
-        self.last_chat: tuple[str, str] | None = None
+    chat: ChatController
+    printer: Printer
+    _: KW_ONLY
+    sees_events: bool = True
+    verbose: bool = False
+    clock: Callable[[], float] = time.time
+    # the last chat written to or heard from ("@" or "#", name): where plain text goes
+    last_chat: tuple[str, str] | None = field(init=False, default=None)
+    _inviting: int = field(init=False, default=0)  # /c commands waiting for their link
+    # invitations whose link /c printed, and those whose link comes as an event
+    _links_shown: set[int] = field(init=False, default_factory=set)
+    _links_late: set[int] = field(init=False, default_factory=set)
+    # /ad and /create link commands waiting for their link, and the links they printed
+    _making_links: int = field(init=False, default=0)
+    _links_printed: set[str] = field(init=False, default_factory=set)
 
     # ------------------------------------------------------------ lines
 
@@ -133,8 +130,7 @@ class ChatSession:
                 await self._send(*self.last_chat, text)
             case cmd.DeleteContact(contact):
                 await self.chat.delete_contact(contact)
-                if not self.sees_events:  # else the ContactDeleted event says it
-                    out(f"{contact}: contact deleted")
+                self._unless_events(f"{contact}: contact deleted")
             case cmd.CreateGroup(name, full_name):
                 created = await self.chat.create_group(name, full_name)
                 q = cmd.quote_name(created.name)
@@ -155,12 +151,10 @@ class ChatSession:
                 out(f"#{group}: you left the group")
             case cmd.RemoveMember(group, member):
                 await self.chat.remove_member(group, member)
-                if not self.sees_events:  # else the MemberRemoved event says it
-                    out(f"#{group}: you removed {member} from the group")
+                self._unless_events(f"#{group}: you removed {member} from the group")
             case cmd.DeleteGroup(group):
                 await self.chat.delete_group(group)
-                if not self.sees_events:  # else the GroupDeleted event says it
-                    out(f"#{group}: you deleted the group")
+                self._unless_events(f"#{group}: you deleted the group")
             case cmd.EditMessage(text, old, contact, group):
                 item = await self.chat.find_item(contact=contact, group=group, text=old, own=True)
                 updated = await self.chat.update_item(item.item_id, text)
@@ -239,18 +233,15 @@ class ChatSession:
                 out(render.auto_accept_line(address))
             case cmd.DeleteAddress():
                 await self.chat.delete_address()
-                if not self.sees_events:  # else the UserContactLinkDeleted event says it
-                    out("your chat address is deleted")
+                self._unless_events("your chat address is deleted")
             case cmd.AcceptRequest(name):
                 request = await self.chat.contact_request_named(name)
                 contact = await self.chat.accept_contact_request(request.request_id)
-                if not self.sees_events:
-                    out(f"{contact.name}: accepting contact request...")
+                self._unless_events(f"{contact.name}: accepting contact request...")
             case cmd.RejectRequest(name):
                 request = await self.chat.contact_request_named(name)
                 await self.chat.reject_contact_request(request.request_id)
-                if not self.sees_events:
-                    out(f"{request.name}: contact request rejected")
+                self._unless_events(f"{request.name}: contact request rejected")
             case cmd.AutoAccept(on, welcome):
                 address = await self.chat.set_auto_accept(on, welcome or None)
                 out(render.auto_accept_line(address))
@@ -272,8 +263,7 @@ class ChatSession:
                 self._show_group_link(view)
             case cmd.DeleteGroupLink(group):
                 await self.chat.delete_group_link(group)
-                if not self.sees_events:  # else the GroupLinkDeleted event says it
-                    out(f"#{group}: group link deleted")
+                self._unless_events(f"#{group}: group link deleted")
             case cmd.SetGroupLinkRole(group, role):
                 view = await self.chat.set_group_link_role(group, role)
                 out(f"#{view.group.name}: new members join through the link as {view.role}")
@@ -282,8 +272,10 @@ class ChatSession:
                 updated = await self.chat.set_member_role(group, member, role)
                 if before == role:
                     out(f"#{group}: {updated.name} is {role} already")
-                elif not self.sees_events:  # else the MemberRoleUpdated event says it
-                    out(f"#{group}: you changed the role of {updated.name} to {role}")
+                else:
+                    self._unless_events(
+                        f"#{group}: you changed the role of {updated.name} to {role}"
+                    )
             case cmd.Profile(None):
                 await self._show_profile()
             case cmd.Profile(name, full_name):
@@ -292,15 +284,17 @@ class ChatSession:
                 user = await self.chat.update_profile(name, full_name)
                 if user == old_user:
                     out("your profile is unchanged")
-                elif not self.sees_events:  # else the UserProfileUpdated event says it
-                    out(cev.describe(cev.UserProfileUpdated(user, user)))
+                else:
+                    self._unless_events(cev.describe(cev.UserProfileUpdated(user, user)))
             case cmd.GroupProfile(group, name, full_name):
                 before_group = next((g for g in await self.chat.groups() if g.name == group), None)
                 after = await self.chat.update_group_profile(group, name, full_name)
                 if before_group is not None and after == before_group:
                     out(f"#{group}: the group profile is unchanged")
-                elif not self.sees_events:
-                    out(cev.describe(cev.GroupUpdated(before_group or after, after, None)))
+                else:
+                    self._unless_events(
+                        cev.describe(cev.GroupUpdated(before_group or after, after, None))
+                    )
                 self._renamed("#", group, after.name)
             case cmd.Info(name, None):
                 found = next((c for c in await self.chat.contacts() if c.name == name), None)
@@ -316,6 +310,11 @@ class ChatSession:
                     raise ChatError(f"#{group}: no member {name}")
                 for text in render.member_info_lines(group, seen):
                     out(text)
+
+    def _unless_events(self, text: str) -> None:
+        """Say what a command did, unless this front end shows the event that says it."""
+        if not self.sees_events:
+            self.printer.line(text)
 
     def _list(self, lines: list[str], empty: str) -> None:
         """A listing, one line each, or what to do when there is nothing to list."""
@@ -491,7 +490,5 @@ class ChatSession:
         """Show every event from `events`, until cancelled."""
         while True:
             event = await events.get()
-            try:
+            with failure_logged(log, "showing event %r failed", event):
                 self.show_event(event)
-            except Exception:  # never let one odd event stop the stream
-                log.exception("showing event %r failed", event)
