@@ -213,18 +213,9 @@ def _sequenced(c: sqlite3.Connection, a: Arrival, out: Received, message_ttl: fl
                 store.set_conn_status(c, conn.conn_id, READY)
                 out.events.append(ev.Con())
         case ap.UserMessage(body):
-            internal_id = conn.last_rcv_internal_id + 1
-            store.insert_rcv_message(
-                c,
-                conn.conn_id,
-                internal_id,
-                message.msg_id,
-                relay_msg_id,
-                body,
-                integrity,
-                msg_hash=ap.message_hash(decrypted),
-            )
-            out.events.append(ev.Msg(internal_id, message.msg_id, body, integrity))
+            msg_hash = ap.message_hash(decrypted)
+            kept = _keep(c, conn, relay_msg_id, message.msg_id, body, integrity, "msg", msg_hash)
+            out.events.append(ev.Msg(kept, message.msg_id, body, integrity))
             out.ack = False  # the client acknowledges with ack_message
         case ap.Receipt(snd_msg_id, msg_hash):
             sent_hash = store.snd_message_hash(c, conn.conn_id, snd_msg_id)
@@ -233,19 +224,36 @@ def _sequenced(c: sqlite3.Connection, a: Arrival, out: Received, message_ttl: fl
                 return
             status = "ok" if sent_hash == msg_hash else "badMsgHash"
             store.set_snd_receipt(c, conn.conn_id, snd_msg_id, status)
-            internal_id = conn.last_rcv_internal_id + 1
-            store.insert_rcv_message(
-                c,
-                conn.conn_id,
-                internal_id,
-                message.msg_id,
-                relay_msg_id,
-                rcvd_body(snd_msg_id, status),
-                integrity,
-                kind="rcvd",
-            )
-            out.events.append(ev.Rcvd(internal_id, snd_msg_id, status))
+            body = rcvd_body(snd_msg_id, status)
+            kept = _keep(c, conn, relay_msg_id, message.msg_id, body, integrity, "rcvd")
+            out.events.append(ev.Rcvd(kept, snd_msg_id, status))
             out.ack = False  # acknowledged by the client, as a message
+
+
+def _keep(
+    c: sqlite3.Connection,
+    conn: ConnRow,
+    relay_msg_id: bytes,
+    sender_msg_id: int,
+    body: bytes,
+    integrity: str,
+    kind: str,
+    msg_hash: bytes | None = None,
+) -> int:
+    """Store what the client is shown and acknowledges; its agent msg id."""
+    msg_id = conn.last_rcv_internal_id + 1
+    store.insert_rcv_message(
+        c,
+        conn.conn_id,
+        msg_id,
+        sender_msg_id,
+        relay_msg_id,
+        body,
+        integrity,
+        kind=kind,
+        msg_hash=msg_hash,
+    )
+    return msg_id
 
 
 def rcvd_body(snd_msg_id: int, status: str) -> bytes:
