@@ -11,7 +11,8 @@ event loop, each with its own SQLite file (and database thread) in the same temp
 directory, with the default `AgentConfig` (8 commands at a time per relay). The client side
 of each agent is a small event router: it hands INV, CONF and CON to whoever waits for them,
 acknowledges every completion event (INV, OK) with `ack_command_event` in the background and,
-on bob, answers every MSG with `ack_message_async`.
+on bob, answers every MSG with `ack_message_async(..., event=False)` (as the chat does: the
+relay's ACK leaves at the call and no OK comes back).
 
 Measured, after a warm-up (2 connections, 100 messages, 10 invitations):
 
@@ -187,7 +188,8 @@ class Router:
 
     def ack_message(self, conn_id: str, msg_id: int) -> None:
         self._acks += 1
-        self.spawn(self.agent.ack_message_async(f"ack:{self._acks}", conn_id, msg_id))
+        ack = self.agent.ack_message_async(f"ack:{self._acks}", conn_id, msg_id, event=False)
+        self.spawn(ack)
 
     async def wait(self, conn_id: str, kind: type[E], timeout: float = WAIT) -> tuple[float, E]:
         """The next `kind` event for `conn_id` and when it arrived (perf_counter)."""
@@ -604,7 +606,8 @@ def section(
         "one asyncio event loop, each with its own SQLite file and database thread in a "
         "temporary directory and the default `AgentConfig`. Each agent's events are read by one "
         "router task that acknowledges every completion event (`ack_command_event`, in the "
-        "background); bob acknowledges every MSG with `ack_message_async`. Warm-up first: 2 "
+        "background); bob acknowledges every MSG with `ack_message_async(..., event=False)` (as "
+        "the chat does: the relay's ACK leaves at the call, no OK comes back). Warm-up first: 2 "
         "connections, 100 messages, 10 invitations.",
         "",
         *table(results),
