@@ -9,6 +9,7 @@ from parley.agent.model import new_id
 from parley.protocol.address import RelayAddress
 from parley.relay.server import RelayServer
 from parley.testing.proxy import FaultProxy
+from parley.testing.waiting import wait_for_condition
 from tests.agent.conftest import MakeAgent, connect_pair, expect
 
 
@@ -61,8 +62,12 @@ async def test_ack_without_event_that_cannot_be_sent_becomes_a_command(
         proxy.refuse()
         proxy.cut()
         await b.ack_message_async("ack:1", b_conn, first.msg_id, event=False)
-        report = await b.pending()
-        assert [(c.corr_id, c.kind) for c in report.commands] == [("ack:1", "ACK")]
+
+        async def ack_pending() -> bool:
+            commands = (await b.pending()).commands
+            return [(c.corr_id, c.kind) for c in commands] == [("ack:1", "ACK")]
+
+        await wait_for_condition(ack_pending, message="the failed ACK is no pending command")
         proxy.refuse(False)
         _, second = await expect(b, ev.Msg, b_conn, timeout=20)  # the command got through
         assert second.body == b"two"
@@ -105,3 +110,28 @@ async def test_an_ack_sent_but_not_stored_is_repeated_harmlessly(
     e, _ = await expect(b, ev.Ok)
     assert e.corr_id == "ack:2"
     assert (await b.pending()).commands == []
+
+
+async def test_an_acknowledged_message_the_relay_still_holds_is_not_shown_again(
+    relay: RelayServer, make_agent: MakeAgent
+) -> None:
+    """What a crash (or close) after the acknowledgement's commit but before the relay had
+    the ACK leaves: the relay pushes the message again at the next subscription; the agent
+    acknowledges it at once without showing it, and the queue goes on."""
+    async with FaultProxy(relay.address.host, relay.address.port) as proxy:
+        via_proxy = str(RelayAddress(relay.address.fingerprint, "127.0.0.1", proxy.port))
+        a = await make_agent("a", [str(relay.address)])
+        b = await make_agent("b", [via_proxy])
+        a_conn, b_conn = await connect_pair(a, b)
+        await a.send_message(a_conn, b"one")
+        await a.send_message(a_conn, b"two")
+        _, first = await expect(b, ev.Msg, b_conn)
+        proxy.refuse()
+        proxy.cut()
+        await b.ack_message_async("ack:1", b_conn, first.msg_id, event=False)
+        await b.close()  # the ACK did not reach the relay (and may not be a command yet)
+        proxy.refuse(False)
+
+        b = await make_agent("b", [via_proxy])
+        _, msg = await expect(b, ev.Msg, b_conn, timeout=20)
+        assert msg.body == b"two", "an acknowledged message was shown again"

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import random
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from parley.agent import delivery, ratchet_sync, receive, steps, store
 from parley.agent import events as ev
@@ -58,7 +59,9 @@ from parley.crypto import X3DHKeyPair, generate_box_keypair
 from parley.protocol import agent as ap
 from parley.protocol.address import RelayAddress
 from parley.protocol.relay_auth import AuthKey
-from parley.store import Database
+from parley.store import Database, DatabaseClosed
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ACCEPTED",
@@ -325,8 +328,11 @@ class Agent:
         acknowledged before), and the sender gets RCVD.
 
         With `event=False` the client gets no OK to acknowledge back: the ACK goes to the
-        relay at once, the message is marked in one transaction meanwhile, and only an ACK
-        that could not be sent becomes a command (internal, retried, seen in `pending`)."""
+        relay at once, the call returns once the message is marked (one transaction), and
+        only an ACK that could not be sent becomes a command afterwards (internal, retried,
+        seen in `pending`). Should that command be lost (the agent closed or crashed
+        first), the relay pushes the message again at the next subscription, and it is
+        acknowledged at once as one the client acknowledged."""
         ttl = self.config.message_ttl
         kick = False
 
@@ -357,10 +363,8 @@ class Agent:
         try:
             if sent is not None and not event:
                 await self._db.run(marked)
-                await asyncio.wait([sent])
                 self._inbound.ack_sent(conn_id, msg_id)
-                if not steps.acknowledged(sent):
-                    await self._book.add(corr_id, command)  # not through: a command retries
+                sent.add_done_callback(functools.partial(self._unless_acked, corr_id, command))
             else:
                 await self._book.add(corr_id, command)  # its step takes the early ACK
         except BaseException:
@@ -368,6 +372,26 @@ class Agent:
             raise
         if kick:
             self._delivery.kick(conn_id)
+
+    def _unless_acked(
+        self,
+        corr_id: str,
+        command: Callable[[sqlite3.Connection], CommandRow],
+        sent: asyncio.Task[None],
+    ) -> None:
+        """An ACK sent at an `event=False` acknowledgement ended: if it did not reach the
+        relay, a command sends it (unless the agent is closing)."""
+        if self._closed or steps.acknowledged(sent):
+            return
+        self._tasks.spawn(self._add_logged(corr_id, command))
+
+    async def _add_logged(
+        self, corr_id: str, command: Callable[[sqlite3.Connection], CommandRow]
+    ) -> None:
+        try:
+            await self._book.add(corr_id, command)
+        except (AgentError, DatabaseClosed) as e:  # e.g. the connection was deleted since
+            log.info("ACK %s not retried: %s", corr_id, e)
 
     async def delete_connection_async(self, corr_id: str, conn_id: str) -> None:
         """Delete the connection and its queue; pending commands for it end with ERR."""

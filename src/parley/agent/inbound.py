@@ -89,6 +89,8 @@ class Inbound:
         conn_id = self.index.pop((relay, rid), None)
         if conn_id is not None:
             self._unacked.pop(conn_id, None)
+            for key in [k for k in self._acks_sent if k[0] == conn_id]:
+                del self._acks_sent[key]
         self.taken_over.discard((relay, rid))
         self.net.forget((relay, rid))
         self._relays.client(relay).unsubscribe(rid)
