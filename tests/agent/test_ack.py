@@ -48,20 +48,31 @@ async def test_ack_without_event_delivers_the_next_and_leaves_nothing(
     assert not [e for e in await events_until_marker(b) if isinstance(e.event, ev.Msg)]
 
 
+async def first_acked_while_cut_off(
+    relay: RelayServer, proxy: FaultProxy, make_agent: MakeAgent
+) -> tuple[Agent, str, str]:
+    """Alice sends bob, who reaches the relay only through `proxy`, "one" and "two"; bob
+    acknowledges "one" (event=False) while the proxy refuses him, so its ACK fails.
+    Returns bob, his conn id and his relay address."""
+    via_proxy = str(RelayAddress(relay.address.fingerprint, "127.0.0.1", proxy.port))
+    a = await make_agent("a", [str(relay.address)])
+    b = await make_agent("b", [via_proxy])
+    a_conn, b_conn = await connect_pair(a, b)
+    await a.send_message(a_conn, b"one")
+    await a.send_message(a_conn, b"two")
+    _, first = await expect(b, ev.Msg, b_conn)
+    assert first.body == b"one"
+    proxy.refuse()
+    proxy.cut()
+    await b.ack_message_async("ack:1", b_conn, first.msg_id, event=False)
+    return b, b_conn, via_proxy
+
+
 async def test_ack_without_event_that_cannot_be_sent_becomes_a_command(
     relay: RelayServer, make_agent: MakeAgent
 ) -> None:
     async with FaultProxy(relay.address.host, relay.address.port) as proxy:
-        via_proxy = str(RelayAddress(relay.address.fingerprint, "127.0.0.1", proxy.port))
-        a = await make_agent("a", [str(relay.address)])
-        b = await make_agent("b", [via_proxy])
-        a_conn, b_conn = await connect_pair(a, b)
-        await a.send_message(a_conn, b"one")
-        await a.send_message(a_conn, b"two")
-        _, first = await expect(b, ev.Msg, b_conn)
-        proxy.refuse()
-        proxy.cut()
-        await b.ack_message_async("ack:1", b_conn, first.msg_id, event=False)
+        b, b_conn, _ = await first_acked_while_cut_off(relay, proxy, make_agent)
 
         async def ack_pending() -> bool:
             commands = (await b.pending()).commands
@@ -119,16 +130,7 @@ async def test_an_acknowledged_message_the_relay_still_holds_is_not_shown_again(
     the ACK leaves: the relay pushes the message again at the next subscription; the agent
     acknowledges it at once without showing it, and the queue goes on."""
     async with FaultProxy(relay.address.host, relay.address.port) as proxy:
-        via_proxy = str(RelayAddress(relay.address.fingerprint, "127.0.0.1", proxy.port))
-        a = await make_agent("a", [str(relay.address)])
-        b = await make_agent("b", [via_proxy])
-        a_conn, b_conn = await connect_pair(a, b)
-        await a.send_message(a_conn, b"one")
-        await a.send_message(a_conn, b"two")
-        _, first = await expect(b, ev.Msg, b_conn)
-        proxy.refuse()
-        proxy.cut()
-        await b.ack_message_async("ack:1", b_conn, first.msg_id, event=False)
+        b, b_conn, via_proxy = await first_acked_while_cut_off(relay, proxy, make_agent)
         await b.close()  # the ACK did not reach the relay (and may not be a command yet)
         proxy.refuse(False)
 

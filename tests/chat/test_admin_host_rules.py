@@ -189,21 +189,22 @@ async def test_an_invitation_from_a_plain_member_is_refused(bench: Bench) -> Non
     assert len(await bench.read(lambda c: store.live_group_ids(c, 1))) == 1
 
 
+def eve_invited(c: sqlite3.Connection, group: Group) -> int:
+    """Eve, invited by us, accepted: her group connection is up to its CON ("eve-conn")."""
+    row = store.insert_member(
+        c, group.group_id, EVE.member_id, "member", CAT_INVITEE, M_ACCEPTED, "eve"
+    )
+    conn = ready_connection(c, K_MEMBER_GROUP, row, "eve-conn")
+    store.set_connection(c, conn, status="accepted")
+    return row
+
+
 async def test_an_admin_hosts_its_invitee(bench: Bench) -> None:
     """An admin (not the creator) is eve's host: on eve's CON it announces eve to
     everyone it is connected to (its own host included) and introduces them all to eve;
     eve's messages go on to them until they are connected."""
     group, rows = await cath_in_team(bench, me_role="admin")
-
-    def invitee(c: sqlite3.Connection) -> int:
-        row = store.insert_member(
-            c, group.group_id, EVE.member_id, "member", CAT_INVITEE, M_ACCEPTED, "eve"
-        )
-        conn = ready_connection(c, K_MEMBER_GROUP, row, "eve-conn")
-        store.set_connection(c, conn, status="accepted")
-        return row
-
-    eve_row = await bench.read(invitee)
+    eve_row = await bench.read(lambda c: eve_invited(c, group))
     await bench.con("eve-conn")
     for conn in ("host-conn", "bob-conn", "dan-conn"):
         (new,) = bench.agent.messages(conn)
@@ -350,15 +351,7 @@ async def test_a_removed_admins_link_stops_working(bench: Bench) -> None:
 async def test_an_admin_host_reintroduces_a_stalled_pair(bench: Bench) -> None:
     """The re-introduction timer works for any host's introductions, not the creator's."""
     group, rows = await cath_in_team(bench, me_role="admin")
-
-    def invitee(c: sqlite3.Connection) -> None:
-        row = store.insert_member(
-            c, group.group_id, EVE.member_id, "member", CAT_INVITEE, M_ACCEPTED, "eve"
-        )
-        conn = ready_connection(c, K_MEMBER_GROUP, row, "eve-conn")
-        store.set_connection(c, conn, status="accepted")
-
-    await bench.read(invitee)
+    await bench.read(lambda c: eve_invited(c, group))
     await bench.con("eve-conn")
     first = len(bench.agent.messages("eve-conn"))
     bob = await bench.read(lambda c: store.member(c, rows["bob"]))
