@@ -89,3 +89,21 @@ async def assert_exactly_once(
     for name, p in procs.items():
         got = await group_texts(p, group)
         assert len(got) == len(set(got)), f"{name} saw a message twice: {got}"
+
+
+async def assert_recovered(
+    procs: dict[str, ChatProcess],
+    group: str,
+    label: str,
+    alarms: tuple[type[cev.ChatEvent], ...] = (cev.MemberFailed, cev.ConnectionFailed),
+) -> None:
+    """After a recovery: every member sends one message ("NAME after LABEL") and every other
+    member gets it exactly once, and no client reported any of `alarms` on the way."""
+    sent = {n: [f"{n} after {label}"] for n in procs}
+    for n, p in procs.items():
+        await p.call("send_group_message", group_name=group, text=sent[n][0])
+    await assert_exactly_once(procs, group, sent)
+    false_alarms = [(n, e) for n, p in procs.items() for e in p.history if isinstance(e, alarms)]
+    assert not false_alarms, "a recovered step was reported as " + " or ".join(
+        a.__name__ for a in alarms
+    )
