@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,11 @@ def main() -> None:
     asyncio.run(serve(config, args.name))
 
 
-_event = msgspec.json.Decoder(cev.ChatEvent)
+@functools.cache
+def _event_decoder() -> msgspec.json.Decoder[cev.ChatEvent]:
+    """Made on first use: the child process never decodes events (and building a decoder
+    for every event type costs it start-up time)."""
+    return msgspec.json.Decoder(cev.ChatEvent)
 
 
 class ChatProcess(LineProcess[cev.ChatEvent]):
@@ -196,7 +201,7 @@ class ChatProcess(LineProcess[cev.ChatEvent]):
         super().__init__(
             "parley.testing.chat_process",
             [*args, "--fast"] if fast else args,
-            lambda raw: _event.decode(msgspec.json.encode(raw)),
+            lambda raw: _event_decoder().decode(msgspec.json.encode(raw)),
             refusal=ChatError,  # call(): the controller refused the call
         )
         self.db = db
