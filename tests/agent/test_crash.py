@@ -84,3 +84,43 @@ async def test_connection_completes_across_sigkills(
     await a.call("send", conn=a_conn, body=b"two")
     nxt = (await b.expect(is_event(ev.Msg, conn_id=b_conn))).event
     assert isinstance(nxt, ev.Msg) and nxt.body == b"two" and nxt.msg_id == msg.msg_id + 1
+
+
+async def connected(a: AgentProcess, b: AgentProcess) -> tuple[str, str]:
+    a_conn = await a.call("create", corr="c1")
+    inv = (await a.expect(is_event(ev.Inv, "c1"))).event
+    assert isinstance(inv, ev.Inv)
+    b_conn = await b.call("join", corr="j1", link=inv.link, info=b"bob")
+    conf = (await a.expect(is_event(ev.Conf, conn_id=a_conn))).event
+    assert isinstance(conf, ev.Conf)
+    await a.call("allow", corr="a1", conn=a_conn, conf=conf.conf_id, info=b"alice")
+    await b.expect(is_event(ev.Con, conn_id=b_conn))
+    await a.expect(is_event(ev.Con, conn_id=a_conn))
+    return a_conn, b_conn
+
+
+async def test_an_acknowledgement_without_event_survives_sigkill(
+    procs: tuple[AgentProcess, AgentProcess],
+) -> None:
+    """Killed right after an event-less acknowledgement returned (the relay may or may not
+    have had the ACK yet): the acknowledged message is not shown again, the next ones
+    come, each once."""
+    a, b = procs
+    a_conn, b_conn = await connected(a, b)
+    for body in (b"one", b"two", b"three"):
+        await a.call("send", conn=a_conn, body=body)
+    first = (await b.expect(is_event(ev.Msg, conn_id=b_conn))).event
+    assert isinstance(first, ev.Msg) and first.body == b"one"
+    await b.call("ack_msg", corr="ack1", conn=b_conn, msg_id=first.msg_id, event=False)
+    await b.kill()
+    await b.start()
+    bodies: list[bytes] = []
+    while len(bodies) < 2:
+        msg = (await b.expect(is_event(ev.Msg, conn_id=b_conn))).event
+        assert isinstance(msg, ev.Msg)
+        bodies.append(msg.body)
+        corr = f"ack{msg.msg_id}"
+        await b.call("ack_msg", corr=corr, conn=b_conn, msg_id=msg.msg_id, event=False)
+    assert bodies == [b"two", b"three"]
+    assert (await b.call("pending"))["commands"] == []
+

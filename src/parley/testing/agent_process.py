@@ -30,6 +30,7 @@ class Args(msgspec.Struct):
     info: bytes = b""
     body: bytes = b""
     msg_id: int = 0
+    event: bool = True  # ack_msg: whether an OK comes back
 
 
 _args = msgspec.json.Decoder(Args)
@@ -47,7 +48,7 @@ async def _handle(agent: Agent, op: str, raw: dict[str, Any]) -> Any:
         case "send":
             return await agent.send_message(a.conn, a.body)
         case "ack_msg":
-            return await agent.ack_message_async(a.corr, a.conn, a.msg_id)
+            return await agent.ack_message_async(a.corr, a.conn, a.msg_id, event=a.event)
         case "ack_event":
             return await agent.ack_command_event(a.corr)
         case "delete":
