@@ -24,6 +24,16 @@ async def group_of_four(relays: list[str], make_chat: MakeChat) -> dict[str, Cha
     return await group_with_roles(relays, make_chat, ROLES)
 
 
+async def team_and_a_contact(
+    relays: list[str], make_chat: MakeChat, member: str, newcomer: str
+) -> tuple[dict[str, ChatController], ChatController, ChatController]:
+    """#team (`group_of_four`), and `newcomer`, a contact of `member` but not in #team."""
+    chats = await group_of_four(relays, make_chat)
+    new = await make_chat(newcomer, relays)
+    await make_contacts(chats[member], new)
+    return chats, chats[member], new
+
+
 async def texts_from(chat: ChatController, group: str) -> list[tuple[str, str]]:
     items = await chat.chat_items(group=group, count=1000)
     return [(i.author.name, i.text) for i in items if i.direction == "rcv" and i.author]
@@ -50,10 +60,7 @@ async def test_an_admin_adds_a_member_who_reaches_the_full_mesh(
     relay: RelayServer, make_chat: MakeChat
 ) -> None:
     relays = [str(relay.address)]
-    chats = await group_of_four(relays, make_chat)
-    b = chats["bob"]
-    eve = await make_chat("eve", relays)
-    await make_contacts(b, eve)
+    chats, b, eve = await team_and_a_contact(relays, make_chat, "bob", "eve")
     await b.add_member("team", "eve")
     invitation = await expect(eve, cev.ReceivedGroupInvitation)
     assert invitation.contact.name == "bob"
@@ -116,10 +123,7 @@ async def test_a_member_that_is_not_an_admin_cannot_add(
     relay: RelayServer, make_chat: MakeChat
 ) -> None:
     relays = [str(relay.address)]
-    chats = await group_of_four(relays, make_chat)
-    c = chats["cath"]
-    gina = await make_chat("gina", relays)
-    await make_contacts(c, gina)
+    chats, c, gina = await team_and_a_contact(relays, make_chat, "cath", "gina")
     # the sender's own client refuses
     with pytest.raises(ChatError, match="a member cannot add members"):
         await c.add_member("team", "gina")

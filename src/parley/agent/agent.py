@@ -360,16 +360,17 @@ class Agent:
             store.mark_acked(c, conn_id, msg_id)
 
         sent = self._inbound.send_ack_early(conn_id, msg_id)
-        try:
-            if sent is not None and not event:
-                await self._db.run(marked)
-                self._inbound.ack_sent(conn_id, msg_id)
-                sent.add_done_callback(functools.partial(self._unless_acked, corr_id, command))
-            else:
-                await self._book.add(corr_id, command)  # its step takes the early ACK
-        except BaseException:
-            self._inbound.ack_sent(conn_id, msg_id)  # no command took it: forget it
-            raise
+        if sent is not None and not event:
+            await self._db.run(marked)
+            sent.add_done_callback(functools.partial(self._unless_acked, corr_id, command))
+        else:
+            if sent is not None:
+                self._inbound.leave_for_step(conn_id, msg_id, sent)
+            try:
+                await self._book.add(corr_id, command)
+            except BaseException:
+                self._inbound.ack_sent(conn_id, msg_id)  # no command took it: forget it
+                raise
         if kick:
             self._delivery.kick(conn_id)
 

@@ -207,20 +207,23 @@ class Inbound:
     def send_ack_early(self, conn_id: str, msg_id: int) -> asyncio.Task[None] | None:
         """The client acknowledges message `msg_id`: if its relay waits for that, send the
         ACK now, while the acknowledgement commits, not after (the queue's next message
-        comes a commit sooner). The ACK step takes the sent ACK (`ack_sent`) instead of
-        sending another. An ACK whose acknowledgement is lost in a crash does no harm: the
-        message is stored, shown again after the restart and acknowledged again (NO_MSG)."""
+        comes a commit sooner). An ACK whose acknowledgement is lost in a crash does no harm:
+        the message is stored, shown again after the restart and acknowledged again (NO_MSG)."""
         unacked = self._unacked.get(conn_id)
         if unacked is None or unacked.msg_id != msg_id:
             return None
         del self._unacked[conn_id]
         key = AuthKey.from_bytes(unacked.recipient_key)
-        ack = self._relays.client(unacked.relay).ack(unacked.rid, key, unacked.relay_msg_id)
-        task = self._acks_sent[(conn_id, msg_id)] = self._tasks.spawn(ack)
-        return task
+        return self._tasks.spawn(
+            self._relays.client(unacked.relay).ack(unacked.rid, key, unacked.relay_msg_id)
+        )
+
+    def leave_for_step(self, conn_id: str, msg_id: int, sent: asyncio.Task[None]) -> None:
+        """The ACK command of `msg_id` takes the ACK sent early (`ack_sent`), not a new one."""
+        self._acks_sent[(conn_id, msg_id)] = sent
 
     def ack_sent(self, conn_id: str, msg_id: int) -> asyncio.Task[None] | None:
-        """The ACK `send_ack_early` sent for `msg_id` (taken: asked once)."""
+        """The ACK left for the step of `msg_id` (taken: asked once)."""
         return self._acks_sent.pop((conn_id, msg_id), None)
 
     async def _ack_relay(self, relay: str, rq: RcvQueueRow, relay_msg_id: bytes) -> None:
